@@ -1,0 +1,1 @@
+"""Ground-truth benchmark data: MetaWorld scripted rollouts written as LeRobot datasets."""

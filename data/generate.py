@@ -1,0 +1,206 @@
+"""Build a ground-truth benchmark: MetaWorld v3 rollouts -> a LeRobot v3 dataset + GT sidecar.
+
+    python -m data.generate --out outputs/metaworld_bench --tasks pick-place-v3,reach-v3 \
+        --successes 10 --failures-per-kind 2 --cameras corner2,topview --image-size 96
+
+The dataset holds only what a robot would record (camera frames, state, action, task). The
+simulator's truth goes to `<out>/ground_truth/` (see `data.ground_truth_io`), which labelers
+never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data.ground_truth_io import write_ground_truth
+from data.rollout import (
+    ACTION_NAMES,
+    CAMERAS,
+    EPISODE_KINDS,
+    FAILURE_KINDS,
+    STATE_NAMES,
+    Episode,
+    MetaWorldSim,
+    RolloutConfig,
+    silence_expert_warnings,
+)
+
+MAX_ATTEMPTS = 20
+PRESETS = {
+    # The bundled demo (data/demo_metaworld): two tasks, every failure kind, ~1 MB.
+    "demo": dict(tasks=("pick-place-v3", "reach-v3"), successes=3, failures_per_kind=1),
+}
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    out: Path
+    tasks: tuple[str, ...] = ("pick-place-v3", "reach-v3")
+    successes: int = 3
+    failures_per_kind: int = 1
+    failure_kinds: tuple[str, ...] = FAILURE_KINDS
+    rollout: RolloutConfig = RolloutConfig()
+    seed: int = 0
+    use_videos: bool = True
+    repo_id: str = "local/metaworld_bench"
+
+    def episode_plan(self) -> list[tuple[str, str, int]]:
+        """(task, kind, index within kind) in dataset order: tasks interleaved, successes first."""
+        plan = []
+        for task in self.tasks:
+            plan += [(task, "success", i) for i in range(self.successes)]
+            for kind in self.failure_kinds:
+                plan += [(task, kind, i) for i in range(self.failures_per_kind)]
+        return plan
+
+
+def episode_seed(base_seed: int, task: str, kind: str, index: int, attempt: int) -> int:
+    """Seed that depends only on what the episode is, so subsets regenerate identically."""
+    words = [base_seed, EPISODE_KINDS.index(kind), index, attempt, *task.encode()]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def features(config: GenerateConfig) -> dict:
+    size = config.rollout.image_size
+    visual = "video" if config.use_videos else "image"
+    feats = {
+        f"observation.images.{camera}": {
+            "dtype": visual,
+            "shape": (size, size, 3),
+            "names": ["height", "width", "channels"],
+        }
+        for camera in config.rollout.cameras
+    }
+    feats["observation.state"] = {"dtype": "float32", "shape": (len(STATE_NAMES),), "names": STATE_NAMES}
+    feats["action"] = {"dtype": "float32", "shape": (len(ACTION_NAMES),), "names": ACTION_NAMES}
+    return feats
+
+
+def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write the dataset to `config.out`; built in a sibling temp dir and renamed when complete."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    out = config.out
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    silence_expert_warnings()
+
+    dataset = None
+    records = []
+    sims: dict[str, MetaWorldSim] = {}
+    try:
+        for task, kind, index in tqdm(config.episode_plan(), desc="episodes", disable=not progress):
+            sim = sims.get(task) or sims.setdefault(task, MetaWorldSim(task, config.rollout))
+            if dataset is None:
+                dataset = LeRobotDataset.create(
+                    repo_id=config.repo_id,
+                    fps=sim.fps,
+                    features=features(config),
+                    root=staging,
+                    robot_type="sawyer",
+                    use_videos=config.use_videos,
+                )
+            episode = _rollout_with_retries(sim, config, task, kind, index)
+            _write_episode(dataset, episode)
+            records.append(episode)
+        if dataset is None:
+            raise ValueError("nothing to generate: the episode plan is empty")
+        dataset.finalize()
+        write_ground_truth(staging, records, config_summary(config))
+    finally:
+        for sim in sims.values():
+            sim.close()
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def config_summary(config: GenerateConfig) -> dict:
+    summary = asdict(config)
+    summary["out"] = str(config.out)
+    return summary
+
+
+def _rollout_with_retries(sim: MetaWorldSim, config: GenerateConfig, task: str, kind: str, index: int) -> Episode:
+    for attempt in range(MAX_ATTEMPTS):
+        episode = sim.rollout(kind, episode_seed(config.seed, task, kind, index, attempt))
+        if episode is not None:
+            return episode
+    raise RuntimeError(f"could not produce a '{kind}' episode of {task} in {MAX_ATTEMPTS} attempts")
+
+
+def _write_episode(dataset, episode: Episode) -> None:
+    for t in range(len(episode)):
+        frame = {f"observation.images.{camera}": episode.images[camera][t] for camera in episode.images}
+        frame["observation.state"] = episode.state[t]
+        frame["action"] = episode.action[t]
+        frame["task"] = episode.task
+        dataset.add_frame(frame)
+    dataset.save_episode()
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[GenerateConfig, bool]:
+    parser = argparse.ArgumentParser(prog="python -m data.generate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named episode plan")
+    parser.add_argument("--tasks", help="comma-separated MetaWorld tasks (default: pick-place-v3,reach-v3)")
+    parser.add_argument("--successes", type=int, help="expert successes per task")
+    parser.add_argument("--failures-per-kind", type=int, help="episodes per failure kind and task")
+    parser.add_argument("--failure-kinds", default=",".join(FAILURE_KINDS), help="comma-separated failure kinds")
+    parser.add_argument("--cameras", default="corner2,topview", help=f"comma-separated, from {','.join(CAMERAS)}")
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--action-repeat", type=int, default=2, help="simulator steps per recorded frame")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--images", action="store_true", help="store frames as images instead of MP4 video")
+    parser.add_argument("--repo-id", default="local/metaworld_bench")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+
+    plan = dict(PRESETS.get(args.preset, {}))
+    if args.tasks:
+        plan["tasks"] = tuple(args.tasks.split(","))
+    for key in ("successes", "failures_per_kind"):
+        if getattr(args, key) is not None:
+            plan[key] = getattr(args, key)
+    config = GenerateConfig(
+        out=args.out,
+        failure_kinds=tuple(k for k in args.failure_kinds.split(",") if k),
+        rollout=RolloutConfig(
+            cameras=tuple(args.cameras.split(",")),
+            image_size=args.image_size,
+            action_repeat=args.action_repeat,
+        ),
+        seed=args.seed,
+        use_videos=not args.images,
+        repo_id=args.repo_id,
+        **plan,
+    )
+    unknown = [k for k in config.failure_kinds if k not in FAILURE_KINDS]
+    if unknown:
+        parser.error(f"unknown failure kind(s) {unknown}; choose from {', '.join(FAILURE_KINDS)}")
+    return config, args.overwrite
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, overwrite = parse_args(argv)
+    try:
+        out = generate(config, overwrite=overwrite)
+    except (ValueError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

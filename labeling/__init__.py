@@ -1,0 +1,1 @@
+"""RoboReward-style progress labeling of LeRobot datasets."""

@@ -1,0 +1,39 @@
+"""Shared command-line plumbing: user errors become one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from labeling.dataset import DatasetError
+
+USER_ERROR_EXIT = 2
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run `main`; a DatasetError (or other user-facing error) prints `error: ...` and returns 2."""
+    try:
+        return main(argv)
+    except (DatasetError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return USER_ERROR_EXIT
+
+
+def parse_episodes(spec: str | None) -> list[int] | None:
+    """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]; None or '' -> None (all episodes)."""
+    if not spec:
+        return None
+    episodes: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                first, last = (int(x) for x in part.split("-", 1))
+                if last < first:
+                    raise ValueError
+                episodes += range(first, last + 1)
+            else:
+                episodes.append(int(part))
+        except ValueError:
+            raise DatasetError(f"bad episode list '{spec}' (expected e.g. 0,3,5-9)") from None
+    return sorted(set(episodes))
