@@ -21,3 +21,4 @@ test: setup
 
 bench: setup
 	$(PY) bench/render_throughput.py
+	$(PY) bench/rewact_overhead.py

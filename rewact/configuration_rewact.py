@@ -1,0 +1,67 @@
+"""Configuration of RewACT, registered with LeRobot as policy type `rewact`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.act.configuration_act import ACTConfig
+
+LABEL_SOURCES = ("interpolation", "keypoints", "dataset", "labels", "ground_truth")
+REWARD_HEADS = ("distributional", "scalar")
+TARGET_ENCODINGS = ("hl_gauss", "two_hot")
+
+
+@PreTrainedConfig.register_subclass("rewact")
+@dataclass
+class RewACTConfig(ACTConfig):
+    """ACT's configuration plus the reward head and where its training targets come from.
+
+    Label sources (`label_source`):
+      interpolation  rewACT's linear 0 -> 1 ramp between `interpolation_start` and `_end`
+      keypoints      rewACT-style keypoint JSON at `labels_path`, interpolated between keys
+      dataset        the dataset's own `next.reward` column (what `labeling.run` writes)
+      labels         a parquet of (episode_index, frame_index, reward[, imitate]) at `labels_path`
+      ground_truth   the simulator sidecar of a generated benchmark (experiments only)
+    """
+
+    reward_head: str = "distributional"
+    reward_bins: int = 51
+    reward_value_range: tuple[float, float] = (0.0, 1.0)
+    reward_target_encoding: str = "hl_gauss"
+    # HL-Gauss sigma as a multiple of the bin width (0.75 as in Farebrother et al. 2024).
+    hl_gauss_sigma_bins: float = 0.75
+    reward_loss_weight: float = 1.0
+    # Width of the reward MLP's hidden layers as fractions of dim_model (rewACT: 1/2, 1/4).
+    reward_hidden_fractions: tuple[float, ...] = (0.5, 0.25)
+
+    label_source: str = "interpolation"
+    labels_path: str | None = None
+    interpolation_start: float = 0.05
+    interpolation_end: float = 0.95
+    # Train on datasets where some episodes have no labels (their frames skip the reward loss).
+    skip_unlabeled_episodes: bool = False
+    # Episodes whose labels end below this value are failures: reward loss only, no imitation.
+    imitate_min_final_reward: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.reward_head not in REWARD_HEADS:
+            raise ValueError(f"reward_head must be one of {REWARD_HEADS}, got '{self.reward_head}'")
+        if self.reward_target_encoding not in TARGET_ENCODINGS:
+            raise ValueError(
+                f"reward_target_encoding must be one of {TARGET_ENCODINGS}, got '{self.reward_target_encoding}'"
+            )
+        if self.label_source not in LABEL_SOURCES:
+            raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got '{self.label_source}'")
+        if self.label_source in ("keypoints", "labels") and not self.labels_path:
+            raise ValueError(f"label_source '{self.label_source}' needs --policy.labels_path")
+        low, high = self.reward_value_range
+        if not low < high:
+            raise ValueError(f"reward_value_range must be increasing, got {self.reward_value_range}")
+        if self.reward_bins < 2:
+            raise ValueError(f"reward_bins must be >= 2, got {self.reward_bins}")
+        if not 0.0 <= self.interpolation_start < self.interpolation_end <= 1.0:
+            raise ValueError("need 0 <= interpolation_start < interpolation_end <= 1")
+        if self.reward_loss_weight < 0:
+            raise ValueError("reward_loss_weight must be >= 0")

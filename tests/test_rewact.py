@@ -1,0 +1,245 @@
+"""RewACT: layouts, target encodings, label sources, loss masking, inference API, round trip."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from lerobot.configs.types import FeatureType, PolicyFeature
+from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+from rewact.configuration_rewact import RewACTConfig
+from rewact.labels import (
+    LabelError,
+    build_reward_table,
+    interpolation_targets,
+    keypoint_targets,
+    read_keypoints,
+    write_keypoints,
+)
+from rewact.modeling_rewact import RewACTPolicy, bin_edges, hl_gauss_targets, two_hot_targets
+from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED
+
+TINY = dict(
+    dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1,
+    chunk_size=4, n_action_steps=4, latent_dim=8, pretrained_backbone_weights=None, device="cpu",
+)
+
+
+def make_policy(cameras=1, state_dim=4, action_dim=3, image=32, env_state_dim=0, **overrides):
+    inputs = {}
+    if env_state_dim:
+        inputs["observation.environment_state"] = PolicyFeature(FeatureType.ENV, (env_state_dim,))
+    if state_dim:
+        inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (state_dim,))
+    for i in range(cameras):
+        inputs[f"observation.images.cam{i}"] = PolicyFeature(FeatureType.VISUAL, (3, image, image))
+    config = RewACTConfig(
+        input_features=inputs,
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (action_dim,))},
+        **{**TINY, **overrides},
+    )
+    return RewACTPolicy(config)
+
+
+def make_batch(policy, batch_size=3, reward=None):
+    config = policy.config
+    batch = {key: torch.rand(batch_size, *f.shape) for key, f in config.input_features.items()}
+    batch["action"] = torch.randn(batch_size, config.chunk_size, config.action_feature.shape[0])
+    batch["action_is_pad"] = torch.zeros(batch_size, config.chunk_size, dtype=torch.bool)
+    batch["next.reward"] = torch.rand(batch_size) if reward is None else reward
+    return batch
+
+
+@pytest.mark.parametrize(
+    "cameras, state_dim, env_state_dim", [(1, 2, 0), (2, 7, 0), (3, 14, 0), (1, 0, 0), (0, 6, 9), (0, 0, 3)],
+)
+def test_shapes_for_layouts(cameras, state_dim, env_state_dim):
+    policy = make_policy(cameras=cameras, state_dim=state_dim, env_state_dim=env_state_dim, action_dim=max(state_dim, 2))
+    batch = make_batch(policy)
+    loss, info = policy.forward(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss) and {"l1_loss", "reward_loss"} <= set(info)
+    reward, probs = policy.predict_reward({k: v for k, v in batch.items() if k.startswith("observation")})
+    assert reward.shape == (3,) and probs.shape == (3, policy.config.reward_bins)
+    assert torch.all((reward >= 0) & (reward <= 1))
+    assert torch.allclose(probs.sum(-1), torch.ones(3))
+
+
+def test_scalar_head_option():
+    policy = make_policy(reward_head="scalar")
+    reward, probs = policy.predict_reward({k: v for k, v in make_batch(policy).items() if k.startswith("observation")})
+    assert probs is None and torch.all((reward > 0) & (reward < 1))
+
+
+def test_dropout_only_in_training():
+    policy = make_policy(dropout=0.5)
+    obs = {k: v for k, v in make_batch(policy).items() if k.startswith("observation")}
+    first, _ = policy.predict_reward(obs)
+    second, _ = policy.predict_reward(obs)
+    assert torch.equal(first, second)
+
+
+def test_target_encodings_put_mass_where_the_value_is():
+    config = RewACTConfig(reward_bins=10)
+    edges = bin_edges(config)
+    centres = (edges[1:] + edges[:-1]) / 2
+    values = torch.tensor([0.0, 0.33, 1.0])
+    for soft in (hl_gauss_targets(values, edges, 0.075), two_hot_targets(values, edges)):
+        assert torch.allclose(soft.sum(-1), torch.ones(3))
+        assert soft[0].argmax() == 0 and soft[2].argmax() == 9
+    two_hot = two_hot_targets(torch.tensor([0.33]), edges)
+    assert torch.isclose(two_hot @ centres, torch.tensor([0.33]))
+    assert (two_hot > 0).sum() == 2
+
+
+def test_interpolation_targets_are_rewacts_ramp():
+    ramp = interpolation_targets(11, 0.05, 0.95)
+    expected = np.clip((np.arange(11) / 10 - 0.05) / 0.9, 0, 1)
+    np.testing.assert_allclose(ramp, expected, rtol=1e-6)
+    assert ramp[0] == 0 and ramp[-1] == 1
+
+
+def test_keypoint_targets_and_both_json_formats(tmp_path):
+    np.testing.assert_allclose(keypoint_targets(9, {4: 0.5, 8: 1.0}), [0, .125, .25, .375, .5, .625, .75, .875, 1])
+    np.testing.assert_allclose(keypoint_targets(6, {2: 0.5}), [0, .25, .5, .5, .5, .5])
+    write_keypoints(tmp_path / "new.json", {3: {5: 0.5, 9: 1.0}})
+    (tmp_path / "old.json").write_text(json.dumps({"3": {"5": 0.5, "9": 1.0}}))
+    assert read_keypoints(tmp_path / "new.json") == read_keypoints(tmp_path / "old.json") == {3: {5: 0.5, 9: 1.0}}
+
+
+@pytest.fixture(scope="module")
+def demo_meta(demo_root):
+    return LeRobotDatasetMetadata("local/demo_metaworld", root=demo_root)
+
+
+def test_reward_table_from_interpolation_and_ground_truth(demo_meta):
+    table = build_reward_table(RewACTConfig(), demo_meta)
+    episode = demo_meta.episodes[1]
+    start, length = episode["dataset_from_index"], episode["length"]
+    np.testing.assert_allclose(table.reward[start : start + length].numpy(), interpolation_targets(length))
+    assert table.labeled.all() and table.imitate.all()
+
+    truth = build_reward_table(RewACTConfig(label_source="ground_truth"), demo_meta)
+    frames = pd.read_parquet(Path(demo_meta.root) / "ground_truth" / "frames.parquet")
+    np.testing.assert_allclose(truth.reward.numpy(), frames.sort_values(["episode_index", "frame_index"]).progress)
+    episodes = pd.read_parquet(Path(demo_meta.root) / "ground_truth" / "episodes.parquet")
+    for row in episodes.itertuples():
+        span = demo_meta.episodes[row.episode_index]
+        imitated = truth.imitate[span["dataset_from_index"] : span["dataset_to_index"]]
+        assert bool(imitated.all()) == (row.outcome == "success")
+
+
+def test_label_errors_are_clear(demo_meta, tmp_path):
+    write_keypoints(tmp_path / "k.json", {0: {10: 1.0}})
+    with pytest.raises(LabelError, match=r"no labels for 13 episode\(s\): 1, 2"):
+        build_reward_table(RewACTConfig(label_source="keypoints", labels_path=str(tmp_path / "k.json")), demo_meta)
+    partial = build_reward_table(
+        RewACTConfig(label_source="keypoints", labels_path=str(tmp_path / "k.json"), skip_unlabeled_episodes=True),
+        demo_meta,
+    )
+    assert partial.labeled.sum() == demo_meta.episodes[0]["length"]
+
+    bad = pd.DataFrame({"episode_index": [0, 0], "frame_index": [0, 1], "reward": [0.5, 3.0]})
+    bad.to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(LabelError, match=r"outside \[0, 1\].*episode 0 frame 1 = 3.0"):
+        build_reward_table(
+            RewACTConfig(label_source="labels", labels_path=str(tmp_path / "bad.parquet"), skip_unlabeled_episodes=True),
+            demo_meta,
+        )
+    with pytest.raises(LabelError, match="needs a `next.reward` feature"):
+        build_reward_table(RewACTConfig(label_source="dataset"), demo_meta)
+    with pytest.raises(ValueError, match="needs --policy.labels_path"):
+        RewACTConfig(label_source="labels")
+
+
+def test_failure_frames_train_reward_but_not_actions():
+    torch.manual_seed(0)
+    policy = make_policy(use_vae=False, dropout=0.0)
+    batch = make_batch(policy, batch_size=4)
+    batch[REWARD_IMITATE] = torch.tensor([False, True, True, True])
+    batch[REWARD_LABELED] = torch.ones(4, dtype=torch.bool)
+    _, base = policy.forward(batch)
+
+    changed_action = {**batch, "action": batch["action"].clone()}
+    changed_action["action"][0] += 10.0
+    _, after_action = policy.forward(changed_action)
+    assert after_action["l1_loss"] == pytest.approx(base["l1_loss"])
+
+    changed_reward = {**batch, "next.reward": batch["next.reward"].clone()}
+    changed_reward["next.reward"][0] = 1.0 - changed_reward["next.reward"][0]
+    _, after_reward = policy.forward(changed_reward)
+    assert after_reward["reward_loss"] != pytest.approx(base["reward_loss"])
+
+    unlabeled = {**changed_reward, REWARD_LABELED: torch.tensor([False, True, True, True])}
+    _, masked = policy.forward(unlabeled)
+    _, masked_base = policy.forward({**batch, REWARD_LABELED: unlabeled[REWARD_LABELED]})
+    assert masked["reward_loss"] == pytest.approx(masked_base["reward_loss"])
+
+
+def test_reward_loss_falls_when_overfitting():
+    torch.manual_seed(0)
+    policy = make_policy(cameras=0, state_dim=4, env_state_dim=6, action_dim=4, dropout=0.0)
+    batch = make_batch(policy, batch_size=8, reward=torch.linspace(0, 1, 8))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(300):
+        loss, info = policy.forward(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(info["reward_mae"])
+    assert losses[-1] < 0.35 * losses[0] and losses[-1] < 0.1
+
+
+def test_select_action_is_a_tensor_and_the_combined_call_matches():
+    torch.manual_seed(0)
+    policy = make_policy(cameras=2, state_dim=5, action_dim=5)
+    obs = {k: v[:1] for k, v in make_batch(policy).items() if k.startswith("observation")}
+    policy.reset()
+    action = policy.select_action(obs)
+    assert isinstance(action, torch.Tensor) and action.shape == (1, 5)
+    policy.reset()
+    calls = []
+    policy.model.register_forward_hook(lambda *a: calls.append(1))
+    combined_action, reward = policy.select_action_with_reward(obs)
+    assert len(calls) == 1
+    assert torch.allclose(combined_action, action) and reward.shape == (1,)
+    assert torch.allclose(reward, policy.predict_reward(obs)[0])
+
+
+def test_checkpoint_from_another_layout_is_rejected():
+    policy = make_policy(cameras=1, state_dim=4)
+    with pytest.raises(ValueError, match="'observation.state' has shape \\(7,\\), the checkpoint expects \\(4,\\)"):
+        policy.check_features({
+            "observation.state": {"shape": (7,)}, "observation.images.cam0": {"shape": (32, 32, 3)},
+            "action": {"shape": (3,)},
+        })
+
+
+@pytest.mark.slow
+def test_stock_lerobot_train_then_reload_predicts_every_frame(demo_root, tmp_path):
+    from training.predict import load_policy, predict_episode_rewards
+
+    lerobot_train = Path(sys.executable).with_name("lerobot-train")
+    cmd = [
+        str(lerobot_train) if lerobot_train.exists() else shutil.which("lerobot-train"),
+        "--dataset.repo_id=local/demo_metaworld", f"--dataset.root={demo_root}", "--policy.type=rewact",
+        "--policy.pretrained_backbone_weights=null", "--policy.device=cpu", "--policy.push_to_hub=false",
+        "--policy.dim_model=64", "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1",
+        "--steps=2", "--batch_size=2", "--num_workers=0", "--save_freq=2", "--env_eval_freq=0",
+        "--wandb.enable=false", f"--output_dir={tmp_path / 'run'}",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reward_loss" in result.stdout + result.stderr
+
+    loaded = load_policy(tmp_path / "run/checkpoints/last")
+    reward, probs = predict_episode_rewards(loaded, demo_root, episode=4)
+    length = LeRobotDatasetMetadata("local/demo", root=demo_root).episodes[4]["length"]
+    assert reward.shape == (length,) and probs.shape == (length, loaded.policy.config.reward_bins)
+    assert np.all((reward >= 0) & (reward <= 1))

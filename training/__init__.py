@@ -1,0 +1,1 @@
+"""Training, inference and visualisation entry points for RewACT."""

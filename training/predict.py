@@ -1,0 +1,57 @@
+"""Run a trained RewACT checkpoint over whole episodes and collect its per-frame rewards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class LoadedPolicy:
+    policy: object  # RewACTPolicy
+    preprocessor: object  # PolicyProcessorPipeline
+    path: Path
+
+
+def load_policy(checkpoint: str | Path, device: str = "cpu") -> LoadedPolicy:
+    """A checkpoint directory as written by lerobot-train (`.../pretrained_model`)."""
+    import rewact  # noqa: F401  (registers the config type)
+    from lerobot.policies.factory import make_pre_post_processors
+    from rewact.modeling_rewact import RewACTPolicy
+
+    path = Path(checkpoint)
+    if (path / "pretrained_model").is_dir():
+        path = path / "pretrained_model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no RewACT checkpoint at {checkpoint} (expected config.json)")
+    policy = RewACTPolicy.from_pretrained(path)
+    policy.config.device = device
+    policy.to(device).eval()
+    preprocessor, _ = make_pre_post_processors(
+        policy.config, pretrained_path=str(path), preprocessor_overrides={"device_processor": {"device": device}}
+    )
+    return LoadedPolicy(policy, preprocessor, path)
+
+
+@torch.no_grad()
+def predict_episode_rewards(
+    loaded: LoadedPolicy, dataset_root: str | Path, episode: int, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted reward (T,) and, for a distributional head, its bin probabilities (T, K)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    dataset = LeRobotDataset(f"local/{Path(dataset_root).name}", root=dataset_root, episodes=[episode])
+    loaded.policy.check_features(dataset.meta.features)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    rewards, distributions = [], []
+    for batch in loader:
+        batch.pop("next.reward", None)  # the policy predicts; it must not see a label
+        reward, probs = loaded.policy.predict_reward(loaded.preprocessor(batch))
+        rewards.append(reward.cpu())
+        if probs is not None:
+            distributions.append(probs.cpu())
+    reward = torch.cat(rewards).numpy()
+    return reward, (torch.cat(distributions).numpy() if distributions else None)

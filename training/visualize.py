@@ -1,0 +1,129 @@
+"""Watch a RewACT checkpoint's reward on one episode: an MP4 with the curve under the frames.
+
+    python -m training.visualize --checkpoint outputs/train/x/checkpoints/last \
+        --dataset data/demo_metaworld --episode 3 --out outputs/viz/ep3.mp4
+
+Draws the prediction, the label the checkpoint was trained on (when it can be rebuilt for
+this dataset) and the simulator ground truth (when the dataset has it). Writes `<out>.mp4`
+and `<out>.png`; existing files are kept unless --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from labeling.cli import run_cli
+from labeling.dataset import EpisodeSource
+from rewact.labels import LabelError, ground_truth_path, per_frame_labels
+from training.predict import load_policy, predict_episode_rewards
+
+CURVE_COLOURS = {"prediction": (31, 119, 180), "label": (255, 127, 14), "ground truth": (44, 160, 44)}
+
+
+def reward_curves(checkpoint: str | Path, source: EpisodeSource, episode: int) -> dict[str, np.ndarray]:
+    loaded = load_policy(checkpoint)
+    prediction, _ = predict_episode_rewards(loaded, source.root, episode)
+    curves = {"prediction": prediction}
+    try:
+        labels = per_frame_labels(loaded.policy.config, source.meta)
+        curves["label"] = _episode_column(labels, episode, "reward")
+    except (LabelError, KeyError):
+        pass
+    if ground_truth_path(source.root).is_file():
+        curves["ground truth"] = _episode_column(pd.read_parquet(ground_truth_path(source.root)), episode, "progress")
+    return curves
+
+
+def _episode_column(frame: pd.DataFrame, episode: int, column: str) -> np.ndarray:
+    rows = frame[frame.episode_index == episode].sort_values("frame_index")
+    if rows.empty:
+        raise KeyError(episode)
+    return rows[column].to_numpy(dtype=np.float32)
+
+
+def chart(curves: dict[str, np.ndarray], width: int, height: int) -> Image.Image:
+    """The reward curves over the episode, 0 at the bottom and 1 at the top."""
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    pad = 6
+    for level in (0.0, 0.5, 1.0):
+        y = pad + (1 - level) * (height - 2 * pad)
+        draw.line([(0, y), (width, y)], fill=(220, 220, 220))
+    for name, values in curves.items():
+        xs = np.linspace(0, width - 1, len(values))
+        ys = pad + (1 - np.clip(values, 0, 1)) * (height - 2 * pad)
+        draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=CURVE_COLOURS[name], width=2)
+    for row, name in enumerate(curves):
+        draw.text((4, 2 + 10 * row), name, fill=CURVE_COLOURS[name])
+    return image
+
+
+def write_video(path: Path, frames: dict[str, np.ndarray], curves: dict[str, np.ndarray], fps: int) -> None:
+    import av
+
+    tiles = np.concatenate(list(frames.values()), axis=2)  # (T, H, W * cameras, 3)
+    length, height, width = tiles.shape[:3]
+    width += width % 2
+    chart_height = max(48, (height // 2) // 2 * 2)
+    background = chart(curves, width, chart_height)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height + chart_height, "yuv420p"
+        for t in range(length):
+            canvas = Image.new("RGB", (width, height + chart_height))
+            canvas.paste(Image.fromarray(tiles[t]), (0, 0))
+            strip = background.copy()
+            x = t / max(length - 1, 1) * (width - 1)
+            ImageDraw.Draw(strip).line([(x, 0), (x, chart_height)], fill=(0, 0, 0))
+            canvas.paste(strip, (0, height))
+            container.mux(stream.encode(av.VideoFrame.from_image(canvas)))
+        container.mux(stream.encode())
+
+
+def write_plot(path: Path, curves: dict[str, np.ndarray], fps: int, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for name, values in curves.items():
+        ax.plot(np.arange(len(values)) / fps, values, label=name, color=np.array(CURVE_COLOURS[name]) / 255)
+    ax.set(xlabel="time (s)", ylabel="reward", ylim=(-0.05, 1.05), title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.visualize", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--episode", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="MP4 path; the PNG is written beside it")
+    parser.add_argument("--cameras", nargs="*", help="cameras to show (default: all)")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    video, plot = args.out.with_suffix(".mp4"), args.out.with_suffix(".png")
+    existing = [str(p) for p in (video, plot) if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out")
+    source = EpisodeSource.open(args.dataset)
+    info = source.episode(args.episode)
+    curves = reward_curves(args.checkpoint, source, args.episode)
+    video.parent.mkdir(parents=True, exist_ok=True)
+    write_video(video, source.frames(args.episode, cameras=args.cameras), curves, info.fps)
+    write_plot(plot, curves, info.fps, f"episode {args.episode}: {info.task}")
+    print(f"wrote {video} and {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
