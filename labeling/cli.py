@@ -5,16 +5,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from labeling.backends.base import BackendUnavailable
 from labeling.dataset import DatasetError
 
 USER_ERROR_EXIT = 2
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run `main`; a DatasetError (or other user-facing error) prints `error: ...` and returns 2."""
+    """Run `main`; a user-facing error (bad dataset or input, model or server unavailable)
+    prints `error: ...` and returns 2."""
     try:
         return main(argv)
-    except (DatasetError, FileExistsError, FileNotFoundError) as err:
+    except (DatasetError, FileExistsError, FileNotFoundError, BackendUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return USER_ERROR_EXIT
 

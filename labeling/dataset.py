@@ -27,6 +27,7 @@ class DatasetError(ValueError):
 class EpisodeInfo:
     index: int
     length: int
+    start: int  # global dataset index of the first frame
     fps: int
     tasks: tuple[str, ...]
     camera_keys: tuple[str, ...]
@@ -95,6 +96,7 @@ class EpisodeSource:
         return EpisodeInfo(
             index=index,
             length=int(row["length"]),
+            start=int(row["dataset_from_index"]),
             fps=self.fps,
             tasks=tuple(row["tasks"]),
             camera_keys=self.camera_keys,

@@ -42,7 +42,9 @@ class RewACTConfig(ACTConfig):
     # Train on datasets where some episodes have no labels (their frames skip the reward loss).
     skip_unlabeled_episodes: bool = False
     # Episodes whose labels end below this value are failures: reward loss only, no imitation.
-    imitate_min_final_reward: float = 1.0
+    # None: 1.0 for ground_truth (only simulator successes end at 1), else 0.0 (a dataset of
+    # demonstrations is imitated whole; set e.g. 0.9 for labelled data that holds failures).
+    imitate_min_final_reward: float | None = None
 
     def __post_init__(self):
         super().__post_init__()

@@ -128,6 +128,9 @@ def build_reward_table(config, dataset_meta) -> RewardTable:
             f"label source '{config.label_source}' has no labels for {len(missing)} episode(s): "
             f"{_short_list(missing)}; label them or pass --policy.skip_unlabeled_episodes=true"
         )
+    threshold = config.imitate_min_final_reward
+    if threshold is None:
+        threshold = 1.0 if config.label_source == "ground_truth" else 0.0
     total = max(s.start + s.length for s in spans)
     reward = torch.zeros(total, dtype=torch.float32)
     labeled = torch.zeros(total, dtype=torch.bool)
@@ -144,7 +147,7 @@ def build_reward_table(config, dataset_meta) -> RewardTable:
         values = torch.from_numpy(episode["reward"].to_numpy(dtype=np.float32))
         reward[span.start : span.start + span.length] = values
         labeled[span.start : span.start + span.length] = True
-        ends_solved = float(values[-1]) >= config.imitate_min_final_reward - 1e-6
+        ends_solved = float(values[-1]) >= threshold - 1e-6
         explicit = episode["imitate"].to_numpy(dtype=bool) if "imitate" in episode else None
         imitate[span.start : span.start + span.length] = (
             torch.from_numpy(explicit) if explicit is not None else torch.tensor(ends_solved)
@@ -179,10 +182,16 @@ def _read_dataset_rewards(dataset_meta) -> pd.DataFrame:
             "or choose another --policy.label_source)"
         )
     files = sorted((Path(dataset_meta.root) / "data").rglob("*.parquet"))
-    columns = ["episode_index", "frame_index", "next.reward"]
+    # `labeling.run` marks frames it could not label; their episodes count as unlabeled.
+    has_mask = "reward.labeled" in dataset_meta.features
+    columns = ["episode_index", "frame_index", "next.reward"] + (["reward.labeled"] if has_mask else [])
     frame = pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
-    # LeRobot stores a (1,)-shaped feature as a length-1 array per row.
-    frame["next.reward"] = [float(np.asarray(v).reshape(-1)[0]) for v in frame["next.reward"]]
+    # LeRobot stores a (1,)-shaped feature as a length-1 array per row, or as a scalar.
+    for column in columns[2:]:
+        frame[column] = [float(np.asarray(v).reshape(-1)[0]) for v in frame[column]]
+    if has_mask:
+        unlabeled = frame.loc[frame["reward.labeled"] == 0, "episode_index"].unique()
+        frame = frame[~frame.episode_index.isin(unlabeled)].drop(columns="reward.labeled")
     return frame.rename(columns={"next.reward": "reward"})
 
 

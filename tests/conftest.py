@@ -36,3 +36,37 @@ def image_dataset(tmp_path_factory) -> Path:
         use_videos=False,
     )
     return generate(config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-weight Qwen2-VL, Qwen2.5-VL and Qwen3-VL checkpoints, built once."""
+    from data.tiny_vlm import FAMILIES, build_tiny_vlm
+
+    root = tmp_path_factory.mktemp("tiny_vlm")
+    return {family: build_tiny_vlm(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture
+def fake_openai(tmp_path):
+    """Start tests/fake_openai_server.py; yields a factory(**flags) -> (base_url, log path)."""
+    import subprocess
+    import sys
+
+    processes = []
+
+    def start(fail_first: int = 0, reject_logprobs: bool = False):
+        log = tmp_path / f"requests{len(processes)}.jsonl"
+        cmd = [sys.executable, str(REPO_ROOT / "tests" / "fake_openai_server.py"), "--log", str(log),
+               "--fail-first", str(fail_first), "--max-seconds", "300"]
+        if reject_logprobs:
+            cmd.append("--reject-logprobs")
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        port = int(process.stdout.readline())
+        return f"http://127.0.0.1:{port}/v1", log
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait()

@@ -1,0 +1,131 @@
+"""In-process Qwen2-VL / Qwen2.5-VL / Qwen3-VL through transformers and qwen-vl-utils.
+
+Follows the models' documented recipe: `AutoProcessor` + `AutoModelForImageTextToText`,
+`processor.apply_chat_template(..., add_generation_prompt=True)`, images through
+`qwen_vl_utils.process_vision_info` (patch 16 and `do_resize=False` for Qwen3-VL, as its
+model card does), left padding for batches.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from labeling.backends.base import BackendUnavailable, VLMBackend, VLMRequest, VLMResponse, normalise_choices
+
+
+class TransformersBackend(VLMBackend):
+    name = "transformers"
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 4,
+                 max_pixels: int | None = None):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.model = model
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        try:
+            self.processor = AutoProcessor.from_pretrained(model)
+            self.net = AutoModelForImageTextToText.from_pretrained(model, dtype=getattr(torch, dtype))
+        except (OSError, ValueError) as err:
+            raise BackendUnavailable(
+                f"cannot load model '{model}' with transformers: {str(err).splitlines()[0]} "
+                "(offline? pass a local checkpoint directory with --model)"
+            ) from err
+        self.net.to(self.device).eval()
+        self.processor.tokenizer.padding_side = "left"
+        config = self.net.config
+        self.patch_size = config.vision_config.patch_size
+        self.image_token_id = config.image_token_id
+        # Qwen3-VL's model card resizes in qwen-vl-utils and tells the processor not to.
+        self.processor_kwargs = {"do_resize": False} if config.model_type.startswith("qwen3") else {}
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "model": self.model, "device": self.device, "dtype": self.dtype,
+                "model_type": self.net.config.model_type}
+
+    def _encode(self, requests: list[VLMRequest]):
+        from qwen_vl_utils import process_vision_info
+
+        conversations = []
+        for request in requests:
+            content = []
+            for image in request.images:
+                item = {"type": "image", "image": Image.fromarray(image)}
+                if self.max_pixels:
+                    item["max_pixels"] = self.max_pixels
+                content.append(item)
+            content.append({"type": "text", "text": request.prompt})
+            conversations.append([{"role": "user", "content": content}])
+        texts = [
+            self.processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+            + request.answer_prefix
+            for conversation, request in zip(conversations, requests, strict=True)
+        ]
+        images = None
+        if any(request.images for request in requests):
+            images, _ = process_vision_info(conversations, image_patch_size=self.patch_size)
+        inputs = self.processor(
+            text=texts, images=images, padding=True, return_tensors="pt", **self.processor_kwargs
+        )
+        return inputs.to(self.device)
+
+    def _counts(self, inputs) -> tuple[list[int], list[int]]:
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        image_tokens = (inputs["input_ids"] == self.image_token_id).sum(dim=1).tolist()
+        return prompt_tokens, image_tokens
+
+    @torch.inference_mode()
+    def generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
+        responses = []
+        for batch in _batches(requests, self.batch_size):
+            inputs = self._encode(batch)
+            first = batch[0]
+            sampling = {"do_sample": first.temperature > 0}
+            if first.temperature > 0:
+                sampling["temperature"] = first.temperature
+                torch.manual_seed(first.seed)
+            output = self.net.generate(**inputs, max_new_tokens=first.max_new_tokens, **sampling)
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+            prompt_tokens, image_tokens = self._counts(inputs)
+            responses += [
+                VLMResponse(text=request.answer_prefix + text, prompt_tokens=p, image_tokens=i)
+                for request, text, p, i in zip(batch, texts, prompt_tokens, image_tokens, strict=True)
+            ]
+        return responses
+
+    @torch.inference_mode()
+    def score_choices(self, requests: list[VLMRequest], choices: tuple[str, ...]) -> list[VLMResponse]:
+        choice_ids = [self.processor.tokenizer.encode(c, add_special_tokens=False) for c in choices]
+        if any(len(ids) != 1 for ids in choice_ids):  # cannot read one token per choice: answer in text
+            return self.generate(requests)
+        choice_ids = [ids[0] for ids in choice_ids]
+        responses = []
+        for batch in _batches(requests, self.batch_size):
+            inputs = self._encode(batch)
+            logits = self.net(**inputs, logits_to_keep=1).logits[:, -1, :].float()
+            probs = logits.softmax(dim=-1)[:, choice_ids].cpu()
+            prompt_tokens, image_tokens = self._counts(inputs)
+            for row, p, i in zip(probs, prompt_tokens, image_tokens, strict=True):
+                normalised, mass = normalise_choices(dict(zip(choices, row.tolist(), strict=True)), choices)
+                responses.append(VLMResponse(choice_probs=normalised, choice_mass=mass, prompt_tokens=p, image_tokens=i))
+        return responses
+
+
+def _batches(requests: list[VLMRequest], size: int):
+    """Consecutive runs of requests that share sampling settings, at most `size` long."""
+    batch: list[VLMRequest] = []
+    for request in requests:
+        same = batch and (request.temperature, request.seed, request.max_new_tokens) == (
+            batch[0].temperature, batch[0].seed, batch[0].max_new_tokens)
+        if batch and (len(batch) == size or not same):
+            yield batch
+            batch = []
+        batch.append(request)
+    if batch:
+        yield batch

@@ -1,0 +1,59 @@
+"""Which frames and camera views a prompt shows, and the images that go with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeling.dataset import EpisodeSource
+
+LAYOUTS = ("tile", "separate")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    cameras: tuple[str, ...]  # dataset camera keys
+    layout: str = "tile"  # tile: one image per moment, views side by side; separate: one per view
+    image_size: int | None = 224  # longer side of each camera view; None keeps the recorded size
+
+    def views_text(self) -> str:
+        names = ", ".join(camera.removeprefix("observation.images.") for camera in self.cameras)
+        if len(self.cameras) == 1:
+            return f"Camera view: {names}."
+        if self.layout == "tile":
+            return f"Each image shows the camera views {names} side by side."
+        return f"Each moment is shown as {len(self.cameras)} consecutive images, one per camera: {names}."
+
+    def images_per_frame(self) -> int:
+        return 1 if self.layout == "tile" else len(self.cameras)
+
+
+def context_indices(end: int, count: int) -> tuple[int, ...]:
+    """`count` frames spread evenly over [0, end], always including both ends."""
+    if end <= 0:
+        return (0,)
+    count = max(2, min(count, end + 1))
+    return tuple(sorted({int(round(x)) for x in np.linspace(0, end, count)}))
+
+
+class ClipImages:
+    """Decodes the frames of one episode that a set of prompts needs, in one pass."""
+
+    def __init__(self, source: EpisodeSource, spec: ClipSpec, episode: int, frames: set[int]):
+        self.spec = spec
+        ordered = sorted(frames)
+        decoded = source.frames(episode, ordered, cameras=spec.cameras, size=spec.image_size)
+        self._position = {frame: i for i, frame in enumerate(ordered)}
+        self._decoded = decoded
+
+    def images(self, frames: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+        views = [[self._decoded[camera][self._position[f]] for camera in self.spec.cameras] for f in frames]
+        if self.spec.layout == "tile":
+            return tuple(np.concatenate(_same_height(v), axis=1) for v in views)
+        return tuple(image for v in views for image in v)
+
+
+def _same_height(images: list[np.ndarray]) -> list[np.ndarray]:
+    height = min(image.shape[0] for image in images)
+    return [image[:height] for image in images]

@@ -1,0 +1,130 @@
+"""Stage 5: a new LeRobot dataset with reward features, the sidecar, rewACT keypoints.
+
+Everything is built in `<out>.partial` and renamed to `<out>` only when complete, so a
+crash never leaves a directory that looks like a finished labeling.
+
+Per frame, the dataset gains `next.reward` = (score - 1) / 4 computed from the expected
+score, `reward.score` (1-5, 0 where unlabeled), `reward.expected` (1-5) and `reward.labeled`
+(1/0). The sidecar `labels/` holds every keyframe answer, negative, verdict and rewrite,
+with the model, backend and prompt hash that produced it; `labels/provenance.json` holds
+the run's settings and times.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labeling.dataset import EpisodeSource
+from labeling.records import EpisodeLabels, NegativeRecord, TaskRewrite, Verdict
+from rewact.labels import write_keypoints
+
+REWARD_FEATURES = {
+    "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
+    "reward.score": {"dtype": "int64", "shape": (1,), "names": None},
+    "reward.expected": {"dtype": "float32", "shape": (1,), "names": None},
+    "reward.labeled": {"dtype": "int64", "shape": (1,), "names": None},
+}
+SUMMARY_FILE = "labeling_summary.json"
+KEYPOINTS_FILE = Path("rewact_extensions") / "reward_keypoints.json"
+
+
+def score_to_reward(expected: np.ndarray) -> np.ndarray:
+    return np.clip((expected - 1.0) / 4.0, 0.0, 1.0)
+
+
+def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels]) -> pd.DataFrame:
+    rows = []
+    for episode, label in sorted(labels.items()):
+        start = source.episode(episode).start
+        labeled = ~np.isnan(label.expected)
+        rows.append(pd.DataFrame({
+            "episode_index": episode,
+            "frame_index": np.arange(label.length),
+            "index": start + np.arange(label.length),
+            "score": label.score,
+            "expected": label.expected,
+            "reward": np.where(labeled, score_to_reward(np.nan_to_num(label.expected, nan=1.0)), np.nan),
+            "labeled": labeled,
+            "is_keyframe": np.isin(np.arange(label.length), list(label.keyframes)),
+            "instruction": label.instruction,
+        }))
+    return pd.concat(rows, ignore_index=True)
+
+
+def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLabels], negatives: list[NegativeRecord],
+                  verdicts: list[Verdict], rewrites: dict[str, TaskRewrite], provenance: dict, summary: dict,
+                  overwrite: bool = False) -> Path:
+    from lerobot.datasets.dataset_tools import modify_features
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+
+    frames = frame_table(source, labels)
+    total = source.meta.total_frames
+    values = {name: np.zeros((total, 1), dtype=np.float32 if spec["dtype"] == "float32" else np.int64)
+              for name, spec in REWARD_FEATURES.items()}
+    index = frames["index"].to_numpy()
+    labeled = frames["labeled"].to_numpy()
+    values["next.reward"][index, 0] = np.nan_to_num(frames["reward"].to_numpy())
+    values["reward.score"][index, 0] = frames["score"].to_numpy()
+    values["reward.expected"][index, 0] = np.nan_to_num(frames["expected"].to_numpy())
+    values["reward.labeled"][index, 0] = labeled
+    existing = [name for name in REWARD_FEATURES if name in source.meta.features]
+    modify_features(
+        LeRobotDataset(source.repo_id, root=source.root),
+        add_features={name: (values[name], spec) for name, spec in REWARD_FEATURES.items()},
+        remove_features=existing or None,
+        output_dir=staging,
+        repo_id=f"local/{out.name}",
+    )
+
+    identity = {"model": provenance["backend"]["model"], "backend": provenance["backend"]["backend"]}
+    sidecar = staging / "labels"
+    sidecar.mkdir()
+    frames.to_parquet(sidecar / "frames.parquet", index=False)
+    _table([_keyframe_row(label, k) for label in labels.values() for k in label.keyframes.values()], identity,
+           provenance["prompts_used"]["progress"]).to_parquet(sidecar / "keyframes.parquet", index=False)
+    _table([asdict(n) for n in negatives], identity, provenance["prompts_used"]["negatives"]).to_parquet(
+        sidecar / "negatives.parquet", index=False)
+    _table([asdict(v) for v in verdicts], identity, provenance["prompts_used"]["validate"]).to_parquet(
+        sidecar / "verdicts.parquet", index=False)
+    _table([asdict(r) for r in rewrites.values()], identity, provenance["prompts_used"]["rewrite"]).to_parquet(
+        sidecar / "tasks.parquet", index=False)
+    (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+
+    keypoints = {
+        episode: {int(f): float(score_to_reward(np.array(label.expected[f]))) for f in sorted(label.keyframes)}
+        for episode, label in labels.items() if label.labeled
+    }
+    (staging / KEYPOINTS_FILE).parent.mkdir(parents=True, exist_ok=True)
+    write_keypoints(staging / KEYPOINTS_FILE, keypoints)
+    (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def _keyframe_row(label: EpisodeLabels, keyframe) -> dict:
+    row = {"episode_index": label.episode, **asdict(keyframe)}
+    row["context"] = list(keyframe.context)
+    row["probs"] = list(keyframe.probs) if keyframe.probs else None
+    row["model_score"] = row.pop("score")
+    return row
+
+
+def _table(rows: list[dict], identity: dict, prompt: dict) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    for key, value in {**identity, "prompt": prompt["name"], "prompt_sha256": prompt["sha256"]}.items():
+        table[key] = value
+    return table

@@ -1,0 +1,152 @@
+"""Stage 2: a 1-5 progress score for every frame, at a bounded number of model calls.
+
+Asking about every prefix [0, t] of an episode costs T calls and O(T^2) images. Instead:
+
+1. score K keyframes spread over the episode, each from a clip of at most C frames spread
+   over [0, t] (so every call shows C images, whatever t is);
+2. where neighbouring keyframes' expected scores jump by more than `jump_threshold`, score
+   the frame between them, and repeat until no jump is left or the episode's budget of
+   `max_keyframes` calls is spent;
+3. fill the frames between keyframes by isotonic regression of the keyframe expectations
+   (successful demonstrations do not lose progress), then linear interpolation.
+
+The score distribution is read from token probabilities where the backend gives them
+(label = argmax, value = expectation); otherwise the answer text is parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+
+import numpy as np
+from tqdm import tqdm
+
+from labeling.backends import VLMRequest
+from labeling.calls import Job
+from labeling.clips import ClipImages, context_indices
+from labeling.context import LabelingContext
+from labeling.parsing import parse_score
+from labeling.records import EpisodeLabels, KeyframeScore
+
+PROMPT = "progress_score.v1.txt"
+FILLS = ("isotonic", "linear")
+
+
+@dataclass(frozen=True)
+class ProgressConfig:
+    initial_keyframes: int = 6
+    max_keyframes: int = 12
+    context_frames: int = 6
+    jump_threshold: float = 1.0
+    fill: str = "isotonic"
+
+
+def initial_keyframes(length: int, count: int) -> list[int]:
+    return sorted({int(round(x)) for x in np.linspace(0, length - 1, max(1, min(count, length)))})
+
+
+def refinement_frames(expected: dict[int, float | None], threshold: float, budget: int) -> list[int]:
+    """Midpoints of the largest jumps between neighbouring scored keyframes."""
+    scored = sorted((frame, value) for frame, value in expected.items() if value is not None)
+    jumps = sorted(
+        ((abs(b - a), (fa + fb) // 2) for (fa, a), (fb, b) in pairwise(scored) if fb - fa > 1 and abs(b - a) > threshold),
+        reverse=True,
+    )
+    new = []
+    for _, frame in jumps:
+        if frame not in expected and frame not in new and len(new) < budget:
+            new.append(frame)
+    return sorted(new)
+
+
+def isotonic(values: np.ndarray) -> np.ndarray:
+    """Non-decreasing least-squares fit (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, count]
+    for value in values:
+        blocks.append([float(value), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            mean, count = blocks.pop()
+            blocks[-1] = [(blocks[-1][0] * blocks[-1][1] + mean * count) / (blocks[-1][1] + count), blocks[-1][1] + count]
+    return np.concatenate([np.full(int(count), mean) for mean, count in blocks])
+
+
+def fill_frames(length: int, expected: dict[int, float], mode: str) -> np.ndarray:
+    """Per-frame expected score from keyframe values; NaN everywhere if none were scored."""
+    if not expected:
+        return np.full(length, np.nan)
+    frames = np.array(sorted(expected))
+    values = np.array([expected[f] for f in frames], dtype=np.float64)
+    if mode == "isotonic":
+        values = isotonic(values)
+    return np.interp(np.arange(length), frames, values)
+
+
+def apply_fill(labels: EpisodeLabels, mode: str) -> None:
+    scored = {f: k.expected for f, k in labels.keyframes.items() if k.expected is not None}
+    labels.expected = fill_frames(labels.length, scored, mode)
+    labels.score = np.where(np.isnan(labels.expected), 0, np.clip(np.rint(np.nan_to_num(labels.expected)), 1, 5)).astype(int)
+
+
+def _parse(text: str | None):
+    parsed = parse_score(text)
+    return parsed.score, parsed.reason
+
+
+def progress_jobs(ctx: LabelingContext, labels: EpisodeLabels, frames: list[int], config: ProgressConfig,
+                  clip: ClipImages | None) -> list[Job]:
+    """One scoring job per keyframe; `clip` None builds the prompts without images (dry run)."""
+    template = ctx.prompts.get(PROMPT)
+    jobs = []
+    for frame in frames:
+        context = context_indices(frame, config.context_frames)
+        images = clip.images(context) if clip is not None else ()
+        prompt = template.render(
+            instruction=labels.instruction, views=ctx.clip.views_text(),
+            frames=len(context) * ctx.clip.images_per_frame(), rubric=ctx.prompts.rubric,
+        )
+        key = {"episode": labels.episode, "frame": frame, "context": context, "instruction": labels.instruction,
+               "prompt": template.sha256, "clip": asdict(ctx.clip)}
+        jobs.append(Job(key=key, request=VLMRequest(prompt=prompt, images=images, answer_prefix="ANSWER: ",
+                                                    max_new_tokens=8)))
+    return jobs
+
+
+def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: ProgressConfig) -> dict[int, EpisodeLabels]:
+    labels = {
+        e: EpisodeLabels(e, ctx.source.episode(e).length, instructions[e]) for e in ctx.episodes
+    }
+    with tqdm(total=len(ctx.episodes), desc="progress", unit="episode", disable=not ctx.caller.progress) as bar:
+        for group in ctx.groups():
+            pending = {e: initial_keyframes(labels[e].length, config.initial_keyframes) for e in group}
+            while pending:
+                jobs, owners = [], []
+                for episode, frames in pending.items():
+                    needed = set().union(*(context_indices(f, config.context_frames) for f in frames))
+                    clip = ClipImages(ctx.source, ctx.clip, episode, needed)
+                    jobs += progress_jobs(ctx, labels[episode], frames, config, clip)
+                    owners += [(episode, frame) for frame in frames]
+                results = ctx.caller.run("progress", jobs, _parse, scored=True, show_progress=False)
+                for (episode, frame), job, result in zip(owners, jobs, results, strict=True):
+                    labels[episode].keyframes[frame] = KeyframeScore(
+                        frame=frame, context=tuple(job.key["context"]), score=result.value, expected=result.expected,
+                        probs=tuple(result.probs) if result.probs else None, reason=result.reason,
+                    )
+                pending = {}
+                for episode in {e for e, _ in owners}:
+                    keyframes = labels[episode].keyframes
+                    budget = config.max_keyframes - len(keyframes)
+                    new = refinement_frames({f: k.expected for f, k in keyframes.items()}, config.jump_threshold, budget)
+                    if new:
+                        pending[episode] = new
+            for episode in group:
+                apply_fill(labels[episode], config.fill)
+            bar.update(len(group))
+    return labels
+
+
+def naive_prefix_cost(lengths: list[int], images_per_frame: int) -> tuple[int, int]:
+    """(calls, images) of scoring every prefix [0, t] of every episode with all its frames."""
+    calls = sum(lengths)
+    images = sum(length * (length + 1) // 2 for length in lengths) * images_per_frame
+    return calls, images

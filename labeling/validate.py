@@ -1,0 +1,131 @@
+"""Stage 4: a second look at every negative and a sample of progress labels.
+
+The VLM sees the clip, the instruction and the proposed score and answers whether the pair
+is consistent with the rubric and the video, plus the score it would give. Inconsistent
+labels are relabelled with that score when it is usable (a negative must stay below 5),
+otherwise dropped; unreadable verdicts leave the label as it was, marked unverified. Every
+verdict is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from labeling.backends import VLMRequest
+from labeling.calls import Job
+from labeling.clips import ClipImages, context_indices
+from labeling.context import LabelingContext
+from labeling.parsing import parse_verdict
+from labeling.progress import apply_fill
+from labeling.records import EpisodeLabels, NegativeRecord, Verdict
+
+PROMPT = "validate_label.v1.txt"
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "negative" or "progress"
+    id: str
+    episode: int
+    frame: int
+    instruction: str
+    score: int
+
+
+def _parse(text: str | None):
+    verdict = parse_verdict(text)
+    if verdict.consistent is None:
+        return None, verdict.reason
+    return {"consistent": verdict.consistent, "score": verdict.score}, None
+
+
+def progress_sample(labels: dict[int, EpisodeLabels], fraction: float) -> list[Target]:
+    """A reproducible share of each episode's model-scored keyframes (at least one)."""
+    targets = []
+    for episode, label in labels.items():
+        scored = [k for k in label.keyframes.values() if k.score is not None]
+        if not scored or fraction <= 0:
+            continue
+        ranked = sorted(scored, key=lambda k: hashlib.sha256(f"{episode}:{k.frame}".encode()).hexdigest())
+        for keyframe in ranked[: max(1, round(fraction * len(scored)))]:
+            targets.append(Target("progress", f"progress-{episode}-{keyframe.frame}", episode, keyframe.frame,
+                                  label.instruction, int(label.score[keyframe.frame])))
+    return targets
+
+
+def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict[int, EpisodeLabels],
+             sample_fraction: float, context_frames: int, fill: str) -> list[Verdict]:
+    targets = [Target("negative", n.id, n.episode, n.end, n.instruction, n.score) for n in negatives]
+    targets += progress_sample(labels, sample_fraction)
+    template = ctx.prompts.get(PROMPT)
+    by_episode: dict[int, list[Target]] = {}
+    for target in targets:
+        by_episode.setdefault(target.episode, []).append(target)
+    verdicts = []
+    for group in ctx.groups():
+        jobs, owners = [], []
+        for episode in group:
+            episode_targets = by_episode.get(episode, [])
+            contexts = [context_indices(t.frame, context_frames) for t in episode_targets]
+            if not episode_targets:
+                continue
+            clip = ClipImages(ctx.source, ctx.clip, episode, set().union(*contexts))
+            for target, context in zip(episode_targets, contexts, strict=True):
+                images = clip.images(context)
+                prompt = template.render(
+                    instruction=target.instruction, views=ctx.clip.views_text(), frames=len(images),
+                    score=target.score, rubric_line=ctx.prompts.rubric_lines[target.score], rubric=ctx.prompts.rubric,
+                )
+                key = {"target": target.id, "episode": episode, "frame": target.frame, "context": context,
+                       "instruction": target.instruction, "score": target.score, "prompt": template.sha256,
+                       "layout": ctx.clip.layout, "cameras": ctx.clip.cameras, "size": ctx.clip.image_size}
+                jobs.append(Job(key=key, request=VLMRequest(prompt=prompt, images=images, max_new_tokens=24)))
+                owners.append(target)
+        for target, result in zip(owners, ctx.caller.run("validate", jobs, _parse), strict=True):
+            verdicts.append(_verdict(target, result.value, result.reason))
+    _apply(verdicts, negatives, labels, fill)
+    return verdicts
+
+
+def _verdict(target: Target, value: dict | None, reason: str | None) -> Verdict:
+    if value is None:
+        action = "unverified"
+    elif value["consistent"]:
+        action = "keep"
+    else:
+        usable = value["score"] is not None and (target.kind == "progress" or value["score"] < 5)
+        action = "relabel" if usable and value["score"] != target.score else "drop"
+        if target.kind == "progress" and action == "drop":
+            action = "unverified"  # progress labels are never dropped, only relabelled
+    return Verdict(
+        target=target.kind, target_id=target.id, episode=target.episode, frame=target.frame,
+        instruction=target.instruction, proposed_score=target.score,
+        consistent=None if value is None else value["consistent"],
+        model_score=None if value is None else value["score"], action=action, reason=reason,
+    )
+
+
+def _apply(verdicts: list[Verdict], negatives: list[NegativeRecord], labels: dict[int, EpisodeLabels], fill: str) -> None:
+    negative_by_id = {n.id: n for n in negatives}
+    refill = set()
+    for verdict in verdicts:
+        if verdict.target == "negative":
+            negative = negative_by_id[verdict.target_id]
+            negative.status = {"keep": "kept", "relabel": "relabelled", "drop": "dropped"}.get(verdict.action, "unverified")
+            negative.final_score = verdict.model_score if verdict.action == "relabel" else negative.score
+        elif verdict.action == "relabel":
+            keyframe = labels[verdict.episode].keyframes[verdict.frame]
+            keyframe.score = keyframe.expected = verdict.model_score
+            keyframe.source = "validator"
+            refill.add(verdict.episode)
+    mark_unverified(negatives)
+    for episode in refill:
+        apply_fill(labels[episode], fill)
+
+
+def mark_unverified(negatives: list[NegativeRecord]) -> None:
+    """Negatives that no verdict reached keep their proposed score, flagged as unverified."""
+    for negative in negatives:
+        if negative.status == "proposed":
+            negative.status, negative.final_score = "unverified", negative.score

@@ -1,0 +1,111 @@
+"""The three backends behind one interface: transformers (3 Qwen-VL families), OpenAI HTTP, vLLM."""
+
+import json
+import socket
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from labeling.backends import SCORE_CHOICES, BackendUnavailable, VLMRequest, make_backend
+
+FRAME = np.random.default_rng(0).integers(0, 255, (96, 192, 3), dtype=np.uint8)
+
+
+def requests(n=3):
+    return [VLMRequest(prompt=f"Task {i}. Reply with exactly one line: ANSWER: <score>", images=(FRAME,) * (i + 1),
+                       answer_prefix="ANSWER: ", max_new_tokens=4) for i in range(n)]
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_transformers_backend_scores_and_generates_for_each_family(tiny_models, family):
+    backend = make_backend("transformers", str(tiny_models[family]), device="cpu", batch_size=2)
+    scored = backend.score_choices(requests(), SCORE_CHOICES)
+    for i, response in enumerate(scored):
+        assert set(response.choice_probs) == set(SCORE_CHOICES)
+        assert sum(response.choice_probs.values()) == pytest.approx(1.0)
+        assert 0 < response.choice_mass <= 1
+        assert response.image_tokens > 0 and response.prompt_tokens > response.image_tokens
+    assert scored[2].image_tokens == 3 * scored[0].image_tokens  # one image's tokens per frame shown
+    texts = backend.generate(requests(2))
+    assert all(isinstance(r.text, str) and r.text.startswith("ANSWER: ") for r in texts)
+    assert backend.describe()["model_type"] == family
+
+
+def test_transformers_batching_does_not_change_scores(tiny_models):
+    one = make_backend("transformers", str(tiny_models["qwen2_5_vl"]), device="cpu", batch_size=1)
+    many = make_backend("transformers", str(tiny_models["qwen2_5_vl"]), device="cpu", batch_size=3)
+    for a, b in zip(one.score_choices(requests(), SCORE_CHOICES), many.score_choices(requests(), SCORE_CHOICES)):
+        assert a.choice_probs == pytest.approx(b.choice_probs, abs=1e-4)
+
+
+def test_transformers_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(BackendUnavailable, match="cannot load model .* pass a local checkpoint"):
+        make_backend("transformers", str(tmp_path / "no-model"), device="cpu")
+
+
+def test_openai_backend_reads_logprobs_and_retries_503(fake_openai):
+    base_url, log = fake_openai(fail_first=2)
+    backend = make_backend("openai", "served-model", base_url=base_url, concurrency=2)
+    backend.backoff_s = 0.01
+    scored = backend.score_choices(requests(), SCORE_CHOICES)
+    for response in scored:
+        assert response.choice_probs["4"] == pytest.approx(0.6)
+        assert response.image_tokens > 0  # estimated
+    sent = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(sent) == 3 + 2  # two 503s retried
+    assert sorted(s["images"] for s in sent[2:]) == [1, 2, 3]
+
+
+def test_openai_backend_falls_back_to_text_when_logprobs_are_rejected(fake_openai):
+    base_url, _ = fake_openai(reject_logprobs=True)
+    backend = make_backend("openai", "served-model", base_url=base_url)
+    response = backend.score_choices(requests(1), SCORE_CHOICES)[0]
+    assert response.choice_probs is None and response.text == "ANSWER: 4"
+    assert backend.logprobs is False
+
+
+def test_openai_backend_unreachable_is_a_clear_error_after_retries():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = make_backend("openai", "m", base_url=f"http://127.0.0.1:{port}/v1", concurrency=1)
+    backend.backoff_s, backend.max_retries = 0.01, 2
+    with pytest.raises(BackendUnavailable, match="did not answer after 3 attempts.*vllm serve"):
+        backend.generate(requests(1))
+
+
+def test_vllm_backend_missing_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(BackendUnavailable, match=r"reward-labeling\[vllm\].*--backend openai"):
+        make_backend("vllm", "Qwen/Qwen2.5-VL-7B-Instruct")
+
+
+def test_vllm_backend_uses_chat_with_prefill_and_reads_logprobs(monkeypatch):
+    calls = []
+
+    class Logprob:
+        def __init__(self, logprob, decoded_token):
+            self.logprob, self.decoded_token = logprob, decoded_token
+
+    class LLM:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+            config = types.SimpleNamespace(hf_config=types.SimpleNamespace(image_token_id=7))
+            self.llm_engine = types.SimpleNamespace(get_model_config=lambda: config)
+
+        def chat(self, conversations, sampling_params, use_tqdm, add_generation_prompt, continue_final_message):
+            calls.append((conversations, add_generation_prompt, continue_final_message))
+            first = {i: Logprob(np.log(p), t) for i, (t, p) in enumerate([("3", 0.5), ("4", 0.25), ("x", 0.25)])}
+            output = types.SimpleNamespace(text="3", logprobs=[first])
+            return [types.SimpleNamespace(outputs=[output], prompt_token_ids=[1, 7, 7, 2]) for _ in conversations]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **k: k))
+    backend = make_backend("vllm", "some/model", max_images=8)
+    assert backend.llm.kwargs["limit_mm_per_prompt"] == {"image": 8}
+    response = backend.score_choices(requests(2), SCORE_CHOICES)[0]
+    assert response.choice_probs["3"] == pytest.approx(2 / 3) and response.image_tokens == 2
+    conversation, add_prompt, continue_final = calls[0][0][0], calls[0][1], calls[0][2]
+    assert conversation[-1] == {"role": "assistant", "content": "ANSWER: "} and not add_prompt and continue_final
+    assert conversation[0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")

@@ -1,0 +1,219 @@
+"""`python -m labeling.run` end to end: tiny Qwen-VL on CPU, OpenAI server, resume after SIGKILL."""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from labeling.run import main
+from rewact.labels import keypoint_targets, read_keypoints
+
+LABELING_DIR = Path(__file__).resolve().parents[1] / "labeling"
+
+
+def tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "labeling.run", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def labeled(demo_root, tiny_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "labeled"
+    before = tree_digest(demo_root)
+    assert main(["--dataset", str(demo_root), "--out", str(out), "--model", str(tiny_models["qwen2_5_vl"]),
+                 "--device", "cpu", "--image-size", "96", "--quiet"]) == 0
+    assert tree_digest(demo_root) == before  # the source is never modified
+    return out
+
+
+def test_every_frame_is_labeled_and_lerobot_loads_the_result(labeled, demo_root):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    dataset = LeRobotDataset("local/labeled", root=labeled)
+    source = LeRobotDataset("local/demo", root=demo_root)
+    assert dataset.num_frames == source.num_frames and dataset.num_episodes == source.num_episodes
+    for name in ("next.reward", "reward.score", "reward.expected", "reward.labeled"):
+        assert name in dataset.features
+    frames = pd.read_parquet(labeled / "labels" / "frames.parquet")
+    assert len(frames) == source.num_frames and frames.labeled.all()
+    assert frames.score.between(1, 5).all() and frames.reward.between(0, 1).all()
+    np.testing.assert_allclose(frames.reward, (frames.expected - 1) / 4, atol=1e-6)
+    for _, episode in frames.groupby("episode_index"):
+        assert np.all(np.diff(episode.expected.to_numpy()) >= -1e-9)  # isotonic fill is monotone
+    item = dataset[int(frames["index"].iloc[10])]
+    assert float(item["next.reward"]) == pytest.approx(frames.reward.iloc[10], abs=1e-6)
+
+
+def test_sidecar_provenance_summary_and_keypoints(labeled):
+    keyframes = pd.read_parquet(labeled / "labels" / "keyframes.parquet")
+    assert {"model", "backend", "prompt", "prompt_sha256", "probs", "context"} <= set(keyframes.columns)
+    assert keyframes.probs.map(lambda p: abs(sum(p) - 1) < 1e-6).all()
+    assert keyframes.context.map(len).max() <= 6
+    provenance = json.loads((labeled / "labels" / "provenance.json").read_text())
+    assert provenance["backend"]["backend"] == "transformers"
+    assert provenance["prompts_used"]["progress"]["sha256"] == keyframes.prompt_sha256.iloc[0]
+    assert provenance["started"] <= provenance["finished"]
+    summary = json.loads((labeled / "labeling_summary.json").read_text())
+    for key in ("episodes", "frames", "frames_labeled", "model_calls", "prompt_tokens", "image_tokens",
+                "negatives_generated", "negatives_kept", "failed_calls", "elapsed_s"):
+        assert key in summary
+    assert summary["frames_labeled"] == summary["frames"] == 569
+    assert summary["progress_calls_per_labeled_frame"] < 0.25  # vs 1.0 for per-frame prefix scoring
+    assert summary["progress_frames_shown"] < summary["naive_prefix_frames_shown"] / 10
+    frames = pd.read_parquet(labeled / "labels" / "frames.parquet")
+    keypoints = read_keypoints(labeled / "rewact_extensions" / "reward_keypoints.json")
+    for episode, rows in frames.groupby("episode_index"):
+        np.testing.assert_allclose(keypoint_targets(len(rows), keypoints[episode]), rows.reward, atol=1e-5)
+
+
+def test_a_finished_run_calls_nothing_when_repeated(labeled, demo_root, tiny_models):
+    assert main(["--dataset", str(demo_root), "--out", str(labeled), "--model", str(tiny_models["qwen2_5_vl"]),
+                 "--device", "cpu", "--image-size", "96", "--quiet", "--overwrite"]) == 0
+    summary = json.loads((labeled / "labeling_summary.json").read_text())
+    assert summary["model_calls"] == 0 and summary["cached_calls"] > 0
+
+
+def test_rewact_trains_on_the_labels(labeled):
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    from rewact.configuration_rewact import RewACTConfig
+    from rewact.labels import build_reward_table
+
+    table = build_reward_table(RewACTConfig(label_source="dataset"), LeRobotDatasetMetadata("x", root=labeled))
+    frames = pd.read_parquet(labeled / "labels" / "frames.parquet")
+    np.testing.assert_allclose(table.reward.numpy(), frames.sort_values("index").reward, atol=1e-6)
+
+
+def test_openai_backend_runs_every_stage_with_negatives_and_verdicts(demo_root, fake_openai, tmp_path):
+    base_url, log = fake_openai()
+    out = tmp_path / "labeled"
+    assert main(["--dataset", str(demo_root), "--out", str(out), "--backend", "openai", "--base-url", base_url,
+                 "--model", "served", "--episodes", "0,7", "--image-size", "64", "--quiet"]) == 0
+    tasks = pd.read_parquet(out / "labels" / "tasks.parquet")
+    assert set(tasks.instruction) == {"Put the puck on the goal."}
+    assert tasks.paraphrases.map(len).eq(2).all()
+    negatives = pd.read_parquet(out / "labels" / "negatives.parquet")
+    counterfactual = negatives[negatives.origin == "counterfactual"]
+    assert sorted(counterfactual.score.unique()) == [1, 4]  # the score-5 proposal is rejected
+    # the fake validator relabels proposed 1 -> 2 and rejects proposed 4 (it says 5)
+    assert set(counterfactual.loc[counterfactual.score == 1, "status"]) == {"relabelled"}
+    assert set(counterfactual.loc[counterfactual.score == 1, "final_score"]) == {2}
+    assert set(counterfactual.loc[counterfactual.score == 4, "status"]) == {"dropped"}
+    verdicts = pd.read_parquet(out / "labels" / "verdicts.parquet")
+    assert set(verdicts.target) == {"negative", "progress"}
+    assert len(verdicts[verdicts.target == "negative"]) == len(negatives)
+    summary = json.loads((out / "labeling_summary.json").read_text())
+    assert summary["negatives_generated"] == len(negatives)
+    assert summary["negatives_kept"] == int((negatives.status != "dropped").sum())
+    assert summary["image_tokens_measured"] is False
+    # the server scores 4 (read from logprobs); its validator relabels the sampled keyframes to 5
+    keyframes = pd.read_parquet(out / "labels" / "keyframes.parquet")
+    relabelled = keyframes[keyframes.source == "validator"]
+    assert len(relabelled) == 2 and relabelled.expected.eq(5).all() and relabelled.probs.notna().all()
+    assert set(verdicts.loc[verdicts.target == "progress", "action"]) == {"relabel"}
+    frames = pd.read_parquet(out / "labels" / "frames.parquet")
+    assert frames.score.isin([4, 5]).all() and frames.score.eq(4).sum() > len(frames) / 2
+    assert len(log.read_text().splitlines()) == summary["model_calls"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_repeating_calls(demo_root, tiny_models, tmp_path):
+    model = tiny_models["qwen2_5_vl"]
+    common = ["--dataset", demo_root, "--model", model, "--device", "cpu", "--image-size", "96", "--quiet",
+              "--batch-size", "1", "--episodes-per-group", "2"]
+    reference = tmp_path / "reference"
+    assert run_cli(*common, "--out", reference).returncode == 0
+    total = json.loads((reference / "labeling_summary.json").read_text())
+
+    out = tmp_path / "resumed"
+    cache = tmp_path / "resumed.cache" / "calls.sqlite"
+    process = subprocess.Popen([sys.executable, "-m", "labeling.run", *map(str, common), "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if cache.exists() and _rows(cache) >= total["model_calls"] // 3:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not out.exists()  # nothing that looks finished
+    done_before, rows_at_kill = _attempts(cache), _rows(cache)
+    assert 0 < done_before < total["model_calls"]
+
+    result = run_cli(*common, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed = json.loads((out / "labeling_summary.json").read_text())
+    assert resumed["cached_calls"] == rows_at_kill  # every finished call is reused
+    assert resumed["model_calls"] + done_before == total["model_calls"]  # no finished call made twice
+    a = pd.read_parquet(reference / "labels" / "frames.parquet")
+    b = pd.read_parquet(out / "labels" / "frames.parquet")
+    assert a.score.tolist() == b.score.tolist()
+    np.testing.assert_allclose(a.expected, b.expected, atol=1e-5)
+
+
+def _rows(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+
+def _attempts(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return sum(json.loads(v)["attempts"] for (v,) in connection.execute("SELECT value FROM calls"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "/no/such/dir"], "dataset directory not found"),
+        (["--episodes", "99"], "episode 99 out of range"),
+        (["--cameras", "wrist"], "unknown camera 'wrist'"),
+        (["--stages", "rewrite,negatives"], "cannot be left out"),
+        (["--stages", "progress,dance"], "unknown stage"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(demo_root, tmp_path, args, message):
+    argv = ["--dataset", str(demo_root), "--out", str(tmp_path / "o"), "--model", "/nonexistent", *args]
+    result = run_cli(*argv, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_existing_output_and_missing_model_are_clear_errors(demo_root, tmp_path):
+    (tmp_path / "taken").mkdir()
+    result = run_cli("--dataset", demo_root, "--out", tmp_path / "taken", "--model", "/nonexistent", timeout=120)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    result = run_cli("--dataset", demo_root, "--out", tmp_path / "new", "--model", tmp_path / "nope", timeout=120)
+    assert result.returncode == 2 and "cannot load model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dry_run_prints_prompts_and_loads_no_model(demo_root, tmp_path):
+    result = run_cli("--dataset", demo_root, "--out", tmp_path / "o", "--model", "/nonexistent", "--dry-run",
+                     "--episodes", "3", "--cameras", "topview", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ANSWER: <score from 1 to 5>" in result.stdout and "Camera view: topview." in result.stdout
+    assert "Task: Pick and place a puck to a goal" in result.stdout
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.cache").exists()
+
+
+def test_labeling_code_never_reads_simulator_ground_truth():
+    for path in LABELING_DIR.rglob("*.py"):
+        text = path.read_text()
+        assert "ground_truth" not in text, path
+        assert not re.search(r"^\s*(from|import)\s+data(\.|\s)", text, re.MULTILINE), path
