@@ -3,9 +3,9 @@
 Everything is built in `<out>.partial` and renamed to `<out>` only when complete, so a
 crash never leaves a directory that looks like a finished labeling.
 
-Per frame, the dataset gains `next.reward` = (score - 1) / 4 computed from the expected
-score, `reward.score` (1-5, 0 where unlabeled), `reward.expected` (1-5) and `reward.labeled`
-(1/0). The sidecar `labels/` holds every keyframe answer, negative, verdict and rewrite,
+Per frame, the dataset gains `next.reward` = (score - 1) / 4 of the discrete label,
+`reward.score` (1-5, 0 where unlabeled), `reward.expected` (the expected score, 1-5) and
+`reward.labeled` (1/0). The sidecar `labels/` holds every keyframe answer, negative, verdict and rewrite,
 with the model, backend and prompt hash that produced it; `labels/provenance.json` holds
 the run's settings and times.
 """
@@ -49,7 +49,7 @@ def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels]) -> pd.D
             "index": start + np.arange(label.length),
             "score": label.score,
             "expected": label.expected,
-            "reward": np.where(labeled, score_to_reward(np.nan_to_num(label.expected, nan=1.0)), np.nan),
+            "reward": np.where(labeled, score_to_reward(label.score.astype(float)), np.nan),
             "labeled": labeled,
             "is_keyframe": np.isin(np.arange(label.length), list(label.keyframes)),
             "instruction": label.instruction,
@@ -101,10 +101,7 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
         sidecar / "tasks.parquet", index=False)
     (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
-    keypoints = {
-        episode: {int(f): float(score_to_reward(np.array(label.expected[f]))) for f in sorted(label.keyframes)}
-        for episode, label in labels.items() if label.labeled
-    }
+    keypoints = {episode: step_keypoints(label.score) for episode, label in labels.items() if label.labeled}
     (staging / KEYPOINTS_FILE).parent.mkdir(parents=True, exist_ok=True)
     write_keypoints(staging / KEYPOINTS_FILE, keypoints)
     (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
@@ -113,6 +110,15 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
         shutil.rmtree(out)
     staging.rename(out)
     return out
+
+
+def step_keypoints(score: np.ndarray) -> dict[int, float]:
+    """rewACT keypoints whose linear interpolation reproduces the step labels exactly:
+    the first and last frame, and both frames around every change of score."""
+    frames = {0, len(score) - 1}
+    for change in np.flatnonzero(np.diff(score)) + 1:
+        frames |= {int(change) - 1, int(change)}
+    return {f: float(score_to_reward(np.array(float(score[f])))) for f in sorted(frames)}
 
 
 def _keyframe_row(label: EpisodeLabels, keyframe) -> dict:

@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     clip = ClipSpec(cameras=source.check_cameras(args.cameras), layout=args.camera_layout, image_size=args.image_size)
     if not clip.cameras:
         raise DatasetError(f"{source.root} has no camera features to show the model")
-    config = ProgressConfig(args.initial_keyframes, args.max_keyframes, args.context_frames, args.jump_threshold, args.fill)
+    config = ProgressConfig(initial_keyframes=args.initial_keyframes, max_keyframes=args.max_keyframes,
+                            context_frames=args.context_frames, jump_threshold=args.jump_threshold, fill=args.fill)
     prompts = PromptLibrary(args.prompts_dir)
     if args.dry_run:
         ctx = LabelingContext(source, caller=None, prompts=prompts, clip=clip, episodes=episodes)

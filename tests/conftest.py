@@ -70,3 +70,18 @@ def fake_openai(tmp_path):
     for process in processes:
         process.kill()
         process.wait()
+
+
+def lerobot_train_command(demo_root: Path, output_dir: Path, policy_type: str, *extra: str) -> list[str]:
+    """Stock `lerobot-train` for two CPU steps on the demo, offline, no pretrained backbone."""
+    import shutil
+    import sys
+
+    executable = Path(sys.executable).with_name("lerobot-train")
+    return [
+        str(executable) if executable.exists() else shutil.which("lerobot-train"),
+        "--dataset.repo_id=local/demo_metaworld", f"--dataset.root={demo_root}", f"--policy.type={policy_type}",
+        "--policy.pretrained_backbone_weights=null", "--policy.device=cpu", "--policy.push_to_hub=false",
+        "--steps=2", "--batch_size=2", "--num_workers=0", "--save_freq=2", "--env_eval_freq=0",
+        "--wandb.enable=false", f"--output_dir={output_dir}", *extra,
+    ]

@@ -54,7 +54,8 @@ def test_every_frame_is_labeled_and_lerobot_loads_the_result(labeled, demo_root)
     frames = pd.read_parquet(labeled / "labels" / "frames.parquet")
     assert len(frames) == source.num_frames and frames.labeled.all()
     assert frames.score.between(1, 5).all() and frames.reward.between(0, 1).all()
-    np.testing.assert_allclose(frames.reward, (frames.expected - 1) / 4, atol=1e-6)
+    np.testing.assert_allclose(frames.reward, (frames.score - 1) / 4, atol=1e-6)
+    assert (frames.score - frames.expected).abs().max() <= 0.5  # the label is the rounded expectation
     for _, episode in frames.groupby("episode_index"):
         assert np.all(np.diff(episode.expected.to_numpy()) >= -1e-9)  # isotonic fill is monotone
     item = dataset[int(frames["index"].iloc[10])]

@@ -60,3 +60,13 @@ def test_temporal_clips_cut_inside_each_plateau_below_the_end():
     clips = temporal_clips({0: label})
     assert [(c.score, c.end) for c in clips] == [(1, 1), (2, 3), (3, 6), (4, 7)]
     assert all(c.start == 0 and c.origin == "temporal_clip" and c.instruction == "do it" for c in clips)
+
+
+def test_step_keypoints_reproduce_step_labels_under_rewacts_interpolation():
+    from labeling.output import score_to_reward, step_keypoints
+    from rewact.labels import keypoint_targets
+
+    score = np.array([1, 1, 2, 2, 2, 4, 4, 5, 5])
+    keypoints = step_keypoints(score)
+    np.testing.assert_allclose(keypoint_targets(len(score), keypoints), score_to_reward(score.astype(float)))
+    assert keypoints[0] == 0.0 and keypoints[8] == 1.0

@@ -1,9 +1,7 @@
 """RewACT: layouts, target encodings, label sources, loss masking, inference API, round trip."""
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import torch
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
+from conftest import lerobot_train_command
 from rewact.configuration_rewact import RewACTConfig
 from rewact.labels import (
     LabelError,
@@ -225,15 +224,8 @@ def test_checkpoint_from_another_layout_is_rejected():
 def test_stock_lerobot_train_then_reload_predicts_every_frame(demo_root, tmp_path):
     from training.predict import load_policy, predict_episode_rewards
 
-    lerobot_train = Path(sys.executable).with_name("lerobot-train")
-    cmd = [
-        str(lerobot_train) if lerobot_train.exists() else shutil.which("lerobot-train"),
-        "--dataset.repo_id=local/demo_metaworld", f"--dataset.root={demo_root}", "--policy.type=rewact",
-        "--policy.pretrained_backbone_weights=null", "--policy.device=cpu", "--policy.push_to_hub=false",
-        "--policy.dim_model=64", "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1",
-        "--steps=2", "--batch_size=2", "--num_workers=0", "--save_freq=2", "--env_eval_freq=0",
-        "--wandb.enable=false", f"--output_dir={tmp_path / 'run'}",
-    ]
+    cmd = lerobot_train_command(demo_root, tmp_path / "run", "rewact", "--policy.dim_model=64",
+                                "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1")
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reward_loss" in result.stdout + result.stderr

@@ -75,7 +75,7 @@ class OpenAIBackend(VLMBackend):
         status, body = self._post(payload)
         if status == 400 and "logprobs" in payload:
             self.logprobs = False
-            payload.pop("logprobs"), payload.pop("top_logprobs")
+            del payload["logprobs"], payload["top_logprobs"]
             status, body = self._post(payload)
         if status != 200:
             return VLMResponse(error=f"HTTP {status}: {str(body)[:200]}")

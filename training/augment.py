@@ -1,0 +1,69 @@
+"""Turn `labeling.run`'s temporal-clip negatives into extra failure episodes for RewACT.
+
+RewACT reads no instruction, so a negative can only teach it through its frames: each kept
+temporal clip (the first `end + 1` real frames of a successful episode, which stop part
+way) becomes an episode of its own that trains the reward head and is masked out of the
+action loss. Frames are copied from the source dataset, not synthesised.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labeling.dataset import EpisodeSource
+
+STATE, ACTION = "observation.state", "action"
+
+
+def clip_episodes(labeled_dir: Path) -> pd.DataFrame:
+    """The temporal clips that validation did not drop: (episode, end) pairs."""
+    negatives = pd.read_parquet(Path(labeled_dir) / "labels" / "negatives.parquet")
+    if negatives.empty:
+        return pd.DataFrame(columns=["episode", "end"])
+    kept = negatives[(negatives.origin == "temporal_clip") & (negatives.status != "dropped")]
+    return kept[["episode", "end"]].reset_index(drop=True)
+
+
+def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards: pd.DataFrame) -> Path:
+    """Copy every episode of the source, then each clip as a new episode; write `<out>/labels.parquet`.
+
+    `rewards` holds (episode_index, frame_index, reward) for the source episodes; clip frames
+    take the reward of the frame they copy and `imitate=False`.
+    """
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    source = EpisodeSource.open(source_root)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    features = {k: v for k, v in source.meta.features.items()
+                if k.startswith("observation.") or k == ACTION}
+    target = LeRobotDataset.create(repo_id=f"local/{out.name}", fps=source.fps, features=features, root=staging,
+                                   robot_type=source.meta.robot_type, use_videos=bool(source.meta.video_keys))
+    table = pd.concat([pd.read_parquet(f) for f in sorted((source.root / "data").rglob("*.parquet"))])
+    plan = [(e, source.episode(e).length - 1, True) for e in source.episode_indices]
+    plan += [(int(row.episode), int(row.end), False) for row in clips.itertuples()]
+    labels = []
+    for new_index, (episode, end, imitate) in enumerate(plan):
+        frames = source.frames(episode, list(range(end + 1)))
+        rows = table[table.episode_index == episode].sort_values("frame_index").iloc[: end + 1]
+        for t in range(end + 1):
+            frame = {key: frames[key][t] for key in source.camera_keys}
+            for key in (STATE, ACTION):
+                if key in features:
+                    frame[key] = np.asarray(rows[key].iloc[t], dtype=np.float32)
+            frame["task"] = source.episode(episode).task
+            target.add_frame(frame)
+        target.save_episode()
+        reward = rewards[rewards.episode_index == episode].sort_values("frame_index").reward.to_numpy()[: end + 1]
+        labels.append(pd.DataFrame({"episode_index": new_index, "frame_index": np.arange(end + 1),
+                                    "reward": reward, "imitate": imitate}))
+    target.finalize()
+    pd.concat(labels, ignore_index=True).to_parquet(staging / "labels.parquet", index=False)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out

@@ -1,0 +1,140 @@
+"""How well a per-frame reward matches the truth, with bootstrap confidence intervals.
+
+Rewards are in [0, 1]; on the 1-5 rubric scale a reward r reads as 1 + 4r (the inverse of
+how labels are stored, `next.reward = (score - 1) / 4`). Per source:
+
+- per frame: MAE on the 1-5 scale, exact and within-one accuracy of round(1 + 4r);
+- value order (GVL / Robometer): Spearman and Kendall tau of the predicted reward against
+  the true progress within each episode, averaged over episodes (a constant prediction
+  carries no order: 0);
+- failure detection from the final frame: AUROC of the final reward separating successes
+  from failures, F1 and false-success rate of "final score rounds to 5", overall and per
+  failure kind;
+- 95 % bootstrap intervals, resampling episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import kendalltau, spearmanr
+
+SUCCESS_SCORE = 5
+
+
+@dataclass
+class EpisodeTruth:
+    index: int
+    progress: np.ndarray  # (T,) true progress in [0, 1]
+    score: np.ndarray  # (T,) true 1-5 score
+    success: bool
+    kind: str  # "success", or the failure kind
+
+
+def as_score(reward: np.ndarray) -> np.ndarray:
+    return 1.0 + 4.0 * np.clip(reward, 0.0, 1.0)
+
+
+def order_correlations(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(Spearman, Kendall tau); 0 when either side is constant (no order to compare)."""
+    if np.ptp(predicted) == 0 or np.ptp(truth) == 0:
+        return 0.0, 0.0
+    return float(spearmanr(predicted, truth).statistic), float(kendalltau(predicted, truth).statistic)
+
+
+@dataclass
+class PerEpisode:
+    """Per-episode statistics; every metric is a weighted aggregate of these."""
+
+    frames: np.ndarray
+    abs_error: np.ndarray  # summed over the episode's frames
+    exact: np.ndarray
+    within_one: np.ndarray
+    spearman: np.ndarray
+    kendall: np.ndarray
+    final: np.ndarray  # final-frame reward
+    success: np.ndarray
+    kinds: np.ndarray
+
+
+def per_episode(episodes: list[EpisodeTruth], rewards: dict[int, np.ndarray]) -> PerEpisode:
+    rows = []
+    for e in episodes:
+        predicted = as_score(rewards[e.index])
+        rounded = np.clip(np.rint(predicted), 1, 5)
+        rows.append((len(e.score), np.abs(predicted - e.score).sum(), (rounded == e.score).sum(),
+                     (np.abs(rounded - e.score) <= 1).sum(), *order_correlations(rewards[e.index], e.progress),
+                     rewards[e.index][-1]))
+    columns = [np.array(c, dtype=float) for c in zip(*rows, strict=True)]
+    return PerEpisode(*columns, success=np.array([e.success for e in episodes]),
+                      kinds=np.array([e.kind for e in episodes]))
+
+
+def weighted_auroc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> float:
+    pos, neg = positive & (weights > 0), ~positive & (weights > 0)
+    if not pos.any() or not neg.any():
+        return float("nan")
+    pair = weights[pos][:, None] * weights[neg][None, :]
+    wins = (scores[pos][:, None] > scores[neg][None, :]) + 0.5 * (scores[pos][:, None] == scores[neg][None, :])
+    return float((pair * wins).sum() / pair.sum())
+
+
+def aggregate(stats: PerEpisode, weights: np.ndarray) -> dict[str, float]:
+    """Metrics of the episodes taken `weights` times each (all ones: the point estimate)."""
+    frames = (weights * stats.frames).sum()
+    says_success = np.clip(np.rint(as_score(stats.final)), 1, 5) == SUCCESS_SCORE
+    failures = ~stats.success
+    tp = (weights * (says_success & stats.success)).sum()
+    fp = (weights * (says_success & failures)).sum()
+    fn = (weights * (~says_success & stats.success)).sum()
+    metrics = {
+        "mae": (weights * stats.abs_error).sum() / frames,
+        "exact": (weights * stats.exact).sum() / frames,
+        "within_one": (weights * stats.within_one).sum() / frames,
+        "spearman": (weights * stats.spearman).sum() / weights.sum(),
+        "kendall": (weights * stats.kendall).sum() / weights.sum(),
+        "auroc": weighted_auroc(stats.final, stats.success, weights),
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
+        "false_success_rate": _rate(weights, says_success, failures),
+    }
+    for kind in sorted(set(stats.kinds[failures])):
+        picked = stats.success | (stats.kinds == kind)
+        metrics[f"auroc[{kind}]"] = weighted_auroc(stats.final, stats.success, weights * picked)
+        metrics[f"false_success_rate[{kind}]"] = _rate(weights, says_success, stats.kinds == kind)
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def _rate(weights: np.ndarray, hit: np.ndarray, among: np.ndarray) -> float:
+    total = (weights * among).sum()
+    return (weights * (hit & among)).sum() / total if total else float("nan")
+
+
+def episode_metrics(episodes: list[EpisodeTruth], rewards: dict[int, np.ndarray]) -> dict[str, float]:
+    """All metrics of one source over `episodes` (point estimates)."""
+    return aggregate(per_episode(episodes, rewards), np.ones(len(episodes)))
+
+
+def bootstrap(episodes: list[EpisodeTruth], rewards: dict[int, np.ndarray], samples: int = 1000,
+              seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """(estimate, low, high) per metric; the interval is the 2.5-97.5 percentile over resampled episodes."""
+    stats = per_episode(episodes, rewards)
+    estimate = aggregate(stats, np.ones(len(episodes)))
+    rng = np.random.default_rng(seed)
+    draws = [aggregate(stats, np.bincount(rng.integers(0, len(episodes), len(episodes)), minlength=len(episodes)))
+             for _ in range(samples)]
+    intervals = {}
+    for name, value in estimate.items():
+        values = np.array([draw[name] for draw in draws])
+        finite = values[np.isfinite(values)]
+        low, high = (np.percentile(finite, [2.5, 97.5]) if len(finite) else (np.nan, np.nan))
+        intervals[name] = (value, float(low), float(high))
+    return intervals
+
+
+def agreement(rewards_a: dict[int, np.ndarray], rewards_b: dict[int, np.ndarray]) -> dict[str, float]:
+    """Without ground truth: how much two sources agree (MAE on the 1-5 scale, mean Spearman)."""
+    episodes = sorted(rewards_a)
+    mae = np.mean(np.concatenate([np.abs(as_score(rewards_a[e]) - as_score(rewards_b[e])) for e in episodes]))
+    spearman = np.mean([order_correlations(rewards_a[e], rewards_b[e])[0] for e in episodes])
+    return {"mae": float(mae), "spearman": float(spearman)}
