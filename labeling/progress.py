@@ -145,8 +145,6 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
     return labels
 
 
-def naive_prefix_cost(lengths: list[int], images_per_frame: int) -> tuple[int, int]:
-    """(calls, images) of scoring every prefix [0, t] of every episode with all its frames."""
-    calls = sum(lengths)
-    images = sum(length * (length + 1) // 2 for length in lengths) * images_per_frame
-    return calls, images
+def naive_prefix_cost(lengths: list[int]) -> tuple[int, int]:
+    """(calls, frames shown) of scoring every prefix [0, t] of every episode with all its frames."""
+    return sum(lengths), sum(length * (length + 1) // 2 for length in lengths)

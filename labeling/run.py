@@ -126,7 +126,7 @@ def summarize(ctx: LabelingContext, labels: dict[int, EpisodeLabels], negatives,
     stats = ctx.caller.stats
     lengths = [label.length for label in labels.values()]
     labeled_frames = sum(label.length for label in labels.values() if label.labeled)
-    naive_calls, naive_images = naive_prefix_cost(lengths, ctx.clip.images_per_frame())
+    naive_calls, naive_frames = naive_prefix_cost(lengths)
     progress_calls = stats.by_stage.get("progress", 0)
     progress_images = stats.image_tokens_by_stage.get("progress", 0)
     frames_shown = sum(len(k.context) for label in labels.values() for k in label.keyframes.values())
@@ -145,7 +145,7 @@ def summarize(ctx: LabelingContext, labels: dict[int, EpisodeLabels], negatives,
         "progress_image_tokens_per_labeled_frame": round(progress_images / max(labeled_frames, 1), 2),
         "progress_frames_shown": frames_shown,
         "naive_prefix_calls": naive_calls,
-        "naive_prefix_frames_shown": naive_images // max(ctx.clip.images_per_frame(), 1),
+        "naive_prefix_frames_shown": naive_frames,
         "negatives_generated": len(negatives),
         "negatives_kept": sum(n.status != "dropped" for n in negatives),
         "failed_calls": stats.failed_calls,

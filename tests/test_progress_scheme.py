@@ -49,8 +49,8 @@ def test_fill_interpolates_between_keyframes():
 
 
 def test_naive_prefix_cost_is_quadratic():
-    assert naive_prefix_cost([10], 1) == (10, 55)
-    assert naive_prefix_cost([10, 20], 2) == (30, 2 * (55 + 210))
+    assert naive_prefix_cost([10]) == (10, 55)
+    assert naive_prefix_cost([10, 20]) == (30, 55 + 210)
 
 
 def test_temporal_clips_cut_inside_each_plateau_below_the_end():
