@@ -15,7 +15,7 @@ LAYOUTS = ("tile", "separate")
 class ClipSpec:
     cameras: tuple[str, ...]  # dataset camera keys
     layout: str = "tile"  # tile: one image per moment, views side by side; separate: one per view
-    image_size: int | None = 224  # longer side of each camera view; None keeps the recorded size
+    image_size: int | None = 224  # cap on the longer side of each view (never upscaled); None: as recorded
 
     def views_text(self) -> str:
         names = ", ".join(camera.removeprefix("observation.images.") for camera in self.cameras)
@@ -43,7 +43,9 @@ class ClipImages:
     def __init__(self, source: EpisodeSource, spec: ClipSpec, episode: int, frames: set[int]):
         self.spec = spec
         ordered = sorted(frames)
-        decoded = source.frames(episode, ordered, cameras=spec.cameras, size=spec.image_size)
+        recorded = max(max(source.meta.features[camera]["shape"][:2]) for camera in spec.cameras)
+        size = spec.image_size if spec.image_size and spec.image_size < recorded else None
+        decoded = source.frames(episode, ordered, cameras=spec.cameras, size=size)
         self._position = {frame: i for i, frame in enumerate(ordered)}
         self._decoded = decoded
 

@@ -133,7 +133,7 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                         probs=tuple(result.probs) if result.probs else None, reason=result.reason,
                     )
                 pending = {}
-                for episode in {e for e, _ in owners}:
+                for episode in sorted({e for e, _ in owners}):
                     keyframes = labels[episode].keyframes
                     budget = config.max_keyframes - len(keyframes)
                     new = refinement_frames({f: k.expected for f, k in keyframes.items()}, config.jump_threshold, budget)

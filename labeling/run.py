@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--episodes", help="e.g. 0,3,5-9 (default: all)")
     add("--cameras", nargs="*", help="camera keys or short names in the prompt (default: all)")
     add("--camera-layout", choices=LAYOUTS, default="tile", help="views side by side, or one image per view")
-    add("--image-size", type=int, default=224, help="longer side of each camera view sent to the model")
+    add("--image-size", type=int, default=224, help="at most this many pixels on the longer side of each view (never upscaled)")
     add("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     add("--paraphrases", type=int, default=2)
     add("--initial-keyframes", type=int, default=ProgressConfig.initial_keyframes)

@@ -67,9 +67,9 @@ def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict
         jobs, owners = [], []
         for episode in group:
             episode_targets = by_episode.get(episode, [])
-            contexts = [context_indices(t.frame, context_frames) for t in episode_targets]
             if not episode_targets:
                 continue
+            contexts = [context_indices(t.frame, context_frames) for t in episode_targets]
             clip = ClipImages(ctx.source, ctx.clip, episode, set().union(*contexts))
             for target, context in zip(episode_targets, contexts, strict=True):
                 images = clip.images(context)

@@ -22,3 +22,9 @@ def test_tile_and_separate_layouts(demo_root):
     assert "side by side" in tile.views_text() and "one per camera" in separate.views_text()
     single = ClipSpec(cameras=cameras[:1])
     assert single.views_text() == "Camera view: corner2."
+
+
+def test_views_are_capped_never_upscaled(demo_root):
+    source = EpisodeSource.open(demo_root)
+    spec = ClipSpec(cameras=source.camera_keys[:1], image_size=224)
+    assert ClipImages(source, spec, 0, {0}).images((0,))[0].shape == (96, 96, 3)

@@ -8,6 +8,7 @@ Retry-After). When the server returns `logprobs`, the score distribution is read
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -129,8 +130,6 @@ def _retry_after(header: str | None, default: float) -> float:
 
 def _choice_probs_after_answer(logprobs: dict | None, choices: tuple[str, ...]) -> dict[str, float] | None:
     """Probabilities of the choices at the first choice token that follows 'ANSWER'."""
-    import math
-
     if not logprobs or not logprobs.get("content"):
         return None
     seen = ""
