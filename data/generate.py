@@ -4,7 +4,7 @@
         --successes 10 --failures-per-kind 2 --cameras corner2,topview --image-size 96
 
 The dataset holds only what a robot would record (camera frames, state, action, task). The
-simulator's truth goes to `<out>/ground_truth/` (see `data.ground_truth_io`), which labelers
+simulator's truth goes to `<out>/ground_truth/` (format: `rewact.ground_truth`), which labelers
 never read.
 """
 

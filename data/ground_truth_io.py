@@ -1,9 +1,4 @@
-"""The ground-truth sidecar: `<dataset>/ground_truth/{frames,episodes}.parquet` + `config.json`.
-
-Kept outside LeRobot's `data/`, `meta/` and `videos/` so nothing that reads the dataset as a
-LeRobot dataset (the labeling pipeline included) sees it. Only evaluation and the explicit
-`ground_truth` label source of experiments open it.
-"""
+"""Writes the ground-truth sidecar of a generated benchmark (format and reader: `rewact.ground_truth`)."""
 
 from __future__ import annotations
 
@@ -13,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-GROUND_TRUTH_DIR = "ground_truth"
+from rewact.ground_truth import sidecar_dir
 
 
 def write_ground_truth(root: Path, episodes: Sequence, config: dict) -> None:
@@ -48,16 +43,9 @@ def write_ground_truth(root: Path, episodes: Sequence, config: dict) -> None:
                 "final_score": episode.score[-1],
             }
         )
-    directory = Path(root) / GROUND_TRUTH_DIR
+    directory = sidecar_dir(root)
     directory.mkdir(parents=True, exist_ok=True)
     pd.concat(frames, ignore_index=True).to_parquet(directory / "frames.parquet", index=False)
     pd.DataFrame(rows).to_parquet(directory / "episodes.parquet", index=False)
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
 
-
-def read_ground_truth(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(frames, episodes) of a generated dataset; FileNotFoundError names what is missing."""
-    directory = Path(root) / GROUND_TRUTH_DIR
-    if not (directory / "frames.parquet").is_file():
-        raise FileNotFoundError(f"{root} has no ground truth ({directory}/frames.parquet missing)")
-    return pd.read_parquet(directory / "frames.parquet"), pd.read_parquet(directory / "episodes.parquet")

@@ -88,17 +88,21 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
     )
 
     identity = {"model": provenance["backend"]["model"], "backend": provenance["backend"]["backend"]}
+    used = provenance["prompts_used"]
+    # A temporal clip's score comes from the progress labels; a counterfactual's from its own prompt.
+    negative_prompt = {"temporal_clip": used["progress"], "counterfactual": used["counterfactual"]}
     sidecar = staging / "labels"
     sidecar.mkdir()
     frames.to_parquet(sidecar / "frames.parquet", index=False)
-    _table([_keyframe_row(label, k) for label in labels.values() for k in label.keyframes.values()], identity,
-           provenance["prompts_used"]["progress"]).to_parquet(sidecar / "keyframes.parquet", index=False)
-    _table([asdict(n) for n in negatives], identity, provenance["prompts_used"]["negatives"]).to_parquet(
-        sidecar / "negatives.parquet", index=False)
-    _table([asdict(v) for v in verdicts], identity, provenance["prompts_used"]["validate"]).to_parquet(
-        sidecar / "verdicts.parquet", index=False)
-    _table([asdict(r) for r in rewrites.values()], identity, provenance["prompts_used"]["rewrite"]).to_parquet(
-        sidecar / "tasks.parquet", index=False)
+    keyframes = [_keyframe_row(label, k) for label in labels.values() for k in label.keyframes.values()]
+    tables = {
+        "keyframes": _table(keyframes, identity, [used["progress"]] * len(keyframes)),
+        "negatives": _table([asdict(n) for n in negatives], identity, [negative_prompt[n.origin] for n in negatives]),
+        "verdicts": _table([asdict(v) for v in verdicts], identity, [used["validate"]] * len(verdicts)),
+        "tasks": _table([asdict(r) for r in rewrites.values()], identity, [used["rewrite"]] * len(rewrites)),
+    }
+    for name, table in tables.items():
+        table.to_parquet(sidecar / f"{name}.parquet", index=False)
     (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
     keypoints = {episode: step_keypoints(label.score) for episode, label in labels.items() if label.labeled}
@@ -129,8 +133,11 @@ def _keyframe_row(label: EpisodeLabels, keyframe) -> dict:
     return row
 
 
-def _table(rows: list[dict], identity: dict, prompt: dict) -> pd.DataFrame:
+def _table(rows: list[dict], identity: dict, prompts: list[dict]) -> pd.DataFrame:
+    """Rows with the model, backend and prompt (name, content hash) behind each of them."""
     table = pd.DataFrame(rows)
-    for key, value in {**identity, "prompt": prompt["name"], "prompt_sha256": prompt["sha256"]}.items():
+    for key, value in identity.items():
         table[key] = value
+    table["prompt"] = [prompt["name"] for prompt in prompts]
+    table["prompt_sha256"] = [prompt["sha256"] for prompt in prompts]
     return table

@@ -29,6 +29,7 @@ class PromptLibrary:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise FileNotFoundError(f"prompts directory not found: {self.directory}")
+        self._loaded: dict[str, PromptTemplate] = {}  # each file read once per run
         self.rubric = self._read(RUBRIC_FILE).text.strip()
         self.rubric_lines = {int(line[0]): line[4:].strip() for line in self.rubric.splitlines() if line[:1].isdigit()}
 
@@ -36,11 +37,15 @@ class PromptLibrary:
         return self._read(name)
 
     def _read(self, name: str) -> PromptTemplate:
+        if name in self._loaded:
+            return self._loaded[name]
         path = self.directory / name
         if not path.is_file():
             raise FileNotFoundError(f"prompt file not found: {path}")
         text = path.read_text()
-        return PromptTemplate(name=name, text=text, sha256=hashlib.sha256(text.encode()).hexdigest())
+        template = PromptTemplate(name=name, text=text, sha256=hashlib.sha256(text.encode()).hexdigest())
+        self._loaded[name] = template
+        return template
 
     def fingerprints(self) -> dict[str, str]:
         """SHA-256 of every prompt file, for the run's provenance."""

@@ -158,7 +158,7 @@ def summarize(ctx: LabelingContext, labels: dict[int, EpisodeLabels], negatives,
 
 def provenance(ctx: LabelingContext, args: argparse.Namespace, config: ProgressConfig, started: str) -> dict:
     used = {stage: {"name": name, "sha256": ctx.prompts.get(name).sha256} for stage, name in (
-        ("rewrite", REWRITE_PROMPT), ("progress", PROGRESS_PROMPT), ("negatives", COUNTERFACTUAL_PROMPT),
+        ("rewrite", REWRITE_PROMPT), ("progress", PROGRESS_PROMPT), ("counterfactual", COUNTERFACTUAL_PROMPT),
         ("describe", DESCRIBE_PROMPT), ("validate", VALIDATE_PROMPT))}
     return {
         "backend": ctx.caller.backend.describe(),

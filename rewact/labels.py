@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rewact.ground_truth import read_ground_truth
+
 
 class LabelError(ValueError):
     """Labels that cannot supervise the reward head as asked."""
@@ -84,11 +86,6 @@ def write_keypoints(path: str | Path, keypoints: dict[int, dict[int, float]]) ->
     Path(path).write_text(json.dumps(payload, indent=2))
 
 
-def ground_truth_path(dataset_root: str | Path) -> Path:
-    """Where `python -m data.generate` puts the simulator's per-frame truth (see data/README.md)."""
-    return Path(dataset_root) / "ground_truth" / "frames.parquet"
-
-
 def per_frame_labels(config, dataset_meta) -> pd.DataFrame:
     """(episode_index, frame_index, reward) rows of the configured source, before validation."""
     spans = episode_spans(dataset_meta)
@@ -105,7 +102,11 @@ def per_frame_labels(config, dataset_meta) -> pd.DataFrame:
     if source == "labels":
         return _read_parquet(config.labels_path, ("episode_index", "frame_index", "reward"))
     if source == "ground_truth":
-        return _read_parquet(ground_truth_path(dataset_meta.root), ("progress",)).rename(columns={"progress": "reward"})
+        try:
+            frames = read_ground_truth(dataset_meta.root)[0]
+        except FileNotFoundError as err:
+            raise LabelError(str(err)) from err
+        return frames[["episode_index", "frame_index", "progress"]].rename(columns={"progress": "reward"})
     raise LabelError(f"unknown label source '{source}'")
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from lerobot.policies.act.modeling_act import ACTPolicy
 from lerobot.utils.constants import OBS_IMAGES, OBS_STATE, REWARD
+from lerobot.utils.feature_utils import dataset_to_policy_features
 from torch import Tensor, nn
 
 from rewact.configuration_rewact import RewACTConfig
@@ -159,14 +160,13 @@ class RewACTPolicy(ACTPolicy):
 
     def check_features(self, dataset_features: dict[str, dict]) -> None:
         """Raise a clear error when a dataset's layout differs from the one this policy was trained on."""
+        available = dataset_to_policy_features(dataset_features)  # LeRobot's own view: images channel-first
         problems = []
         for key, feature in {**self.config.input_features, **self.config.output_features}.items():
-            if key not in dataset_features:
+            if key not in available:
                 problems.append(f"'{key}' missing")
-                continue
-            shape = tuple(dataset_features[key]["shape"])
-            expected = tuple(feature.shape)
-            if sorted(shape) != sorted(expected):
-                problems.append(f"'{key}' has shape {shape}, the checkpoint expects {expected}")
+            elif tuple(available[key].shape) != tuple(feature.shape):
+                problems.append(f"'{key}' has shape {tuple(available[key].shape)}, "
+                                f"the checkpoint expects {tuple(feature.shape)}")
         if problems:
             raise ValueError("checkpoint does not fit this dataset: " + "; ".join(problems))

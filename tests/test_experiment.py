@@ -6,30 +6,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.ground_truth_io import read_ground_truth
+from rewact.ground_truth import read_ground_truth
 from labeling.dataset import EpisodeSource
 from training.augment import augmented_dataset, clip_episodes
 
 
-def test_temporal_clips_become_non_imitated_episodes_of_real_frames(demo_root, tmp_path):
+def test_temporal_clips_become_non_imitated_episodes_of_real_frames(demo_root, tmp_path, monkeypatch):
     labeled = tmp_path / "labeled"
     (labeled / "labels").mkdir(parents=True)
     pd.DataFrame([
         {"episode": 0, "end": 9, "origin": "temporal_clip", "status": "kept"},
+        {"episode": 0, "end": 3, "origin": "temporal_clip", "status": "relabelled"},
         {"episode": 7, "end": 4, "origin": "temporal_clip", "status": "dropped"},
         {"episode": 7, "end": 30, "origin": "counterfactual", "status": "kept"},
     ]).to_parquet(labeled / "labels" / "negatives.parquet")
     clips = clip_episodes(labeled)
-    assert clips.to_dict("records") == [{"episode": 0, "end": 9}]
+    assert clips.to_dict("records") == [{"episode": 0, "end": 9}, {"episode": 0, "end": 3}]
 
     truth = read_ground_truth(demo_root)[0].rename(columns={"progress": "reward"})
+    decodes = []
+    real_frames = EpisodeSource.frames
+    monkeypatch.setattr(EpisodeSource, "frames", lambda self, e, *a, **k: decodes.append(e) or real_frames(self, e, *a, **k))
     out = augmented_dataset(demo_root, clips, tmp_path / "augmented", truth)
+    monkeypatch.undo()
+    assert sorted(decodes) == list(range(14))  # each source episode decoded once, clips included
     source, augmented = EpisodeSource.open(demo_root), EpisodeSource.open(out)
-    assert augmented.episode_indices == list(range(15)) and augmented.episode(14).length == 10
+    assert augmented.episode_indices == list(range(16))
+    assert augmented.episode(14).length == 10 and augmented.episode(15).length == 4
     labels = pd.read_parquet(out / "labels.parquet")
     clip = labels[labels.episode_index == 14]
     np.testing.assert_allclose(clip.reward, truth[truth.episode_index == 0].reward[:10])
-    assert not clip.imitate.any() and labels[labels.episode_index < 14].imitate.all()
+    assert not labels[labels.episode_index >= 14].imitate.any() and labels[labels.episode_index < 14].imitate.all()
     original = source.frames(0, list(range(10)), cameras=["topview"])["observation.images.topview"]
     copied = augmented.frames(14, list(range(10)), cameras=["topview"])["observation.images.topview"]
     assert np.abs(original.astype(int) - copied.astype(int)).mean() < 6  # same frames, re-encoded

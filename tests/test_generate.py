@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from data.generate import GenerateConfig, generate, main
-from data.ground_truth_io import read_ground_truth
+from rewact.ground_truth import read_ground_truth
 from data.rollout import EPISODE_KINDS, MetaWorldSim, RolloutConfig
 
 

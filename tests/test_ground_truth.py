@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from data.ground_truth import TASK_SPECS, frame_progress, progress_to_score
-from data.ground_truth_io import read_ground_truth
+from rewact.ground_truth import read_ground_truth
 from data.rollout import FAILURE_KINDS
 
 PICK = TASK_SPECS["pick-place-v3"]

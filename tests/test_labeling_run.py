@@ -113,6 +113,8 @@ def test_openai_backend_runs_every_stage_with_negatives_and_verdicts(demo_root, 
     negatives = pd.read_parquet(out / "labels" / "negatives.parquet")
     counterfactual = negatives[negatives.origin == "counterfactual"]
     assert sorted(counterfactual.score.unique()) == [1, 4]  # the score-5 proposal is rejected
+    assert set(counterfactual.prompt) == {"counterfactual_tasks.v1.txt"}
+    assert set(negatives.loc[negatives.origin == "temporal_clip", "prompt"]) <= {"progress_score.v1.txt"}
     # the fake validator relabels proposed 1 -> 2 and rejects proposed 4 (it says 5)
     assert set(counterfactual.loc[counterfactual.score == 1, "status"]) == {"relabelled"}
     assert set(counterfactual.loc[counterfactual.score == 1, "final_score"]) == {2}

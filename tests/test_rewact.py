@@ -211,18 +211,31 @@ def test_select_action_is_a_tensor_and_the_combined_call_matches():
     assert torch.allclose(reward, policy.predict_reward(obs)[0])
 
 
+def dataset_features(state=(4,), image=(32, 32, 3), action=(3,)) -> dict:
+    """Features as a LeRobot dataset stores them (images height, width, channels)."""
+    return {
+        "observation.state": {"dtype": "float32", "shape": state, "names": None},
+        "observation.images.cam0": {"dtype": "video", "shape": image, "names": ["height", "width", "channels"]},
+        "action": {"dtype": "float32", "shape": action, "names": None},
+    }
+
+
 def test_checkpoint_from_another_layout_is_rejected():
-    policy = make_policy(cameras=1, state_dim=4)
+    policy = make_policy(cameras=1, state_dim=4, image=32)
+    policy.check_features(dataset_features())  # the layout it was built for
     with pytest.raises(ValueError, match="'observation.state' has shape \\(7,\\), the checkpoint expects \\(4,\\)"):
-        policy.check_features({
-            "observation.state": {"shape": (7,)}, "observation.images.cam0": {"shape": (32, 32, 3)},
-            "action": {"shape": (3,)},
-        })
+        policy.check_features(dataset_features(state=(7,)))
+    tall = make_policy(cameras=1, state_dim=4, image=32)
+    tall.config.input_features["observation.images.cam0"] = PolicyFeature(FeatureType.VISUAL, (3, 48, 32))
+    with pytest.raises(ValueError, match="'observation.images.cam0' has shape \\(3, 32, 48\\)"):
+        tall.check_features(dataset_features(image=(32, 48, 3)))  # same sizes, height and width swapped
+    with pytest.raises(ValueError, match="'action' missing"):
+        policy.check_features({k: v for k, v in dataset_features().items() if k != "action"})
 
 
 @pytest.mark.slow
 def test_stock_lerobot_train_then_reload_predicts_every_frame(demo_root, tmp_path):
-    from training.predict import load_policy, predict_episode_rewards
+    from training.predict import load_policy, predict_rewards
 
     cmd = lerobot_train_command(demo_root, tmp_path / "run", "rewact", "--policy.dim_model=64",
                                 "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1")
@@ -231,7 +244,9 @@ def test_stock_lerobot_train_then_reload_predicts_every_frame(demo_root, tmp_pat
     assert "reward_loss" in result.stdout + result.stderr
 
     loaded = load_policy(tmp_path / "run/checkpoints/last")
-    reward, probs = predict_episode_rewards(loaded, demo_root, episode=4)
+    predicted = predict_rewards(loaded, demo_root, [4, 9])
+    assert len(predicted[9][0]) == LeRobotDatasetMetadata("local/demo", root=demo_root).episodes[9]["length"]
+    reward, probs = predicted[4]
     length = LeRobotDatasetMetadata("local/demo", root=demo_root).episodes[4]["length"]
     assert reward.shape == (length,) and probs.shape == (length, loaded.policy.config.reward_bins)
     assert np.all((reward >= 0) & (reward <= 1))

@@ -9,6 +9,7 @@ action loss. Frames are copied from the source dataset, not synthesised.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,17 @@ def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards
     table = pd.concat([pd.read_parquet(f) for f in sorted((source.root / "data").rglob("*.parquet"))])
     plan = [(e, source.episode(e).length - 1, True) for e in source.episode_indices]
     plan += [(int(row.episode), int(row.end), False) for row in clips.itertuples()]
+    clips_left = Counter(int(episode) for episode in clips.episode)
+    decoded = {}  # an episode's frames, kept until its last clip is cut: each video is decoded once
     labels = []
     for new_index, (episode, end, imitate) in enumerate(plan):
-        frames = source.frames(episode, list(range(end + 1)))
+        frames = decoded[episode] if episode in decoded else source.frames(episode)
+        if imitate and clips_left[episode]:
+            decoded[episode] = frames
+        if not imitate:
+            clips_left[episode] -= 1
+            if not clips_left[episode]:
+                del decoded[episode]
         rows = table[table.episode_index == episode].sort_values("frame_index").iloc[: end + 1]
         for t in range(end + 1):
             frame = {key: frames[key][t] for key in source.camera_keys}

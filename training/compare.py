@@ -24,7 +24,8 @@ import pandas as pd
 
 from labeling.cli import parse_episodes, run_cli
 from labeling.dataset import DatasetError, EpisodeSource
-from rewact.labels import ground_truth_path, interpolation_targets, keypoint_targets, read_keypoints
+from rewact.ground_truth import has_ground_truth, read_ground_truth
+from rewact.labels import interpolation_targets, keypoint_targets, read_keypoints
 from training.metrics import EpisodeTruth, agreement, bootstrap
 
 SOURCE_KINDS = ("interpolation", "keypoints", "labels", "rewact", "parquet")
@@ -33,14 +34,14 @@ HEADLINE = [("mae", "MAE (1-5) ↓"), ("exact", "exact ↑"), ("within_one", "wi
 
 
 def load_truth(source: EpisodeSource, episodes: list[int]) -> list[EpisodeTruth] | None:
-    path = ground_truth_path(source.root)
-    if not path.is_file():
+    if not has_ground_truth(source.root):
         return None
-    frames = pd.read_parquet(path)
-    kinds = pd.read_parquet(path.with_name("episodes.parquet")).set_index("episode_index")
+    frames, kinds = read_ground_truth(source.root)
+    kinds = kinds.set_index("episode_index")
+    by_episode = dict(tuple(frames.groupby("episode_index")))
     truth = []
     for episode in episodes:
-        rows = frames[frames.episode_index == episode].sort_values("frame_index")
+        rows = by_episode[episode].sort_values("frame_index")
         truth.append(EpisodeTruth(episode, rows.progress.to_numpy(), rows.score.to_numpy(),
                                   bool(kinds.loc[episode, "outcome"] == "success"), str(kinds.loc[episode, "kind"])))
     return truth
@@ -57,10 +58,10 @@ def load_source(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[i
         _require(spec, [e for e in episodes if e not in keypoints])
         return {e: keypoint_targets(n, keypoints[e]) for e, n in lengths.items()}
     if kind == "rewact":
-        from training.predict import load_policy, predict_episode_rewards
+        from training.predict import load_policy, predict_rewards
 
-        loaded = load_policy(path)
-        return {e: predict_episode_rewards(loaded, source.root, e)[0] for e in episodes}
+        predicted = predict_rewards(load_policy(path), source.root, episodes)
+        return {e: reward for e, (reward, _) in predicted.items()}
     if kind == "labels":
         table = pd.read_parquet(Path(path) / "labels" / "frames.parquet")
     elif kind == "parquet":

@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 from data.generate import GenerateConfig, generate
-from data.ground_truth_io import read_ground_truth
+from rewact.ground_truth import read_ground_truth
 from data.rollout import RolloutConfig
 from labeling.cli import run_cli
 from labeling.dataset import EpisodeSource

@@ -37,21 +37,30 @@ def load_policy(checkpoint: str | Path, device: str = "cpu") -> LoadedPolicy:
 
 
 @torch.no_grad()
-def predict_episode_rewards(
-    loaded: LoadedPolicy, dataset_root: str | Path, episode: int, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predicted reward (T,) and, for a distributional head, its bin probabilities (T, K)."""
+def predict_rewards(
+    loaded: LoadedPolicy, dataset_root: str | Path, episodes: list[int], batch_size: int = 32
+) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+    """Per episode: predicted reward (T,) and, for a distributional head, bin probabilities (T, K).
+
+    The dataset is opened once and read in order, however many episodes are asked for.
+    """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    dataset = LeRobotDataset(f"local/{Path(dataset_root).name}", root=dataset_root, episodes=[episode])
+    dataset = LeRobotDataset(f"local/{Path(dataset_root).name}", root=dataset_root, episodes=sorted(episodes))
     loaded.policy.check_features(dataset.meta.features)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    rewards, distributions = [], []
+    owners, rewards, distributions = [], [], []
     for batch in loader:
+        owners.append(batch["episode_index"].reshape(-1))
         batch.pop("next.reward", None)  # the policy predicts; it must not see a label
         reward, probs = loaded.policy.predict_reward(loaded.preprocessor(batch))
         rewards.append(reward.cpu())
         if probs is not None:
             distributions.append(probs.cpu())
+    owner = torch.cat(owners).numpy()
     reward = torch.cat(rewards).numpy()
-    return reward, (torch.cat(distributions).numpy() if distributions else None)
+    probs = torch.cat(distributions).numpy() if distributions else None
+    return {
+        episode: (reward[owner == episode], None if probs is None else probs[owner == episode])
+        for episode in episodes
+    }

@@ -20,23 +20,24 @@ from PIL import Image, ImageDraw
 
 from labeling.cli import run_cli
 from labeling.dataset import EpisodeSource
-from rewact.labels import LabelError, ground_truth_path, per_frame_labels
-from training.predict import load_policy, predict_episode_rewards
+from rewact.ground_truth import has_ground_truth, read_ground_truth
+from rewact.labels import LabelError, per_frame_labels
+from training.predict import load_policy, predict_rewards
 
 CURVE_COLOURS = {"prediction": (31, 119, 180), "label": (255, 127, 14), "ground truth": (44, 160, 44)}
 
 
 def reward_curves(checkpoint: str | Path, source: EpisodeSource, episode: int) -> dict[str, np.ndarray]:
     loaded = load_policy(checkpoint)
-    prediction, _ = predict_episode_rewards(loaded, source.root, episode)
+    prediction, _ = predict_rewards(loaded, source.root, [episode])[episode]
     curves = {"prediction": prediction}
     try:
         labels = per_frame_labels(loaded.policy.config, source.meta)
         curves["label"] = _episode_column(labels, episode, "reward")
     except (LabelError, KeyError):
         pass
-    if ground_truth_path(source.root).is_file():
-        curves["ground truth"] = _episode_column(pd.read_parquet(ground_truth_path(source.root)), episode, "progress")
+    if has_ground_truth(source.root):
+        curves["ground truth"] = _episode_column(read_ground_truth(source.root)[0], episode, "progress")
     return curves
 
 
