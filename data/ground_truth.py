@@ -92,6 +92,15 @@ def progress_to_score(progress: float, success: bool) -> int:
     return 1 + int(np.searchsorted(SCORE_THRESHOLDS, progress, side="right"))
 
 
+def fractional_score(progress: np.ndarray, success: np.ndarray) -> np.ndarray:
+    """True progress on the continuous 1-5 scale: linear inside each score's progress band, so
+    it rounds to `progress_to_score` (1 -> [1, 1.5), 2 -> [1.5, 2.5), ... 4 -> [3.5, 4.5), 5 on success).
+    Soft targets for a reward VLM: how far into its band a frame is."""
+    bands = [0.0, *SCORE_THRESHOLDS, UNSOLVED_PROGRESS_CAP]
+    scale = [1.0, 1.5 + 1e-6, 2.5 + 1e-6, 3.5 + 1e-6, 4.5 - 1e-6]  # band edges round up, as np.rint does here
+    return np.where(np.asarray(success, dtype=bool), 5.0, np.interp(progress, bands, scale))
+
+
 def _closeness(distance: float, initial_distance: float) -> float:
     if initial_distance <= 1e-6:
         return 1.0

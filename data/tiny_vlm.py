@@ -50,7 +50,17 @@ CORPUS = [
 ]
 
 
-def build_tokenizer():
+# Model sizes: "tiny" for tests (noise answers, ~0.3 M parameters); "small" is the from-scratch
+# reward VLM that `training.finetune_vlm --init small` trains on this CPU (~2 M parameters).
+SIZES = {
+    "tiny": dict(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vision_hidden=32, vision_intermediate=64,
+                 vision_depth=2, vision_heads=2, vocab=600),
+    "small": dict(hidden=128, intermediate=384, layers=4, heads=4, kv_heads=2, vision_hidden=128,
+                  vision_intermediate=256, vision_depth=4, vision_heads=4, vocab=1200),
+}
+
+
+def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 600):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
@@ -63,9 +73,9 @@ def build_tokenizer():
     )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tokenizer.train_from_iterator(CORPUS * 4, trainer=trainer)
+    tokenizer.train_from_iterator((CORPUS + list(corpus or [])) * 4, trainer=trainer)
     wrapped = Qwen2TokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
@@ -76,39 +86,56 @@ def build_tokenizer():
     return wrapped
 
 
-def build_config(family: str, tokenizer):
+def build_config(family: str, tokenizer, size: str = "tiny"):
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
         ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
     )}
+    dims = SIZES[size]
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer), hidden_size=dims["hidden"], intermediate_size=dims["intermediate"],
+        num_hidden_layers=dims["layers"], num_attention_heads=dims["heads"], num_key_value_heads=dims["kv_heads"],
+        max_position_embeddings=4096, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=size != "tiny",
     )
+    if size != "tiny":
+        # Qwen's 0.02 suits a 3584-wide model; at width 128 it leaves the attention uniform and
+        # the answer blind to the images. Scale by fan-in instead.
+        text["initializer_range"] = dims["hidden"] ** -0.5
+    head_dim = dims["hidden"] // dims["heads"]
+    mrope = [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]  # Qwen's 16:24:24 split of half a head
     if family == "qwen2_vl":
         from transformers import Qwen2VLConfig
 
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}
-        vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2)
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope}
+        vision = dict(depth=dims["vision_depth"] // 2, embed_dim=dims["vision_hidden"], hidden_size=dims["hidden"],
+                      num_heads=dims["vision_heads"], mlp_ratio=2, patch_size=14, spatial_merge_size=2,
+                      temporal_patch_size=2)
         return Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
     if family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig
 
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
-        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope}
+        depth = dims["vision_depth"]
+        vision = dict(depth=depth, hidden_size=dims["vision_hidden"], intermediate_size=dims["vision_intermediate"],
+                      num_heads=dims["vision_heads"], out_hidden_size=dims["hidden"], patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                      # small: full attention in every block (thousands of tiny windows are slow on a CPU)
+                      fullatt_block_indexes=list(range(1, depth, 2)) if size == "tiny" else list(range(depth)))
+        if size != "tiny":
+            vision["initializer_range"] = dims["vision_hidden"] ** -0.5
+        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids,
+                                **({"initializer_range": text["initializer_range"]} if size != "tiny" else {}))
     if family == "qwen3_vl":
         from transformers import Qwen3VLConfig
 
-        text.update(head_dim=16, rope_parameters={
-            "rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3], "mrope_interleaved": True,
+        text.update(head_dim=head_dim, rope_parameters={
+            "rope_type": "default", "rope_theta": 5e6, "mrope_section": mrope, "mrope_interleaved": True,
         })
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=16,
-                      spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
-                      deepstack_visual_indexes=[0])
+        vision = dict(depth=dims["vision_depth"], hidden_size=dims["vision_hidden"],
+                      intermediate_size=dims["vision_intermediate"], num_heads=dims["vision_heads"],
+                      out_hidden_size=dims["hidden"], patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+                      num_position_embeddings=64, deepstack_visual_indexes=[0])
         return Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
     raise ValueError(f"unknown family '{family}'; choose from {', '.join(FAMILIES)}")
 
@@ -133,13 +160,17 @@ def build_processor(family: str, tokenizer):
     )
 
 
-def build_tiny_vlm(family: str, out: str | Path, seed: int = 0) -> Path:
-    """Write config, random weights, tokenizer and processor to `out` (from_pretrained-ready)."""
+def build_tiny_vlm(family: str, out: str | Path, seed: int = 0, size: str = "tiny",
+                   corpus: list[str] | None = None) -> Path:
+    """Write config, random weights, tokenizer and processor to `out` (from_pretrained-ready).
+
+    `corpus`: extra text the tokenizer learns (e.g. the prompt files), so prompts take fewer tokens.
+    """
     from transformers import AutoModelForImageTextToText
 
     out = Path(out)
-    tokenizer = build_tokenizer()
-    config = build_config(family, tokenizer)
+    tokenizer = build_tokenizer(corpus, SIZES[size]["vocab"])
+    config = build_config(family, tokenizer, size)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id

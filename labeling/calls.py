@@ -1,9 +1,13 @@
 """Every model call goes through here: resume cache, retry of unreadable answers, counters.
 
-A call's cache key is the hash of everything that determines its answer (stage, episode,
-frames, instruction, prompt file hash, backend and model). Results are committed to SQLite
-as each batch returns, so a run killed at any point resumes without repeating a finished
-call, and re-running a finished job calls nothing.
+A call's cache key is derived here, from everything that determines the answer: the
+rendered prompt, the answer prefix, the sampling settings, the pixels of every image, the
+backend, model and revision, whether score probabilities were read, and the cache format.
+So an edited prompt or rubric, another image size or camera layout, or another model can
+never be served an old answer. The cache holds raw answers (text and score probabilities),
+and they are parsed when read, so a parser fix reaches cached answers too; transport
+failures are never stored. Answers are committed to SQLite as each batch returns, so a run
+killed at any point resumes without repeating a finished call.
 """
 
 from __future__ import annotations
@@ -19,17 +23,18 @@ from typing import Any
 
 from tqdm import tqdm
 
-from labeling.backends import SCORE_CHOICES, VLMBackend, VLMRequest
+from labeling.backends import SCORE_CHOICES, VLMBackend, VLMRequest, VLMResponse
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 RETRY_NOTE = "\n\nYour previous reply could not be used ({reason}). Reply exactly in the format asked for."
+RETRY_TEMPERATURE = 0.7
 # (value, reason): the parsed value, or None and why not.
 Parser = Callable[[str | None], tuple[Any, str | None]]
 
 
 @dataclass(frozen=True)
 class Job:
-    key: dict  # what determines the answer, JSON-able
+    about: dict  # what the call is about (episode, frames, ...), for the stage's bookkeeping
     request: VLMRequest
 
 
@@ -42,7 +47,7 @@ class CallResult:
     attempts: int = 0
     prompt_tokens: int = 0
     image_tokens: int = 0
-    cached: bool = False
+    cached: bool = False  # the last answer came from the resume cache
 
     @property
     def expected(self) -> float | None:
@@ -69,6 +74,16 @@ class CallStats:
         for key in ("missing", "by_stage", "image_tokens_by_stage"):
             data[key] = dict(getattr(self, key))
         return data
+
+
+def request_material(request: VLMRequest, scored: bool) -> dict:
+    """What of a request determines its answer: text, sampling, and the images' pixels."""
+    return {
+        "prompt": request.prompt, "answer_prefix": request.answer_prefix, "max_new_tokens": request.max_new_tokens,
+        "temperature": request.temperature, "seed": request.seed, "choices": list(SCORE_CHOICES) if scored else None,
+        "images": [hashlib.sha256(image.tobytes()).hexdigest() + f":{'x'.join(map(str, image.shape))}:{image.dtype}"
+                   for image in request.images],
+    }
 
 
 class CallCache:
@@ -106,10 +121,8 @@ class CallCache:
 
 
 class ModelCaller:
-    def __init__(self, backend: VLMBackend, cache: CallCache, max_retries: int = 2, progress: bool = True,
-                 scope: dict | None = None):
+    def __init__(self, backend: VLMBackend, cache: CallCache, max_retries: int = 2, progress: bool = True):
         self.backend = backend
-        self.scope = scope or {}  # e.g. the dataset, so one cache can serve several datasets
         self.cache = cache
         self.max_retries = max_retries
         self.progress = progress
@@ -117,61 +130,67 @@ class ModelCaller:
         identity = backend.describe()
         self.identity = {k: v for k, v in identity.items() if k not in ("device", "base_url", "logprobs")}
 
-    def key(self, stage: str, job: Job) -> str:
-        material = {"v": CACHE_VERSION, "stage": stage, "model": self.identity, "scope": self.scope, **job.key}
+    def key(self, stage: str, request: VLMRequest, scored: bool) -> str:
+        material = {"v": CACHE_VERSION, "stage": stage, "model": self.identity, **request_material(request, scored)}
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def run(self, stage: str, jobs: list[Job], parse: Parser, scored: bool = False,
             show_progress: bool = True) -> list[CallResult]:
-        """Answer every job, from the cache where possible; `scored` reads 1-5 probabilities."""
-        keys = [self.key(stage, job) for job in jobs]
-        hits = self.cache.get_many(keys)
-        results: list[CallResult | None] = [None] * len(jobs)
-        for i, key in enumerate(keys):
-            if key in hits:
-                results[i] = CallResult(**hits[key], cached=True)
-                self.stats.cached_calls += 1
-        pending = [i for i, result in enumerate(results) if result is None]
-        step = max(1, self.backend.batch_size)
-        with tqdm(total=len(pending), desc=stage, unit="call", disable=not (self.progress and show_progress) or not pending) as bar:
-            for start in range(0, len(pending), step):
-                chunk = pending[start : start + step]
-                answered = self._answer([jobs[i].request for i in chunk], parse, scored, stage)
-                self.cache.put_many(
-                    [(keys[i], stage, _stored(result)) for i, result in zip(chunk, answered, strict=True)]
-                )
-                for i, result in zip(chunk, answered, strict=True):
-                    results[i] = result
-                bar.update(len(chunk))
+        """Answer every job; `scored` reads 1-5 probabilities. Unreadable answers are asked
+        again (with a format reminder, sampled) up to `max_retries` times, each from the
+        cache where that exact request was answered before."""
+        requests = [job.request for job in jobs]
+        results = [CallResult() for _ in jobs]
+        pending = list(range(len(jobs)))
+        for attempt in range(self.max_retries + 1):
+            if not pending:
+                break
+            if attempt:
+                # Greedy decoding would repeat itself: remind the model of the format and sample.
+                for i in pending:
+                    requests[i] = replace(requests[i], prompt=jobs[i].request.prompt + RETRY_NOTE.format(
+                        reason=results[i].reason), temperature=RETRY_TEMPERATURE, seed=attempt)
+                self.stats.retries += len(pending)
+            responses = self._responses(stage, [requests[i] for i in pending], scored and not attempt,
+                                        show_progress and not attempt)
+            for i, (response, cached) in zip(pending, responses, strict=True):
+                results[i] = self._read(response, parse, results[i], cached)
+            pending = [i for i in pending if results[i].value is None]
         for result in results:
             if result.value is None:
                 self.stats.missing[result.reason or "unknown"] += 1
         return results
 
-    def _answer(self, requests: list[VLMRequest], parse: Parser, scored: bool, stage: str) -> list[CallResult]:
-        responses = self.backend.score_choices(requests, SCORE_CHOICES) if scored else self.backend.generate(requests)
-        results = [self._read(response, parse) for response in responses]
-        self._count(stage, responses)
-        for attempt in range(1, self.max_retries + 1):
-            retry = [i for i, result in enumerate(results) if result.value is None]
-            if not retry:
-                break
-            # Greedy decoding would repeat itself: remind the model of the format and sample.
-            again = [
-                replace(requests[i], prompt=requests[i].prompt + RETRY_NOTE.format(reason=results[i].reason),
-                        temperature=0.7, seed=attempt)
-                for i in retry
-            ]
-            responses = self.backend.generate(again)
-            self._count(stage, responses)
-            self.stats.retries += len(again)
-            for i, response in zip(retry, responses, strict=True):
-                result = self._read(response, parse)
-                result.attempts = results[i].attempts + 1
-                result.prompt_tokens += results[i].prompt_tokens
-                result.image_tokens += results[i].image_tokens
-                results[i] = result
-        return results
+    def _responses(self, stage: str, requests: list[VLMRequest], scored: bool,
+                   show_progress: bool) -> list[tuple[VLMResponse, bool]]:
+        """(response, from cache) per request; new answers are stored unless the call failed."""
+        keys = [self.key(stage, request, scored) for request in requests]
+        hits = self.cache.get_many(keys)
+        answered: list[tuple[VLMResponse, bool] | None] = [
+            (VLMResponse(**hits[key]), True) if key in hits else None for key in keys]
+        first_of = {}  # a request asked twice in one run is answered once
+        for i, key in enumerate(keys):
+            if answered[i] is None:
+                first_of.setdefault(key, i)
+        missing = sorted(first_of.values())
+        self.stats.cached_calls += len(keys) - len(missing)
+        step = max(1, self.backend.batch_size)
+        with tqdm(total=len(missing), desc=stage, unit="call",
+                  disable=not (self.progress and show_progress) or not missing) as bar:
+            for start in range(0, len(missing), step):
+                chunk = missing[start : start + step]
+                batch = [requests[i] for i in chunk]
+                responses = self.backend.score_choices(batch, SCORE_CHOICES) if scored else self.backend.generate(batch)
+                self._count(stage, responses)
+                self.cache.put_many([(keys[i], stage, _raw(response))
+                                     for i, response in zip(chunk, responses, strict=True) if response.error is None])
+                for i, response in zip(chunk, responses, strict=True):
+                    answered[i] = (response, False)
+                bar.update(len(chunk))
+        for i, key in enumerate(keys):
+            if answered[i] is None:
+                answered[i] = (answered[first_of[key]][0], True)
+        return answered
 
     def _count(self, stage: str, responses) -> None:
         self.stats.model_calls += len(responses)
@@ -183,9 +202,11 @@ class ModelCaller:
             self.stats.failed_calls += response.error is not None
 
     @staticmethod
-    def _read(response, parse: Parser) -> CallResult:
-        result = CallResult(text=response.text, attempts=1, prompt_tokens=response.prompt_tokens,
-                            image_tokens=response.image_tokens)
+    def _read(response: VLMResponse, parse: Parser, before: CallResult, cached: bool) -> CallResult:
+        """Parse a raw answer; tokens and attempts add up over the retries of one job."""
+        result = CallResult(text=response.text, attempts=before.attempts + 1, cached=cached,
+                            prompt_tokens=before.prompt_tokens + response.prompt_tokens,
+                            image_tokens=before.image_tokens + response.image_tokens)
         if response.error:
             result.reason = f"backend error: {response.error}"
         elif response.choice_probs is not None:
@@ -196,7 +217,7 @@ class ModelCaller:
         return result
 
 
-def _stored(result: CallResult) -> dict:
-    data = asdict(result)
-    data.pop("cached")
-    return data
+def _raw(response: VLMResponse) -> dict:
+    """What the cache keeps of an answer: the raw text and probabilities, never a parse."""
+    return {"text": response.text, "choice_probs": response.choice_probs, "choice_mass": response.choice_mass,
+            "prompt_tokens": response.prompt_tokens, "image_tokens": response.image_tokens}

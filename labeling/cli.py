@@ -9,16 +9,24 @@ from labeling.backends.base import BackendUnavailable
 from labeling.dataset import DatasetError
 
 USER_ERROR_EXIT = 2
+RUN_FAILED_EXIT = 1
+
+
+class RunFailed(RuntimeError):
+    """The job ran but its result would be meaningless (e.g. no readable answers): exit 1."""
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run `main`; a user-facing error (bad dataset or input, model or server unavailable)
-    prints `error: ...` and returns 2."""
+    prints `error: ...` and returns 2; a run that failed for a stated reason returns 1."""
     try:
         return main(argv)
     except (DatasetError, FileExistsError, FileNotFoundError, BackendUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return USER_ERROR_EXIT
+    except RunFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return RUN_FAILED_EXIT
 
 
 def parse_episodes(spec: str | None) -> list[int] | None:

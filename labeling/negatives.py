@@ -62,8 +62,7 @@ def counterfactuals(ctx: LabelingContext, labels: dict[int, EpisodeLabels], coun
             frames = context_indices(labels[episode].length - 1, describe_frames)
             images = ClipImages(ctx.source, ctx.clip, episode, set(frames)).images(frames)
             prompt = describe.render(views=ctx.clip.views_text(), frames=len(images))
-            jobs.append(Job(key={"episode": episode, "frames": frames, "prompt": describe.sha256,
-                                 "layout": ctx.clip.layout, "cameras": ctx.clip.cameras, "size": ctx.clip.image_size},
+            jobs.append(Job(about={"episode": episode, "frames": frames},
                             request=VLMRequest(prompt=prompt, images=images, max_new_tokens=160)))
         descriptions = ctx.caller.run("describe", jobs, _description)
         proposal_jobs, owners = [], []
@@ -73,8 +72,7 @@ def counterfactuals(ctx: LabelingContext, labels: dict[int, EpisodeLabels], coun
             instruction = labels[episode].instruction
             prompt = propose.render(instruction=instruction, description=description.value, count=count,
                                     rubric=ctx.prompts.rubric)
-            proposal_jobs.append(Job(key={"episode": episode, "instruction": instruction, "count": count,
-                                          "description": description.value, "prompt": propose.sha256},
+            proposal_jobs.append(Job(about={"episode": episode, "instruction": instruction},
                                      request=VLMRequest(prompt=prompt, max_new_tokens=48 * count)))
             owners.append(episode)
         for episode, result in zip(owners, ctx.caller.run("counterfactual", proposal_jobs, _proposals), strict=True):

@@ -1,4 +1,5 @@
-"""Stage 5: a new LeRobot dataset with reward features, the sidecar, rewACT keypoints.
+"""Stage 5: a new LeRobot dataset with reward features, the sidecar, rewACT keypoints, and
+the progress parquet of LeRobot's RA-BC sample weighting (`sarm_progress.parquet`).
 
 Everything is built in `<out>.partial` and renamed to `<out>` only when complete, so a
 crash never leaves a directory that looks like a finished labeling.
@@ -31,6 +32,9 @@ REWARD_FEATURES = {
     "reward.labeled": {"dtype": "int64", "shape": (1,), "names": None},
 }
 SUMMARY_FILE = "labeling_summary.json"
+# LeRobot's RA-BC sample weighting reads this file from the dataset root by default
+# (`--sample_weighting.type=rabc`): index, episode_index, frame_index, progress_sparse, progress_dense.
+RABC_PROGRESS_FILE = "sarm_progress.parquet"
 KEYPOINTS_FILE = Path("rewact_extensions") / "reward_keypoints.json"
 
 
@@ -105,6 +109,8 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
         table.to_parquet(sidecar / f"{name}.parquet", index=False)
     (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
+    rabc_progress(frames).to_parquet(staging / RABC_PROGRESS_FILE, index=False)
+
     keypoints = {episode: step_keypoints(label.score) for episode, label in labels.items() if label.labeled}
     (staging / KEYPOINTS_FILE).parent.mkdir(parents=True, exist_ok=True)
     write_keypoints(staging / KEYPOINTS_FILE, keypoints)
@@ -114,6 +120,18 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
         shutil.rmtree(out)
     staging.rename(out)
     return out
+
+
+def rabc_progress(frames: pd.DataFrame) -> pd.DataFrame:
+    """Progress per frame in LeRobot's RA-BC schema: the discrete label as `progress_sparse`
+    ((score - 1) / 4), the expected score as `progress_dense`; NaN where unlabeled."""
+    return pd.DataFrame({
+        "index": frames["index"].astype("int64"),
+        "episode_index": frames["episode_index"].astype("int64"),
+        "frame_index": frames["frame_index"].astype("int64"),
+        "progress_sparse": frames["reward"].astype("float64"),
+        "progress_dense": np.where(frames["labeled"], score_to_reward(frames["expected"].to_numpy()), np.nan),
+    })
 
 
 def step_keypoints(score: np.ndarray) -> dict[int, float]:

@@ -7,8 +7,11 @@ Asking about every prefix [0, t] of an episode costs T calls and O(T^2) images. 
 2. where neighbouring keyframes' expected scores jump by more than `jump_threshold`, score
    the frame between them, and repeat until no jump is left or the episode's budget of
    `max_keyframes` calls is spent;
-3. fill the frames between keyframes by isotonic regression of the keyframe expectations
-   (successful demonstrations do not lose progress), then linear interpolation.
+3. fill the frames between keyframes from the keyframe expectations, then interpolate linearly.
+   The default `unimodal` fill is isotonic (progress never decreases) unless the keyframes
+   say the episode lost at least `min_drop` levels after its peak (an object dropped, an arm
+   that reached and went back): then progress rises to the peak and falls after it, so the
+   regression the model saw survives into the labels.
 
 The score distribution is read from token probabilities where the backend gives them
 (label = argmax, value = expectation); otherwise the answer text is parsed.
@@ -16,7 +19,7 @@ The score distribution is read from token probabilities where the backend gives 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
@@ -30,7 +33,7 @@ from labeling.parsing import parse_score
 from labeling.records import EpisodeLabels, KeyframeScore
 
 PROMPT = "progress_score.v1.txt"
-FILLS = ("isotonic", "linear")
+FILLS = ("unimodal", "isotonic", "linear")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class ProgressConfig:
     max_keyframes: int = 12
     context_frames: int = 6
     jump_threshold: float = 1.0
-    fill: str = "isotonic"
+    fill: str = "unimodal"
+    min_drop: float = 1.0  # levels lost after the peak before the unimodal fill keeps a regression
 
 
 def initial_keyframes(length: int, count: int) -> list[int]:
@@ -71,7 +75,20 @@ def isotonic(values: np.ndarray) -> np.ndarray:
     return np.concatenate([np.full(int(count), mean) for mean, count in blocks])
 
 
-def fill_frames(length: int, expected: dict[int, float], mode: str) -> np.ndarray:
+def unimodal(values: np.ndarray, min_drop: float) -> np.ndarray:
+    """Least-squares fit that rises, then falls, if it ends at least `min_drop` below its
+    peak; otherwise the non-decreasing fit. Exact: the best rise/fall split of all."""
+    rising = isotonic(values)
+    best, best_error = rising, float(((rising - values) ** 2).sum())
+    for split in range(1, len(values)):
+        fit = np.concatenate([isotonic(values[:split]), -isotonic(-values[split:])])
+        error = float(((fit - values) ** 2).sum())
+        if error < best_error - 1e-12:
+            best, best_error = fit, error
+    return best if best.max() - best[-1] >= min_drop else rising
+
+
+def fill_frames(length: int, expected: dict[int, float], mode: str, min_drop: float = 1.0) -> np.ndarray:
     """Per-frame expected score from keyframe values; NaN everywhere if none were scored."""
     if not expected:
         return np.full(length, np.nan)
@@ -79,12 +96,14 @@ def fill_frames(length: int, expected: dict[int, float], mode: str) -> np.ndarra
     values = np.array([expected[f] for f in frames], dtype=np.float64)
     if mode == "isotonic":
         values = isotonic(values)
+    elif mode == "unimodal":
+        values = unimodal(values, min_drop)
     return np.interp(np.arange(length), frames, values)
 
 
-def apply_fill(labels: EpisodeLabels, mode: str) -> None:
+def apply_fill(labels: EpisodeLabels, mode: str, min_drop: float = ProgressConfig.min_drop) -> None:
     scored = {f: k.expected for f, k in labels.keyframes.items() if k.expected is not None}
-    labels.expected = fill_frames(labels.length, scored, mode)
+    labels.expected = fill_frames(labels.length, scored, mode, min_drop)
     labels.score = np.where(np.isnan(labels.expected), 0, np.clip(np.rint(np.nan_to_num(labels.expected)), 1, 5)).astype(int)
 
 
@@ -105,9 +124,8 @@ def progress_jobs(ctx: LabelingContext, labels: EpisodeLabels, frames: list[int]
             instruction=labels.instruction, views=ctx.clip.views_text(),
             frames=len(context) * ctx.clip.images_per_frame(), rubric=ctx.prompts.rubric,
         )
-        key = {"episode": labels.episode, "frame": frame, "context": context, "instruction": labels.instruction,
-               "prompt": template.sha256, "clip": asdict(ctx.clip)}
-        jobs.append(Job(key=key, request=VLMRequest(prompt=prompt, images=images, answer_prefix="ANSWER: ",
+        about = {"episode": labels.episode, "frame": frame, "context": context}
+        jobs.append(Job(about=about, request=VLMRequest(prompt=prompt, images=images, answer_prefix="ANSWER: ",
                                                     max_new_tokens=8)))
     return jobs
 
@@ -129,7 +147,7 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                 results = ctx.caller.run("progress", jobs, _parse, scored=True, show_progress=False)
                 for (episode, frame), job, result in zip(owners, jobs, results, strict=True):
                     labels[episode].keyframes[frame] = KeyframeScore(
-                        frame=frame, context=tuple(job.key["context"]), score=result.value, expected=result.expected,
+                        frame=frame, context=tuple(job.about["context"]), score=result.value, expected=result.expected,
                         probs=tuple(result.probs) if result.probs else None, reason=result.reason,
                     )
                 pending = {}
@@ -140,7 +158,7 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                     if new:
                         pending[episode] = new
             for episode in group:
-                apply_fill(labels[episode], config.fill)
+                apply_fill(labels[episode], config.fill, config.min_drop)
             bar.update(len(group))
     return labels
 

@@ -21,7 +21,7 @@ def rewrite_tasks(ctx: LabelingContext, paraphrases: int = 2) -> dict[str, TaskR
     template = ctx.prompts.get(PROMPT)
     tasks = sorted({ctx.source.episode(e).task for e in ctx.episodes})
     jobs = [
-        Job(key={"task": task, "paraphrases": paraphrases, "prompt": template.sha256},
+        Job(about={"task": task},
             request=VLMRequest(prompt=template.render(task=task, paraphrases=paraphrases), max_new_tokens=128))
         for task in tasks
     ]

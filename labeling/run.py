@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from labeling.backends import BACKENDS, make_backend
 from labeling.calls import CallCache, ModelCaller
-from labeling.cli import parse_episodes, run_cli
+from labeling.cli import RunFailed, parse_episodes, run_cli
 from labeling.clips import LAYOUTS, ClipSpec, context_indices
 from labeling.context import LabelingContext
 from labeling.dataset import DatasetError, EpisodeSource
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--model", default=DEFAULT_MODEL, help="hub id or local checkpoint (transformers/vllm); served name (openai)")
     add("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server (--backend openai)")
     add("--device", default="auto", help="transformers: auto, cpu, cuda, cuda:1")
-    add("--dtype", default="auto", help="transformers: auto, float32, bfloat16, float16")
+    add("--dtype", default="auto", help="transformers, vllm: auto, float32, bfloat16, float16")
     add("--batch-size", type=int, default=4, help="transformers: requests per forward pass")
     add("--concurrency", type=int, default=8, help="openai: requests in flight")
     add("--episodes", help="e.g. 0,3,5-9 (default: all)")
@@ -61,10 +62,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--max-keyframes", type=int, default=ProgressConfig.max_keyframes, help="model calls per episode, at most")
     add("--context-frames", type=int, default=ProgressConfig.context_frames, help="frames shown per call")
     add("--jump-threshold", type=float, default=ProgressConfig.jump_threshold)
-    add("--fill", choices=FILLS, default=ProgressConfig.fill, help="isotonic: progress never decreases")
+    add("--fill", choices=FILLS, default=ProgressConfig.fill,
+        help="unimodal: never decreasing unless the keyframes fall --min-drop levels after their peak; "
+             "isotonic: never decreasing; linear: keyframes joined as scored")
+    add("--min-drop", type=float, default=ProgressConfig.min_drop, help="unimodal fill: levels lost to keep a regression")
     add("--counterfactuals", type=int, default=3, help="alternative instructions per episode")
     add("--validate-fraction", type=float, default=0.2, help="share of keyframes re-checked by validation")
     add("--max-retries", type=int, default=2, help="re-asks for an unreadable answer")
+    add("--max-missing", type=float, default=0.5,
+        help="fail (exit 1, nothing written) when more than this share of progress answers is unreadable")
     add("--episodes-per-group", type=int, default=8, help="episodes decoded and batched together")
     add("--prompts-dir", type=Path, default=DEFAULT_PROMPTS_DIR)
     add("--cache-dir", type=Path, help="resume cache (default: <out>.cache)")
@@ -84,12 +90,13 @@ def selected_stages(spec: str) -> set[str]:
     return stages
 
 
-def backend_options(args: argparse.Namespace) -> dict:
+def backend_options(args: argparse.Namespace, clip: ClipSpec) -> dict:
     if args.backend == "transformers":
         return {"device": args.device, "dtype": args.dtype, "batch_size": args.batch_size}
     if args.backend == "openai":
         return {"base_url": args.base_url, "concurrency": args.concurrency}
-    return {}
+    # vLLM refuses prompts with more images than it was started for: the most any stage sends.
+    return {"dtype": args.dtype, "max_images": args.context_frames * clip.images_per_frame()}
 
 
 def dry_run(ctx: LabelingContext, stages: set[str], config: ProgressConfig, args: argparse.Namespace) -> str:
@@ -103,9 +110,9 @@ def dry_run(ctx: LabelingContext, stages: set[str], config: ProgressConfig, args
     labels = EpisodeLabels(episode, info.length, info.task)
     frames = initial_keyframes(info.length, config.initial_keyframes)
     for job in progress_jobs(ctx, labels, frames, config, clip=None):
-        count = len(job.key["context"]) * ctx.clip.images_per_frame()
-        lines += [f"\n## progress, episode {episode}, frame {job.key['frame']} ({PROGRESS_PROMPT}): "
-                  f"<{count} images: frames {list(job.key['context'])}>", job.request.prompt,
+        count = len(job.about["context"]) * ctx.clip.images_per_frame()
+        lines += [f"\n## progress, episode {episode}, frame {job.about['frame']} ({PROGRESS_PROMPT}): "
+                  f"<{count} images: frames {list(job.about['context'])}>", job.request.prompt,
                   f"[assistant answer starts with: {job.request.answer_prefix!r}]"]
     lines.append(f"\n(refinement keyframes depend on the answers; at most {config.max_keyframes} calls per episode)")
     if "negatives" in stages:
@@ -120,6 +127,18 @@ def dry_run(ctx: LabelingContext, stages: set[str], config: ProgressConfig, args
     if "validate" in stages:
         lines.append(f"\n## validate ({VALIDATE_PROMPT}): one call per negative and per sampled keyframe")
     return "\n".join(lines)
+
+
+def check_missing(labels: dict[int, EpisodeLabels], max_missing: float, cache_path: Path) -> None:
+    keyframes = [k for label in labels.values() for k in label.keyframes.values()]
+    missing = [k.reason or "unknown" for k in keyframes if k.expected is None]
+    if keyframes and len(missing) / len(keyframes) > max_missing:
+        reason, count = Counter(missing).most_common(1)[0]
+        raise RunFailed(
+            f"{len(missing)} of {len(keyframes)} progress answers were unreadable (most often: {reason}, {count}x), "
+            f"more than --max-missing {max_missing:g}; nothing was written. The raw answers are in {cache_path} "
+            "(table calls); check the model and server (does it follow the prompt? return logprobs?)"
+        )
 
 
 def summarize(ctx: LabelingContext, labels: dict[int, EpisodeLabels], negatives, elapsed: float) -> dict:
@@ -141,8 +160,9 @@ def summarize(ctx: LabelingContext, labels: dict[int, EpisodeLabels], negatives,
         "prompt_tokens": stats.prompt_tokens,
         "image_tokens": stats.image_tokens,
         "image_tokens_measured": ctx.caller.backend.image_tokens_measured,
-        "progress_calls_per_labeled_frame": round(progress_calls / max(labeled_frames, 1), 4),
-        "progress_image_tokens_per_labeled_frame": round(progress_images / max(labeled_frames, 1), 2),
+        # Per labelled frame: undefined (None) when nothing was labelled.
+        "progress_calls_per_labeled_frame": round(progress_calls / labeled_frames, 4) if labeled_frames else None,
+        "progress_image_tokens_per_labeled_frame": round(progress_images / labeled_frames, 2) if labeled_frames else None,
         "progress_frames_shown": frames_shown,
         "naive_prefix_calls": naive_calls,
         "naive_prefix_frames_shown": naive_frames,
@@ -188,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     if not clip.cameras:
         raise DatasetError(f"{source.root} has no camera features to show the model")
     config = ProgressConfig(initial_keyframes=args.initial_keyframes, max_keyframes=args.max_keyframes,
-                            context_frames=args.context_frames, jump_threshold=args.jump_threshold, fill=args.fill)
+                            context_frames=args.context_frames, jump_threshold=args.jump_threshold, fill=args.fill,
+                            min_drop=args.min_drop)
     prompts = PromptLibrary(args.prompts_dir)
     if args.dry_run:
         ctx = LabelingContext(source, caller=None, prompts=prompts, clip=clip, episodes=episodes)
@@ -197,21 +218,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists (pass --overwrite to replace it)")
 
-    backend = make_backend(args.backend, args.model, **backend_options(args))
-    cache = CallCache((args.cache_dir or args.out.with_name(args.out.name + ".cache")) / "calls.sqlite")
-    caller = ModelCaller(backend, cache, args.max_retries, progress=not args.quiet,
-                         scope={"dataset": source.repo_id, "frames": source.meta.total_frames})
+    backend = make_backend(args.backend, args.model, **backend_options(args, clip))
+    cache_path = (args.cache_dir or args.out.with_name(args.out.name + ".cache")) / "calls.sqlite"
+    cache = CallCache(cache_path)
+    caller = ModelCaller(backend, cache, args.max_retries, progress=not args.quiet)
     ctx = LabelingContext(source, caller, prompts, clip, episodes, args.episodes_per_group)
 
     rewrites = rewrite_tasks(ctx, args.paraphrases) if "rewrite" in stages else unchanged_tasks(ctx)
     instructions = {e: rewrites[source.episode(e).task].instruction for e in episodes}
     labels = score_progress(ctx, instructions, config)
+    check_missing(labels, args.max_missing, cache_path)
     negatives = []
     if "negatives" in stages:
         negatives = temporal_clips(labels) + counterfactuals(ctx, labels, args.counterfactuals, args.context_frames)
     verdicts = []
     if "validate" in stages:
-        verdicts = validate(ctx, negatives, labels, args.validate_fraction, args.context_frames, args.fill)
+        verdicts = validate(ctx, negatives, labels, args.validate_fraction, config)
     mark_unverified(negatives)
 
     summary = summarize(ctx, labels, negatives, time.perf_counter() - started_clock)

@@ -17,7 +17,7 @@ from labeling.calls import Job
 from labeling.clips import ClipImages, context_indices
 from labeling.context import LabelingContext
 from labeling.parsing import parse_verdict
-from labeling.progress import apply_fill
+from labeling.progress import ProgressConfig, apply_fill
 from labeling.records import EpisodeLabels, NegativeRecord, Verdict
 
 PROMPT = "validate_label.v1.txt"
@@ -55,7 +55,7 @@ def progress_sample(labels: dict[int, EpisodeLabels], fraction: float) -> list[T
 
 
 def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict[int, EpisodeLabels],
-             sample_fraction: float, context_frames: int, fill: str) -> list[Verdict]:
+             sample_fraction: float, config: ProgressConfig) -> list[Verdict]:
     targets = [Target("negative", n.id, n.episode, n.end, n.instruction, n.score) for n in negatives]
     targets += progress_sample(labels, sample_fraction)
     template = ctx.prompts.get(PROMPT)
@@ -69,7 +69,7 @@ def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict
             episode_targets = by_episode.get(episode, [])
             if not episode_targets:
                 continue
-            contexts = [context_indices(t.frame, context_frames) for t in episode_targets]
+            contexts = [context_indices(t.frame, config.context_frames) for t in episode_targets]
             clip = ClipImages(ctx.source, ctx.clip, episode, set().union(*contexts))
             for target, context in zip(episode_targets, contexts, strict=True):
                 images = clip.images(context)
@@ -77,14 +77,12 @@ def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict
                     instruction=target.instruction, views=ctx.clip.views_text(), frames=len(images),
                     score=target.score, rubric_line=ctx.prompts.rubric_lines[target.score], rubric=ctx.prompts.rubric,
                 )
-                key = {"target": target.id, "episode": episode, "frame": target.frame, "context": context,
-                       "instruction": target.instruction, "score": target.score, "prompt": template.sha256,
-                       "layout": ctx.clip.layout, "cameras": ctx.clip.cameras, "size": ctx.clip.image_size}
-                jobs.append(Job(key=key, request=VLMRequest(prompt=prompt, images=images, max_new_tokens=24)))
+                about = {"target": target.id, "episode": episode, "frame": target.frame, "context": context}
+                jobs.append(Job(about=about, request=VLMRequest(prompt=prompt, images=images, max_new_tokens=24)))
                 owners.append(target)
         for target, result in zip(owners, ctx.caller.run("validate", jobs, _parse), strict=True):
             verdicts.append(_verdict(target, result.value, result.reason))
-    _apply(verdicts, negatives, labels, fill)
+    _apply(verdicts, negatives, labels, config)
     return verdicts
 
 
@@ -106,7 +104,8 @@ def _verdict(target: Target, value: dict | None, reason: str | None) -> Verdict:
     )
 
 
-def _apply(verdicts: list[Verdict], negatives: list[NegativeRecord], labels: dict[int, EpisodeLabels], fill: str) -> None:
+def _apply(verdicts: list[Verdict], negatives: list[NegativeRecord], labels: dict[int, EpisodeLabels],
+           config: ProgressConfig) -> None:
     negative_by_id = {n.id: n for n in negatives}
     refill = set()
     for verdict in verdicts:
@@ -121,7 +120,7 @@ def _apply(verdicts: list[Verdict], negatives: list[NegativeRecord], labels: dic
             refill.add(verdict.episode)
     mark_unverified(negatives)
     for episode in refill:
-        apply_fill(labels[episode], fill)
+        apply_fill(labels[episode], config.fill, config.min_drop)
 
 
 def mark_unverified(negatives: list[NegativeRecord]) -> None:

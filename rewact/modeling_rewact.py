@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 from lerobot.policies.act.modeling_act import ACTPolicy
-from lerobot.utils.constants import OBS_IMAGES, OBS_STATE, REWARD
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE, REWARD
 from lerobot.utils.feature_utils import dataset_to_policy_features
 from torch import Tensor, nn
 
@@ -108,8 +108,16 @@ class RewACTPolicy(ACTPolicy):
         self.eval()
         return self.model(self._model_inputs(batch))[0]
 
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
-        """ACT's loss with failure frames masked out of imitation, plus the reward loss."""
+    def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
+        """ACT's loss with failure frames masked out of imitation, plus the reward loss.
+
+        `reduction="none"` returns one loss per sample, as LeRobot's sample weighting (RA-BC)
+        asks: that sample's imitation loss (L1 + KL) plus the batch's mean reward loss, so the
+        weights reweight imitation only and the reward head learns from every labelled frame,
+        failures included (which RA-BC would otherwise weight down to zero).
+        """
+        if reduction not in ("mean", "none"):
+            raise ValueError(f"reduction must be 'mean' or 'none', got '{reduction}'")
         if REWARD not in batch or not torch.is_tensor(batch[REWARD]):
             raise ValueError(
                 "RewACT needs a reward target per frame (`next.reward`); build the policy's processors "
@@ -118,7 +126,18 @@ class RewACTPolicy(ACTPolicy):
         imitate = batch.get(REWARD_IMITATE)
         if imitate is not None:
             batch = {**batch, "action_is_pad": batch["action_is_pad"] | ~imitate.to(batch["action_is_pad"].device)[:, None]}
-        loss, loss_dict = super().forward(self._with_state_placeholder(batch))
+        actions_hat, (mu_hat, log_sigma_x2_hat) = self.model(self._model_inputs(batch))
+        # ACT's loss, kept per sample: L1 over the chunk's valid steps, and the VAE's KL.
+        abs_err = F.l1_loss(batch[ACTION], actions_hat, reduction="none")
+        valid = ~batch["action_is_pad"].unsqueeze(-1)
+        per_sample_l1 = (abs_err * valid).sum(dim=(1, 2)) / (valid.sum(dim=(1, 2)) * abs_err.shape[-1]).clamp_min(1)
+        l1_loss = (abs_err * valid).sum() / (valid.sum() * abs_err.shape[-1]).clamp_min(1)
+        per_sample_kld = torch.zeros_like(per_sample_l1)
+        if self.config.use_vae and log_sigma_x2_hat is not None:
+            per_sample_kld = (-0.5 * (1 + log_sigma_x2_hat - mu_hat.pow(2) - log_sigma_x2_hat.exp())).sum(-1)
+        loss_dict = {"l1_loss": l1_loss.item()}
+        if self.config.use_vae:
+            loss_dict["kld_loss"] = per_sample_kld.mean().item()
 
         target = batch[REWARD].reshape(-1).float()
         labeled = batch.get(REWARD_LABELED)
@@ -137,7 +156,10 @@ class RewACTPolicy(ACTPolicy):
         predicted, _ = self._reward_from_logits(logits.detach())
         loss_dict["reward_loss"] = reward_loss.item()
         loss_dict["reward_mae"] = ((predicted - target).abs() * labeled).sum().item() / max(int(labeled.sum()), 1)
-        return loss + self.config.reward_loss_weight * reward_loss, loss_dict
+        weighted_reward = self.config.reward_loss_weight * reward_loss
+        if reduction == "none":
+            return per_sample_l1 + self.config.kl_weight * per_sample_kld + weighted_reward, loss_dict
+        return l1_loss + self.config.kl_weight * per_sample_kld.mean() + weighted_reward, loss_dict
 
     @torch.no_grad()
     def predict_reward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:

@@ -55,12 +55,17 @@ def fake_openai(tmp_path):
 
     processes = []
 
-    def start(fail_first: int = 0, reject_logprobs: bool = False):
+    def start(fail_first: int = 0, reject_logprobs: bool = False, unreadable: bool = False,
+              reject_prefill: bool = False):
         log = tmp_path / f"requests{len(processes)}.jsonl"
         cmd = [sys.executable, str(REPO_ROOT / "tests" / "fake_openai_server.py"), "--log", str(log),
                "--fail-first", str(fail_first), "--max-seconds", "300"]
         if reject_logprobs:
             cmd.append("--reject-logprobs")
+        if unreadable:
+            cmd.append("--unreadable")
+        if reject_prefill:
+            cmd.append("--reject-prefill")
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         processes.append(process)
         port = int(process.stdout.readline())

@@ -1,5 +1,7 @@
 """The caller: cache keys, resume, and 30+ malformed answers through parse -> retry -> missing."""
 
+import numpy as np
+
 from labeling.backends import VLMBackend, VLMRequest, VLMResponse
 from labeling.calls import CallCache, Job, ModelCaller
 from labeling.parsing import parse_score
@@ -47,7 +49,7 @@ def test_thirty_plus_malformed_answers_are_parsed_retried_or_recorded(tmp_path):
     assert len(malformed) >= 30
     backend = ScriptedBackend()
     caller = ModelCaller(backend, CallCache(tmp_path / "c.sqlite"), max_retries=1, progress=False)
-    jobs = [Job(key={"answer": a}, request=VLMRequest(prompt=a)) for a in SCRIPT]
+    jobs = [Job(about={"answer": a}, request=VLMRequest(prompt=a)) for a in SCRIPT]
     results = caller.run("progress", jobs, parse, scored=True)
     by_answer = dict(zip(SCRIPT, results))
     assert by_answer["**Answer:** 2"].value == 2 and by_answer["**Answer:** 2"].attempts == 1
@@ -64,16 +66,83 @@ def test_thirty_plus_malformed_answers_are_parsed_retried_or_recorded(tmp_path):
     assert all("could not be used" in r.prompt for r in retried)
 
 
-def test_cache_answers_repeat_runs_and_keys_track_what_matters(tmp_path):
+class FlakyBackend(ScriptedBackend):
+    """Fails its first call with a transport error, like a server that is restarting."""
+
+    failed = False
+
+    def generate(self, requests):
+        if not self.failed:
+            self.failed = True
+            return [VLMResponse(error="HTTP 503") for _ in requests]
+        return super().generate(requests)
+
+
+def test_an_identical_rerun_is_served_whole_from_the_cache(tmp_path):
     cache = CallCache(tmp_path / "c.sqlite")
+    jobs = [Job(about={}, request=VLMRequest(prompt=a)) for a in SCRIPT]
+    first = ModelCaller(ScriptedBackend(), cache, max_retries=1, progress=False)
+    before = first.run("progress", jobs, parse)
+    again = ModelCaller(ScriptedBackend(), cache, max_retries=1, progress=False)
+    after = again.run("progress", jobs, parse)
+    assert again.stats.model_calls == 0 and again.stats.cached_calls == first.stats.model_calls  # retries too
+    assert [(r.value, r.reason, r.attempts) for r in after] == [(r.value, r.reason, r.attempts) for r in before]
+    assert all(r.cached for r in after)
+
+
+def test_the_key_changes_with_prompt_images_sampling_model_and_stage(tmp_path):
+    caller = ModelCaller(ScriptedBackend(), CallCache(tmp_path / "c.sqlite"), progress=False)
+    image = np.zeros((8, 16, 3), dtype=np.uint8)
+    request = VLMRequest(prompt="Rubric v1. ANSWER?", images=(image,), answer_prefix="ANSWER: ")
+    key = caller.key("progress", request, scored=True)
+    edited = np.array(image)
+    edited[0, 0, 0] = 1
+    variants = [
+        ("progress", VLMRequest(prompt="Rubric v2. ANSWER?", images=(image,), answer_prefix="ANSWER: "), True),
+        ("progress", VLMRequest(prompt=request.prompt, images=(edited,), answer_prefix="ANSWER: "), True),
+        ("progress", VLMRequest(prompt=request.prompt, images=(image[:4],), answer_prefix="ANSWER: "), True),  # resized
+        ("progress", VLMRequest(prompt=request.prompt, images=(image, image), answer_prefix="ANSWER: "), True),
+        ("progress", VLMRequest(prompt=request.prompt, images=(image,), answer_prefix=""), True),
+        ("progress", VLMRequest(prompt=request.prompt, images=(image,), answer_prefix="ANSWER: ", temperature=0.7), True),
+        ("progress", request, False),
+        ("validate", request, True),
+    ]
+    keys = {caller.key(stage, r, scored) for stage, r, scored in variants}
+    assert len(keys) == len(variants) and key not in keys
+    assert caller.key("progress", VLMRequest(prompt=request.prompt, images=(image.copy(),),
+                                             answer_prefix="ANSWER: "), True) == key  # same pixels, same key
+    other_model = ScriptedBackend()
+    other_model.model = "script-v2"
+    assert ModelCaller(other_model, caller.cache, progress=False).key("progress", request, True) != key
+
+
+def test_the_cache_keeps_raw_answers_so_a_new_parser_reaches_them(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    jobs = [Job(about={}, request=VLMRequest(prompt="The arm moves."))]
+    first = ModelCaller(ScriptedBackend(), cache, max_retries=0, progress=False).run("progress", jobs, parse)
+    assert first[0].value is None  # the old parser cannot read it
+
+    def lenient(text):  # a parser fix: any answer about a moving arm scores 2
+        return (2, None) if "arm moves" in text else (None, "no score")
+
+    again = ModelCaller(ScriptedBackend(), cache, max_retries=0, progress=False)
+    fixed = again.run("progress", jobs, lenient)
+    assert fixed[0].value == 2 and fixed[0].cached and again.stats.model_calls == 0
+
+
+def test_a_request_asked_twice_in_one_run_is_answered_once(tmp_path):
     backend = ScriptedBackend()
-    caller = ModelCaller(backend, cache, progress=False)
-    jobs = [Job(key={"answer": "**Answer:** 2"}, request=VLMRequest(prompt="**Answer:** 2"))]
-    first = caller.run("progress", jobs, parse)
-    again = ModelCaller(backend, cache, progress=False)
-    second = again.run("progress", jobs, parse)
-    assert again.stats.model_calls == 0 and again.stats.cached_calls == 1
-    assert second[0].value == first[0].value and second[0].cached
-    other_prompt = Job(key={"answer": "**Answer:** 2", "prompt": "v2"}, request=jobs[0].request)
-    assert caller.key("progress", other_prompt) != caller.key("progress", jobs[0])
-    assert caller.key("validate", jobs[0]) != caller.key("progress", jobs[0])
+    caller = ModelCaller(backend, CallCache(tmp_path / "c.sqlite"), progress=False)
+    jobs = [Job(about={"i": i}, request=VLMRequest(prompt="**Answer:** 2")) for i in range(3)]
+    assert [r.value for r in caller.run("progress", jobs, parse)] == [2, 2, 2]
+    assert caller.stats.model_calls == 1 and caller.stats.cached_calls == 2 and len(backend.sent) == 1
+
+
+def test_transport_failures_are_never_cached(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    jobs = [Job(about={}, request=VLMRequest(prompt="**Answer:** 2"))]
+    failed = ModelCaller(FlakyBackend(), cache, max_retries=0, progress=False).run("progress", jobs, parse)
+    assert failed[0].value is None and failed[0].reason == "backend error: HTTP 503"
+    assert cache.count() == 0
+    again = ModelCaller(ScriptedBackend(), cache, max_retries=0, progress=False)
+    assert again.run("progress", jobs, parse)[0].value == 2 and again.stats.model_calls == 1

@@ -47,6 +47,25 @@ def test_constant_prediction():
     assert metrics["exact"] == pytest.approx(np.mean(scores == 3))
 
 
+def test_voc_is_order_with_time_on_successes_only():
+    climbing = {e.index: np.linspace(0, 1, len(e.progress)) for e in EPISODES}
+    assert episode_metrics(EPISODES, climbing)["voc"] == pytest.approx(1)
+    falling = {e.index: (np.linspace(1, 0, len(e.progress)) if e.success else np.linspace(0, 1, len(e.progress)))
+               for e in EPISODES}
+    assert episode_metrics(EPISODES, falling)["voc"] == pytest.approx(-1)  # failures do not count
+
+
+def test_false_success_at_95_percent_recall_of_successes():
+    # finals: successes 0.9 and 0.6, stall 0.7, drop 0.1 -> recognising both successes needs
+    # a threshold of 0.6, which the stall passes: 1 of 2 failures called a success
+    finals = {0: 0.9, 1: 0.6, 2: 0.7, 3: 0.1}
+    rewards = {e.index: np.append(np.zeros(len(e.progress) - 1), finals[e.index]) for e in EPISODES}
+    metrics = episode_metrics(EPISODES, rewards)
+    assert metrics["success_threshold_at_95"] == pytest.approx(0.6)
+    assert metrics["false_success_at_95"] == 0.5
+    assert metrics["false_success_rate"] == 0  # nothing rounds to 5: the fixed-threshold rate hides the stall
+
+
 def test_order_correlation_of_constant_truth_is_zero():
     assert order_correlations(np.array([0.1, 0.2]), np.array([0.5, 0.5])) == (0.0, 0.0)
 
@@ -68,7 +87,7 @@ def test_compare_writes_table_json_and_plots(demo_root, tmp_path):
     rewards = pd.read_parquet(demo_root / "ground_truth" / "frames.parquet")[["episode_index", "frame_index", "progress"]]
     rewards.rename(columns={"progress": "reward"}).to_parquet(tmp_path / "truth.parquet")
     result = run("--dataset", demo_root, "--out", tmp_path / "out", "--bootstrap", 50,
-                 "--source", "interp=interpolation", "--source", f"oracle=parquet:{tmp_path / 'truth.parquet'}")
+                 "--source", "interp=interpolation", f"oracle=parquet:{tmp_path / 'truth.parquet'}")  # README's form
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert report["metrics"]["oracle"]["spearman"][0] == pytest.approx(1.0)

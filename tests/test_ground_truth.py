@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from data.ground_truth import TASK_SPECS, frame_progress, progress_to_score
+from data.ground_truth import TASK_SPECS, fractional_score, frame_progress, progress_to_score
 from rewact.ground_truth import read_ground_truth
 from data.rollout import FAILURE_KINDS
 
@@ -28,6 +28,13 @@ def test_progress_formula_endpoints():
 )
 def test_score_mapping(progress, success, score):
     assert progress_to_score(progress, success) == score
+    assert round(float(fractional_score(np.array([progress]), np.array([success]))[0])) == score
+
+
+def test_fractional_score_is_monotone_inside_the_bands():
+    progress = np.linspace(0, 0.95, 200)
+    fractional = fractional_score(progress, np.zeros(200, dtype=bool))
+    assert np.all(np.diff(fractional) > 0) and fractional[0] == 1.0 and fractional[-1] < 4.5
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,23 @@ def test_openai_backend_reads_logprobs_and_retries_503(fake_openai):
     assert sorted(s["images"] for s in sent[2:]) == [1, 2, 3]
 
 
+def test_openai_backend_prefills_the_answer_and_falls_back_where_the_server_refuses(fake_openai):
+    base_url, log = fake_openai()
+    backend = make_backend("openai", "served-model", base_url=base_url, concurrency=1)
+    prefilled = backend.score_choices(requests(1), SCORE_CHOICES)[0]
+    assert prefilled.choice_probs["4"] == pytest.approx(0.6) and prefilled.text == "ANSWER: 4"
+    assert json.loads(log.read_text().splitlines()[-1])["prefill"] == "ANSWER: "
+    assert backend.generate([VLMRequest(prompt="Describe. FINAL STATE")])[0].text.startswith("SCENE")  # no prefix
+
+    base_url, log = fake_openai(reject_prefill=True)
+    backend = make_backend("openai", "served-model", base_url=base_url, concurrency=1)
+    fallback = backend.score_choices(requests(2), SCORE_CHOICES)
+    assert backend.prefill is False and backend.logprobs is True
+    assert all(r.choice_probs["4"] == pytest.approx(0.6) and r.text == "ANSWER: 4" for r in fallback)
+    sent = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [s["prefill"] for s in sent] == ["ANSWER: ", None, None]  # refused once, then asked without
+
+
 def test_openai_backend_falls_back_to_text_when_logprobs_are_rejected(fake_openai):
     base_url, _ = fake_openai(reject_logprobs=True)
     backend = make_backend("openai", "served-model", base_url=base_url)
@@ -109,3 +126,13 @@ def test_vllm_backend_uses_chat_with_prefill_and_reads_logprobs(monkeypatch):
     conversation, add_prompt, continue_final = calls[0][0][0], calls[0][1], calls[0][2]
     assert conversation[-1] == {"role": "assistant", "content": "ANSWER: "} and not add_prompt and continue_final
     assert conversation[0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+def test_vllm_is_started_for_the_most_images_a_run_sends():
+    from labeling.clips import ClipSpec
+    from labeling.run import backend_options, parse_args
+
+    args = parse_args(["--dataset", "d", "--out", "o", "--backend", "vllm", "--camera-layout", "separate",
+                       "--dtype", "bfloat16"])
+    three_views = ClipSpec(cameras=("a", "b", "c"), layout="separate")
+    assert backend_options(args, three_views) == {"dtype": "bfloat16", "max_images": 18}  # 6 frames x 3 views

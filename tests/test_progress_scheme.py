@@ -5,7 +5,7 @@ import pytest
 
 from labeling.clips import context_indices
 from labeling.negatives import temporal_clips
-from labeling.progress import fill_frames, initial_keyframes, isotonic, naive_prefix_cost, refinement_frames
+from labeling.progress import fill_frames, initial_keyframes, isotonic, naive_prefix_cost, refinement_frames, unimodal
 from labeling.records import EpisodeLabels
 
 
@@ -70,3 +70,31 @@ def test_step_keypoints_reproduce_step_labels_under_rewacts_interpolation():
     keypoints = step_keypoints(score)
     np.testing.assert_allclose(keypoint_targets(len(score), keypoints), score_to_reward(score.astype(float)))
     assert keypoints[0] == 0.0 and keypoints[8] == 1.0
+
+
+def test_unimodal_fill_keeps_a_regression_the_keyframes_show():
+    # reached, then went back to the start: the last keyframes say so, the labels must too
+    keyframes = {0: 1.0, 10: 2.5, 20: 4.8, 30: 5.0, 40: 2.0, 49: 1.2}
+    kept = fill_frames(50, keyframes, "unimodal")
+    assert kept[30] == pytest.approx(5.0) and kept[-1] == pytest.approx(1.2)
+    assert np.all(np.diff(kept[:31]) >= 0) and np.all(np.diff(kept[30:]) <= 0)
+    smeared = fill_frames(50, keyframes, "isotonic")
+    assert smeared[-1] > 2.5  # the monotone fill hides the reset
+
+
+def test_unimodal_fill_equals_isotonic_on_successes_and_small_dips():
+    success = {0: 1.0, 10: 1.8, 20: 3.1, 30: 2.9, 40: 4.4, 49: 5.0}  # noise mid-way, ends at the top
+    np.testing.assert_allclose(fill_frames(50, success, "unimodal"), fill_frames(50, success, "isotonic"))
+    shaky_end = {0: 1.0, 20: 3.0, 40: 5.0, 49: 4.4}  # a fall of less than min_drop is noise
+    np.testing.assert_allclose(fill_frames(50, shaky_end, "unimodal"), fill_frames(50, shaky_end, "isotonic"))
+    assert fill_frames(50, shaky_end, "unimodal", min_drop=0.5)[-1] == pytest.approx(4.4)
+
+
+def test_unimodal_is_the_best_rise_then_fall():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        values = rng.uniform(1, 5, rng.integers(2, 12))
+        fit = unimodal(values, min_drop=0.0)
+        peak = int(np.argmax(fit))
+        assert np.all(np.diff(fit[: peak + 1]) >= -1e-9) and np.all(np.diff(fit[peak:]) <= 1e-9)
+        assert ((fit - values) ** 2).sum() <= ((isotonic(values) - values) ** 2).sum() + 1e-9

@@ -180,6 +180,34 @@ def test_failure_frames_train_reward_but_not_actions():
     assert masked["reward_loss"] == pytest.approx(masked_base["reward_loss"])
 
 
+def test_per_sample_loss_for_lerobot_sample_weighting():
+    torch.manual_seed(0)
+    policy = make_policy(dropout=0.0)
+    policy.eval()  # the same forward twice: no dropout, and the VAE's latent is deterministic in eval
+    batch = make_batch(policy, batch_size=4)
+    batch["action_is_pad"][2, 5:] = True  # samples with fewer valid steps still average their own
+    torch.manual_seed(1)
+    mean, info = policy.forward(batch)
+    torch.manual_seed(1)
+    per_sample, _ = policy.forward(batch, reduction="none")
+    assert per_sample.shape == (4,)
+    # LeRobot's RA-BC: (loss * w).sum() / w.sum(). Equal weights give the batch's own loss
+    # (exactly, when every sample has as many valid steps), and weights move imitation only.
+    even = {**batch, "action_is_pad": torch.zeros_like(batch["action_is_pad"])}
+    torch.manual_seed(1)
+    even_mean, _ = policy.forward(even)
+    torch.manual_seed(1)
+    even_none, _ = policy.forward(even, reduction="none")
+    assert even_none.mean().item() == pytest.approx(even_mean.item(), rel=1e-5)
+    weights = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    weighted = (per_sample * weights).sum() / weights.sum()
+    assert weighted.item() == pytest.approx(per_sample[[1, 3]].mean().item(), rel=1e-5)
+    spread = per_sample - per_sample.mean()
+    assert spread.abs().max() > 0 and info["reward_loss"] > 0
+    with pytest.raises(ValueError, match="reduction"):
+        policy.forward(batch, reduction="sum")
+
+
 def test_reward_loss_falls_when_overfitting():
     torch.manual_seed(0)
     policy = make_policy(cameras=0, state_dim=4, env_state_dim=6, action_dim=4, dropout=0.0)

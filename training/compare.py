@@ -30,7 +30,8 @@ from training.metrics import EpisodeTruth, agreement, bootstrap
 
 SOURCE_KINDS = ("interpolation", "keypoints", "labels", "rewact", "parquet")
 HEADLINE = [("mae", "MAE (1-5) ↓"), ("exact", "exact ↑"), ("within_one", "within-1 ↑"), ("spearman", "Spearman ↑"),
-            ("kendall", "Kendall τ ↑"), ("auroc", "AUROC ↑"), ("f1", "F1 ↑"), ("false_success_rate", "false success ↓")]
+            ("kendall", "Kendall τ ↑"), ("voc", "VOC ↑"), ("auroc", "AUROC ↑"), ("f1", "F1 ↑"),
+            ("false_success_rate", "false success ↓"), ("false_success_at_95", "false success @95 % TPR ↓")]
 
 
 def load_truth(source: EpisodeSource, episodes: list[int]) -> list[EpisodeTruth] | None:
@@ -63,8 +64,12 @@ def load_source(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[i
         predicted = predict_rewards(load_policy(path), source.root, episodes)
         return {e: reward for e, (reward, _) in predicted.items()}
     if kind == "labels":
+        if not (Path(path) / "labels" / "frames.parquet").is_file():
+            raise DatasetError(f"source '{spec}': {path} is not a labeling.run output (labels/frames.parquet not found)")
         table = pd.read_parquet(Path(path) / "labels" / "frames.parquet")
     elif kind == "parquet":
+        if not Path(path).is_file():
+            raise DatasetError(f"source '{spec}': parquet file not found: {path}")
         table = pd.read_parquet(path)
     else:
         raise DatasetError(f"unknown source kind '{kind}' in '{spec}'; choose from {', '.join(SOURCE_KINDS)}")
@@ -184,7 +189,8 @@ def compare(source: EpisodeSource, specs: dict[str, str], episodes: list[int], o
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--source", action="append", required=True, metavar="NAME=KIND[:PATH]")
+    parser.add_argument("--source", action="extend", nargs="+", required=True, metavar="NAME=KIND[:PATH]",
+                        help="one or more per flag; the flag may be repeated")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--episodes", help="e.g. 0,3,5-9 (default: all)")
     parser.add_argument("--bootstrap", type=int, default=1000)

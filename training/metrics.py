@@ -4,12 +4,14 @@ Rewards are in [0, 1]; on the 1-5 rubric scale a reward r reads as 1 + 4r (the i
 how labels are stored, `next.reward = (score - 1) / 4`). Per source:
 
 - per frame: MAE on the 1-5 scale, exact and within-one accuracy of round(1 + 4r);
-- value order (GVL / Robometer): Spearman and Kendall tau of the predicted reward against
-  the true progress within each episode, averaged over episodes (a constant prediction
-  carries no order: 0);
+- value order: Spearman and Kendall tau of the predicted reward against the true progress
+  within each episode, averaged over episodes (a constant prediction carries no order: 0);
+  and VOC as GVL defines it, the Spearman of the predicted reward with frame order,
+  averaged over successful episodes;
 - failure detection from the final frame: AUROC of the final reward separating successes
   from failures, F1 and false-success rate of "final score rounds to 5", overall and per
-  failure kind;
+  failure kind; and the false-success rate at the threshold that recognises 95 % of the
+  true successes (like FPR at fixed TPR), with that threshold;
 - 95 % bootstrap intervals, resampling episodes.
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 SUCCESS_SCORE = 5
+RECALL_FOR_THRESHOLD = 0.95
 
 
 @dataclass
@@ -53,6 +56,7 @@ class PerEpisode:
     within_one: np.ndarray
     spearman: np.ndarray
     kendall: np.ndarray
+    voc: np.ndarray  # Spearman with frame order
     final: np.ndarray  # final-frame reward
     success: np.ndarray
     kinds: np.ndarray
@@ -65,6 +69,7 @@ def per_episode(episodes: list[EpisodeTruth], rewards: dict[int, np.ndarray]) ->
         rounded = np.clip(np.rint(predicted), 1, 5)
         rows.append((len(e.score), np.abs(predicted - e.score).sum(), (rounded == e.score).sum(),
                      (np.abs(rounded - e.score) <= 1).sum(), *order_correlations(rewards[e.index], e.progress),
+                     order_correlations(rewards[e.index], np.arange(len(e.score), dtype=float))[0],
                      rewards[e.index][-1]))
     columns = [np.array(c, dtype=float) for c in zip(*rows, strict=True)]
     return PerEpisode(*columns, success=np.array([e.success for e in episodes]),
@@ -95,14 +100,29 @@ def aggregate(stats: PerEpisode, weights: np.ndarray) -> dict[str, float]:
         "spearman": (weights * stats.spearman).sum() / weights.sum(),
         "kendall": (weights * stats.kendall).sum() / weights.sum(),
         "auroc": weighted_auroc(stats.final, stats.success, weights),
+        "voc": (weights * stats.voc * stats.success).sum() / (weights * stats.success).sum()
+        if (weights * stats.success).sum() else float("nan"),
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
         "false_success_rate": _rate(weights, says_success, failures),
     }
+    threshold = recall_threshold(stats.final, stats.success, weights, RECALL_FOR_THRESHOLD)
+    metrics["success_threshold_at_95"] = threshold
+    metrics["false_success_at_95"] = _rate(weights, stats.final >= threshold, failures)
     for kind in sorted(set(stats.kinds[failures])):
         picked = stats.success | (stats.kinds == kind)
         metrics[f"auroc[{kind}]"] = weighted_auroc(stats.final, stats.success, weights * picked)
         metrics[f"false_success_rate[{kind}]"] = _rate(weights, says_success, stats.kinds == kind)
     return {name: float(value) for name, value in metrics.items()}
+
+
+def recall_threshold(final: np.ndarray, success: np.ndarray, weights: np.ndarray, recall: float) -> float:
+    """The highest final reward that at least `recall` of the (weighted) successes reach."""
+    picked = success & (weights > 0)
+    if not picked.any():
+        return float("nan")
+    order = np.argsort(-final[picked])
+    values, share = final[picked][order], np.cumsum(weights[picked][order]) / weights[picked].sum()
+    return float(values[np.searchsorted(share, recall - 1e-9)])
 
 
 def _rate(weights: np.ndarray, hit: np.ndarray, among: np.ndarray) -> float:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -59,6 +61,19 @@ class VLMBackend(ABC):
     def describe(self) -> dict:
         """What produced the labels, for provenance."""
         return {"backend": self.name, "model": self.model}
+
+
+def model_revision(model: str, config=None) -> str | None:
+    """Which weights `model` names: the hub commit a checkpoint was loaded at, or for a local
+    directory a fingerprint of its files (name, size, modification time)."""
+    path = Path(model)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")):
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        return "local:" + digest.hexdigest()[:16]
+    return getattr(config, "_commit_hash", None)
 
 
 def png_data_url(image: np.ndarray) -> str:

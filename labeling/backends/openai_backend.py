@@ -2,8 +2,16 @@
 
 Sends `/chat/completions` with images as PNG data URLs, a bounded number of requests at
 once, and retries 429 / 5xx / connection errors with exponential backoff (honouring
-Retry-After). When the server returns `logprobs`, the score distribution is read from the
-`top_logprobs` of the first 1-5 digit after `ANSWER:`; otherwise the text is parsed.
+Retry-After).
+
+A request's `answer_prefix` is prefilled as a final assistant message that the model
+continues (`continue_final_message`, `add_generation_prompt: false`: vLLM's and SGLang's
+chat extensions), so the server is asked exactly what the in-process backends ask. A server
+that rejects those fields (HTTP 400) is asked without the prefill from then on: the model
+then writes `ANSWER: k` itself, which the parser and the logprob reader both accept.
+When the server returns `logprobs`, the score distribution is read from the `top_logprobs`
+of the first generated token after a prefill, else of the first 1-5 digit after `ANSWER:`;
+a server that rejects `logprobs` is asked for text, which is parsed.
 """
 
 from __future__ import annotations
@@ -44,12 +52,14 @@ class OpenAIBackend(VLMBackend):
         self.backoff_s = backoff_s
         self.top_logprobs = top_logprobs
         self.logprobs = True  # switched off if the server rejects the parameter
+        self.prefill = True  # switched off if the server rejects continuing an assistant message
         key = api_key or os.environ.get("OPENAI_API_KEY", "EMPTY")
         self.client = httpx.Client(timeout=timeout_s, headers={"Authorization": f"Bearer {key}"})
         self._http_errors = (httpx.TransportError,)
 
     def describe(self) -> dict:
-        return {"backend": self.name, "model": self.model, "base_url": self.base_url, "logprobs": self.logprobs}
+        return {"backend": self.name, "model": self.model, "base_url": self.base_url, "logprobs": self.logprobs,
+                "prefill": self.prefill}
 
     def generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
         return self._map(requests, want_logprobs=False, choices=())
@@ -64,20 +74,30 @@ class OpenAIBackend(VLMBackend):
     def _one(self, request: VLMRequest, want_logprobs: bool, choices: tuple[str, ...]) -> VLMResponse:
         content = [{"type": "image_url", "image_url": {"url": png_data_url(image)}} for image in request.images]
         content.append({"type": "text", "text": request.prompt})
-        payload = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": content}],
-            "max_tokens": request.max_new_tokens,
-            "temperature": request.temperature,
-            "seed": request.seed,
-        }
-        if want_logprobs and self.logprobs:
-            payload.update(logprobs=True, top_logprobs=self.top_logprobs)
-        status, body = self._post(payload)
-        if status == 400 and "logprobs" in payload:
-            self.logprobs = False
-            del payload["logprobs"], payload["top_logprobs"]
+        while True:
+            prefilled = bool(request.answer_prefix) and self.prefill
+            payload = {
+                "model": self.model,
+                "messages": [{"role": "user", "content": content}],
+                "max_tokens": request.max_new_tokens,
+                "temperature": request.temperature,
+                "seed": request.seed,
+            }
+            if prefilled:
+                payload["messages"].append({"role": "assistant", "content": request.answer_prefix})
+                payload.update(continue_final_message=True, add_generation_prompt=False)
+            if want_logprobs and self.logprobs:
+                payload.update(logprobs=True, top_logprobs=self.top_logprobs)
             status, body = self._post(payload)
+            if status != 400:
+                break
+            # Drop what the server does not support, one extension at a time, then ask again.
+            if "logprobs" in payload and (not prefilled or "logprob" in str(body).lower()):
+                self.logprobs = False
+            elif prefilled:
+                self.prefill = False
+            else:
+                break
         if status != 200:
             return VLMResponse(error=f"HTTP {status}: {str(body)[:200]}")
         try:
@@ -87,12 +107,13 @@ class OpenAIBackend(VLMBackend):
             return VLMResponse(error=f"malformed response: {str(body)[:200]}")
         usage = body.get("usage") or {}
         response = VLMResponse(
-            text=text,
+            text=request.answer_prefix + text if prefilled else text,
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             image_tokens=sum(_estimated_image_tokens(image) for image in request.images),
+            extra={"prefilled": prefilled},
         )
         if choices:
-            probs = _choice_probs_after_answer(choice.get("logprobs"), choices)
+            probs = _choice_probs(choice.get("logprobs"), choices, prefilled)
             if probs is not None:
                 response.choice_probs, response.choice_mass = normalise_choices(probs, choices)
         return response
@@ -128,14 +149,15 @@ def _retry_after(header: str | None, default: float) -> float:
         return default
 
 
-def _choice_probs_after_answer(logprobs: dict | None, choices: tuple[str, ...]) -> dict[str, float] | None:
-    """Probabilities of the choices at the first choice token that follows 'ANSWER'."""
+def _choice_probs(logprobs: dict | None, choices: tuple[str, ...], prefilled: bool) -> dict[str, float] | None:
+    """Probabilities of the choices at the score token: the first generated token after a
+    prefill, else the first choice token that follows 'ANSWER'."""
     if not logprobs or not logprobs.get("content"):
         return None
     seen = ""
     for entry in logprobs["content"]:
         token = entry.get("token", "")
-        if token.strip() in choices and "answer" in seen.lower():
+        if prefilled or (token.strip() in choices and "answer" in seen.lower()):
             probs: dict[str, float] = {}
             for alternative in entry.get("top_logprobs") or [entry]:
                 key = alternative.get("token", "").strip()

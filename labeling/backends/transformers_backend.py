@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from labeling.backends.base import BackendUnavailable, VLMBackend, VLMRequest, VLMResponse, normalise_choices
+from labeling.backends.base import (
+    BackendUnavailable,
+    VLMBackend,
+    VLMRequest,
+    VLMResponse,
+    model_revision,
+    normalise_choices,
+)
 
 
 class TransformersBackend(VLMBackend):
@@ -41,38 +48,15 @@ class TransformersBackend(VLMBackend):
         config = self.net.config
         self.patch_size = config.vision_config.patch_size
         self.image_token_id = config.image_token_id
-        # Qwen3-VL's model card resizes in qwen-vl-utils and tells the processor not to.
-        self.processor_kwargs = {"do_resize": False} if config.model_type.startswith("qwen3") else {}
+        self.processor_kwargs = processor_options(config)
 
     def describe(self) -> dict:
-        return {"backend": self.name, "model": self.model, "device": self.device, "dtype": self.dtype,
-                "model_type": self.net.config.model_type}
+        return {"backend": self.name, "model": self.model, "revision": model_revision(self.model, self.net.config),
+                "device": self.device, "dtype": self.dtype, "model_type": self.net.config.model_type}
 
     def _encode(self, requests: list[VLMRequest]):
-        from qwen_vl_utils import process_vision_info
-
-        conversations = []
-        for request in requests:
-            content = []
-            for image in request.images:
-                item = {"type": "image", "image": Image.fromarray(image)}
-                if self.max_pixels:
-                    item["max_pixels"] = self.max_pixels
-                content.append(item)
-            content.append({"type": "text", "text": request.prompt})
-            conversations.append([{"role": "user", "content": content}])
-        texts = [
-            self.processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-            + request.answer_prefix
-            for conversation, request in zip(conversations, requests, strict=True)
-        ]
-        images = None
-        if any(request.images for request in requests):
-            images, _ = process_vision_info(conversations, image_patch_size=self.patch_size)
-        inputs = self.processor(
-            text=texts, images=images, padding=True, return_tensors="pt", **self.processor_kwargs
-        )
-        return inputs.to(self.device)
+        return encode_requests(self.processor, requests, self.patch_size, self.processor_kwargs,
+                               self.max_pixels).to(self.device)
 
     def _counts(self, inputs) -> tuple[list[int], list[int]]:
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
@@ -115,6 +99,45 @@ class TransformersBackend(VLMBackend):
                 normalised, mass = normalise_choices(dict(zip(choices, row.tolist(), strict=True)), choices)
                 responses.append(VLMResponse(choice_probs=normalised, choice_mass=mass, prompt_tokens=p, image_tokens=i))
         return responses
+
+
+def processor_options(config) -> dict:
+    """Processor call options a model family's card prescribes (Qwen3-VL: resize in qwen-vl-utils only)."""
+    return {"do_resize": False} if config.model_type.startswith("qwen3") else {}
+
+
+def encode_requests(processor, requests: list[VLMRequest], patch_size: int, processor_kwargs: dict | None = None,
+                    max_pixels: int | None = None, answers: list[str] | None = None):
+    """Model inputs of a batch of requests, exactly as the backend sends them.
+
+    Each text is the chat template's user turn (images first, then the prompt) and the
+    generation prompt, followed by the request's `answer_prefix`. `answers` (for training)
+    appends each full answer after the prefix, closed by the end-of-turn token. The
+    processor's tokenizer must pad on the left, so the answers of a batch end aligned.
+    """
+    from qwen_vl_utils import process_vision_info
+
+    conversations = []
+    for request in requests:
+        content = []
+        for image in request.images:
+            item = {"type": "image", "image": Image.fromarray(image)}
+            if max_pixels:
+                item["max_pixels"] = max_pixels
+            content.append(item)
+        content.append({"type": "text", "text": request.prompt})
+        conversations.append([{"role": "user", "content": content}])
+    texts = [
+        processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True) + request.answer_prefix
+        for conversation, request in zip(conversations, requests, strict=True)
+    ]
+    if answers is not None:
+        end_of_turn = processor.tokenizer.eos_token
+        texts = [text + answer + end_of_turn for text, answer in zip(texts, answers, strict=True)]
+    images = None
+    if any(request.images for request in requests):
+        images, _ = process_vision_info(conversations, image_patch_size=patch_size)
+    return processor(text=texts, images=images, padding=True, return_tensors="pt", **(processor_kwargs or {}))
 
 
 def _batches(requests: list[VLMRequest], size: int):

@@ -14,6 +14,7 @@ from labeling.backends.base import (
     VLMBackend,
     VLMRequest,
     VLMResponse,
+    model_revision,
     normalise_choices,
     png_data_url,
 )
@@ -40,6 +41,9 @@ class VLLMBackend(VLMBackend):
         self.llm = LLM(model=model, limit_mm_per_prompt={"image": max_images}, dtype=dtype,
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, seed=seed)
         self.image_token_id = getattr(self.llm.llm_engine.get_model_config().hf_config, "image_token_id", None)
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "model": self.model, "revision": model_revision(self.model)}
 
     def generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
         params = [self._sampling_params(temperature=r.temperature, max_tokens=r.max_new_tokens, seed=r.seed)

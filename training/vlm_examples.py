@@ -1,0 +1,138 @@
+"""Training examples for a reward VLM: the progress stage's own requests, with a target score.
+
+An example is exactly what `labeling.run` sends for one keyframe (same prompt files and
+rubric, same context frames, camera layout and image size, built by
+`labeling.progress.progress_jobs`), plus the answer it should give. Targets come from any
+reward source that training and compare read (the benchmark's ground truth, a
+`labeling.run` output, a parquet of rewards), and a `labeling.run` output's negatives
+(counterfactual instructions, temporal clips) become examples too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.ground_truth import fractional_score
+from labeling.backends import VLMRequest
+from labeling.clips import ClipImages, ClipSpec, context_indices
+from labeling.context import LabelingContext
+from labeling.dataset import DatasetError, EpisodeSource
+from labeling.progress import ProgressConfig, progress_jobs
+from labeling.prompts import PromptLibrary
+from labeling.records import EpisodeLabels
+from rewact.ground_truth import read_ground_truth
+
+SCORES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class FrameTargets:
+    """Per-frame targets of one episode on the 1-5 scale."""
+
+    score: np.ndarray  # (T,) int, the hard target
+    expected: np.ndarray  # (T,) float in [1, 5], the fractional target (equals `score` for hard sources)
+
+
+@dataclass(frozen=True)
+class Example:
+    episode: int
+    frame: int  # the keyframe: the context is spread over [0, frame]
+    instruction: str
+    score: int
+    expected: float
+    origin: str  # "progress", "counterfactual" or "temporal_clip"
+
+
+def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[int, FrameTargets]:
+    """Targets of every episode from a reward source: `ground_truth`, `labels:DIR` (a
+    `labeling.run` output), `parquet:PATH` or `keypoints:PATH` (rewards in [0, 1])."""
+    if spec == "ground_truth":
+        try:
+            frames = read_ground_truth(source.root)[0]
+        except FileNotFoundError as err:
+            raise DatasetError(str(err)) from err
+        by_episode = dict(tuple(frames.groupby("episode_index")))
+        _require_all(spec, episodes, by_episode)
+        targets = {}
+        for episode in episodes:
+            rows = by_episode[episode].sort_values("frame_index")
+            targets[episode] = FrameTargets(rows.score.to_numpy(dtype=int),
+                                            fractional_score(rows.progress.to_numpy(), rows.success.to_numpy()))
+        return targets
+    from training.compare import load_source  # the reader compare uses, so both agree on every format
+
+    rewards = load_source(spec, source, episodes)
+    expected = {episode: 1.0 + 4.0 * np.clip(values, 0.0, 1.0) for episode, values in rewards.items()}
+    kind, _, path = spec.partition(":")
+    if kind == "labels":  # keep the labeler's expected score: the fractional target for soft labels
+        frames = pd.read_parquet(Path(path) / "labels" / "frames.parquet").dropna(subset=["expected"])
+        for episode, rows in frames[frames.episode_index.isin(episodes)].groupby("episode_index"):
+            expected[int(episode)] = rows.sort_values("frame_index").expected.to_numpy(dtype=float)
+    return {
+        episode: FrameTargets(np.clip(np.rint(1.0 + 4.0 * rewards[episode]), 1, 5).astype(int),
+                              np.clip(expected[episode], 1.0, 5.0))
+        for episode in episodes
+    }
+
+
+def negative_examples(labeled_dir: Path, episodes: list[int]) -> list[Example]:
+    """A `labeling.run` output's kept negatives as examples: each is judged at its last frame."""
+    path = Path(labeled_dir) / "labels" / "negatives.parquet"
+    if not path.is_file():
+        return []
+    negatives = pd.read_parquet(path)
+    if negatives.empty:
+        return []
+    kept = negatives[(negatives.status != "dropped") & negatives.episode.isin(episodes)]
+    return [Example(int(n.episode), int(n.end), str(n.instruction), int(n.final_score), float(n.final_score), str(n.origin))
+            for n in kept.itertuples()]
+
+
+def sample_examples(targets: dict[int, FrameTargets], instructions: dict[int, str], count: int,
+                    rng: np.random.Generator) -> list[Example]:
+    """`count` keyframes over whole episodes, balanced over the five scores.
+
+    Every episode's last frame is included once (it decides success); the rest are drawn
+    score class first (uniform over the classes present), then a frame of that class.
+    """
+    examples = [Example(e, len(t.score) - 1, instructions[e], int(t.score[-1]), float(t.expected[-1]), "progress")
+                for e, t in sorted(targets.items())]
+    pool = {score: [(e, int(f)) for e, t in sorted(targets.items()) for f in np.flatnonzero(t.score == score)]
+            for score in SCORES}
+    classes = [score for score in SCORES if pool[score]]
+    for _ in range(max(0, count - len(examples))):
+        score = classes[rng.integers(len(classes))]
+        episode, frame = pool[score][rng.integers(len(pool[score]))]
+        examples.append(Example(episode, frame, instructions[episode], score,
+                                float(targets[episode].expected[frame]), "progress"))
+    return examples
+
+
+class RequestBuilder:
+    """Renders examples into the progress stage's requests, decoding each episode's frames once."""
+
+    def __init__(self, source: EpisodeSource, clip: ClipSpec, config: ProgressConfig, prompts: PromptLibrary,
+                 examples: list[Example]):
+        self.ctx = LabelingContext(source, caller=None, prompts=prompts, clip=clip, episodes=[])
+        self.config = config
+        needed: dict[int, set[int]] = {}
+        for example in examples:
+            needed.setdefault(example.episode, set()).update(context_indices(example.frame, config.context_frames))
+        self.clips = {episode: ClipImages(source, clip, episode, frames) for episode, frames in sorted(needed.items())}
+        self.lengths = {episode: source.episode(episode).length for episode in needed}
+
+    def request(self, example: Example) -> VLMRequest:
+        labels = EpisodeLabels(example.episode, self.lengths[example.episode], example.instruction)
+        job = progress_jobs(self.ctx, labels, [example.frame], self.config, self.clips[example.episode])[0]
+        return job.request
+
+
+def _require_all(spec: str, episodes: list[int], found) -> None:
+    missing = [e for e in episodes if e not in found]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise DatasetError(f"label source '{spec}' has no labels for {len(missing)} episode(s): {shown}")
