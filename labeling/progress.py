@@ -88,7 +88,8 @@ def unimodal(values: np.ndarray, min_drop: float) -> np.ndarray:
     return best if best.max() - best[-1] >= min_drop else rising
 
 
-def fill_frames(length: int, expected: dict[int, float], mode: str, min_drop: float = 1.0) -> np.ndarray:
+def fill_frames(length: int, expected: dict[int, float], mode: str,
+                min_drop: float = ProgressConfig.min_drop) -> np.ndarray:
     """Per-frame expected score from keyframe values; NaN everywhere if none were scored."""
     if not expected:
         return np.full(length, np.nan)

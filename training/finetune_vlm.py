@@ -115,8 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--gradient-checkpointing", action="store_true")
     # How the requests are rendered: the same options as labeling.run, with its defaults.
     add("--cameras", nargs="*", help="camera keys or short names (default: all)")
-    add("--camera-layout", choices=LAYOUTS, default="tile")
-    add("--image-size", type=int, default=224)
+    add("--camera-layout", choices=LAYOUTS, default=ClipSpec.layout)
+    add("--image-size", type=int, default=ClipSpec.image_size)
     add("--context-frames", type=int, default=ProgressConfig.context_frames)
     add("--prompts-dir", type=Path, default=DEFAULT_PROMPTS_DIR)
     add("--seed", type=int, default=0)
