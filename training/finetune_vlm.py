@@ -253,10 +253,13 @@ def learning_rate(step: int, config: FinetuneConfig) -> float:
 def batch_indices(position: int, size: int, count: int, seed: int) -> list[int]:
     """Example indices at stream positions [position, position + size): epochs of seeded
     permutations, so a resumed run sees exactly the batches the uninterrupted one would."""
+    orders: dict[int, np.ndarray] = {}  # each epoch's permutation drawn once per batch
     indices = []
     for at in range(position, position + size):
         epoch, offset = divmod(at, count)
-        indices.append(int(np.random.default_rng([seed, epoch]).permutation(count)[offset]))
+        if epoch not in orders:
+            orders[epoch] = np.random.default_rng([seed, epoch]).permutation(count)
+        indices.append(int(orders[epoch][offset]))
     return indices
 
 

@@ -25,6 +25,7 @@ from labeling.progress import ProgressConfig, progress_jobs
 from labeling.prompts import PromptLibrary
 from labeling.records import EpisodeLabels
 from rewact.ground_truth import read_ground_truth
+from training.compare import load_source  # compare's reader: both agree on every format
 
 SCORES = (1, 2, 3, 4, 5)
 
@@ -63,8 +64,6 @@ def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[
             targets[episode] = FrameTargets(rows.score.to_numpy(dtype=int),
                                             fractional_score(rows.progress.to_numpy(), rows.success.to_numpy()))
         return targets
-    from training.compare import load_source  # the reader compare uses, so both agree on every format
-
     rewards = load_source(spec, source, episodes)
     expected = {episode: 1.0 + 4.0 * np.clip(values, 0.0, 1.0) for episode, values in rewards.items()}
     kind, _, path = spec.partition(":")
