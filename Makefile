@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 
-.PHONY: setup demo test bench reward-vlm
+.PHONY: setup demo test test-vllm bench reward-vlm experiment
 
 setup:
 	@scripts/setup_env.sh
@@ -39,12 +39,24 @@ reward-vlm: setup
 	$(PY) -m training.compare --dataset $(RVLM)/heldout --out docs/results/reward_vlm_metaworld \
 		--source "interpolation (raw)=interpolation" "reward VLM labels=labels:$(RVLM)/heldout_labeled"
 
+# Labels vs interpolation on data with unflagged failures (docs/results/experiment_unflagged_failures):
+# about 90 min on a 2-core CPU; PRESET=quick for a ~20-minute version. Finished steps are skipped.
+PRESET ?= full
+experiment: setup
+	$(PY) -m training.experiment --preset $(PRESET)
+
 # Whole suite, offline. pytest's "no tests collected" (exit 5) fails like any other error.
 test: setup
 	$(PY) -m pytest
+
+# Against a real vLLM server and engine (CPU build, its own venv .venv-vllm: ~6 GB, ~5 min once).
+test-vllm: setup
+	scripts/setup_vllm_env.sh
+	$(PY) -m pytest tests/vllm_integration.py -s
 
 bench: setup
 	$(PY) bench/render_throughput.py
 	$(PY) bench/rewact_overhead.py
 	$(PY) bench/labeling_cost.py
 	$(PY) bench/finetune_budget.py
+	$(PY) bench/ray_scaling.py

@@ -27,9 +27,17 @@ from labeling.backends import SCORE_CHOICES, VLMBackend, VLMRequest, VLMResponse
 
 CACHE_VERSION = 2
 RETRY_NOTE = "\n\nYour previous reply could not be used ({reason}). Reply exactly in the format asked for."
-RETRY_TEMPERATURE = 0.7
 # (value, reason): the parsed value, or None and why not.
 Parser = Callable[[str | None], tuple[Any, str | None]]
+
+
+@dataclass(frozen=True)
+class CallsConfig:
+    """How answers are asked for, retried and judged."""
+
+    max_retries: int = 2  # re-asks of an unreadable answer, with a format reminder
+    retry_temperature: float = 0.7  # greedy decoding would repeat the unreadable answer
+    max_missing: float = 0.5  # share of unreadable progress answers above which a run fails
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,11 @@ class CallStats:
     by_stage: Counter = field(default_factory=Counter)  # model calls per stage
     image_tokens_by_stage: Counter = field(default_factory=Counter)
 
+    def add(self, other: CallStats) -> None:
+        """Fold in another caller's counts (a Ray replica's, per episode)."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
     def as_dict(self) -> dict:
         data = asdict(self)
         for key in ("missing", "by_stage", "image_tokens_by_stage"):
@@ -87,13 +100,22 @@ def request_material(request: VLMRequest, scored: bool) -> dict:
 
 
 class CallCache:
-    """Append-only SQLite store of finished calls (WAL: safe against a killed process)."""
+    """Append-only SQLite store of finished calls (WAL: safe against a killed process).
+
+    Rows are (key, stage, raw answer, episode): the episode (None for per-task calls) lets a
+    Ray replica be sent the answers of the one episode it labels. `:memory:` keeps no file.
+    """
 
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(str(path))
         self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, stage TEXT, value TEXT)")
+        self.connection.execute(
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, stage TEXT, value TEXT, episode INTEGER)")
+        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(calls)")}
+        if "episode" not in columns:  # a cache written before answers were filed by episode
+            self.connection.execute("ALTER TABLE calls ADD COLUMN episode INTEGER")
         self.connection.commit()
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
@@ -106,12 +128,26 @@ class CallCache:
             found.update({key: json.loads(value) for key, value in rows})
         return found
 
-    def put_many(self, rows: list[tuple[str, str, dict]]) -> None:
+    def put_many(self, rows: list[tuple[str, str, dict, int | None]]) -> None:
         self.connection.executemany(
-            "INSERT OR REPLACE INTO calls (key, stage, value) VALUES (?, ?, ?)",
-            [(key, stage, json.dumps(value)) for key, stage, value in rows],
+            "INSERT OR REPLACE INTO calls (key, stage, value, episode) VALUES (?, ?, ?, ?)",
+            [(key, stage, json.dumps(value), episode) for key, stage, value, episode in rows],
         )
         self.connection.commit()
+
+    def rows(self) -> list[tuple[str, str, dict, int | None]]:
+        return self._select("", ())
+
+    def rows_of(self, episode: int | None) -> list[tuple[str, str, dict, int | None]]:
+        """The answers about one episode; None: those about no episode (per-task calls)."""
+        if episode is None:
+            return self._select("WHERE episode IS NULL", ())
+        return self._select("WHERE episode = ?", (int(episode),))
+
+    def _select(self, where: str, values: tuple) -> list[tuple[str, str, dict, int | None]]:
+        query = f"SELECT key, stage, value, episode FROM calls {where}"
+        return [(key, stage, json.loads(value), episode) for key, stage, value, episode in
+                self.connection.execute(query, values)]
 
     def count(self) -> int:
         return self.connection.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
@@ -121,10 +157,12 @@ class CallCache:
 
 
 class ModelCaller:
-    def __init__(self, backend: VLMBackend, cache: CallCache, max_retries: int = 2, progress: bool = True):
+    def __init__(self, backend: VLMBackend, cache: CallCache, max_retries: int = CallsConfig.max_retries,
+                 progress: bool = True, retry_temperature: float = CallsConfig.retry_temperature):
         self.backend = backend
         self.cache = cache
         self.max_retries = max_retries
+        self.retry_temperature = retry_temperature
         self.progress = progress
         self.stats = CallStats()
         identity = backend.describe()
@@ -140,6 +178,7 @@ class ModelCaller:
         again (with a format reminder, sampled) up to `max_retries` times, each from the
         cache where that exact request was answered before."""
         requests = [job.request for job in jobs]
+        episodes = [job.about.get("episode") for job in jobs]
         results = [CallResult() for _ in jobs]
         pending = list(range(len(jobs)))
         for attempt in range(self.max_retries + 1):
@@ -149,10 +188,10 @@ class ModelCaller:
                 # Greedy decoding would repeat itself: remind the model of the format and sample.
                 for i in pending:
                     requests[i] = replace(requests[i], prompt=jobs[i].request.prompt + RETRY_NOTE.format(
-                        reason=results[i].reason), temperature=RETRY_TEMPERATURE, seed=attempt)
+                        reason=results[i].reason), temperature=self.retry_temperature, seed=attempt)
                 self.stats.retries += len(pending)
-            responses = self._responses(stage, [requests[i] for i in pending], scored and not attempt,
-                                        show_progress and not attempt)
+            responses = self._responses(stage, [requests[i] for i in pending], [episodes[i] for i in pending],
+                                        scored and not attempt, show_progress and not attempt)
             for i, (response, cached) in zip(pending, responses, strict=True):
                 results[i] = self._read(response, parse, results[i], cached)
             pending = [i for i in pending if results[i].value is None]
@@ -161,7 +200,7 @@ class ModelCaller:
                 self.stats.missing[result.reason or "unknown"] += 1
         return results
 
-    def _responses(self, stage: str, requests: list[VLMRequest], scored: bool,
+    def _responses(self, stage: str, requests: list[VLMRequest], episodes: list[int | None], scored: bool,
                    show_progress: bool) -> list[tuple[VLMResponse, bool]]:
         """(response, from cache) per request; new answers are stored unless the call failed."""
         keys = [self.key(stage, request, scored) for request in requests]
@@ -182,7 +221,7 @@ class ModelCaller:
                 batch = [requests[i] for i in chunk]
                 responses = self.backend.score_choices(batch, SCORE_CHOICES) if scored else self.backend.generate(batch)
                 self._count(stage, responses)
-                self.cache.put_many([(keys[i], stage, _raw(response))
+                self.cache.put_many([(keys[i], stage, _raw(response), episodes[i])
                                      for i, response in zip(chunk, responses, strict=True) if response.error is None])
                 for i, response in zip(chunk, responses, strict=True):
                     answered[i] = (response, False)

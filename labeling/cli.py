@@ -12,6 +12,10 @@ USER_ERROR_EXIT = 2
 RUN_FAILED_EXIT = 1
 
 
+class ConfigError(ValueError):
+    """Settings that cannot work together: exit 2, like any user error."""
+
+
 class RunFailed(RuntimeError):
     """The job ran but its result would be meaningless (e.g. no readable answers): exit 1."""
 
@@ -21,7 +25,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     prints `error: ...` and returns 2; a run that failed for a stated reason returns 1."""
     try:
         return main(argv)
-    except (DatasetError, FileExistsError, FileNotFoundError, BackendUnavailable) as err:
+    except (DatasetError, ConfigError, FileExistsError, FileNotFoundError, BackendUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return USER_ERROR_EXIT
     except RunFailed as err:

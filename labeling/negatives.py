@@ -13,7 +13,7 @@ import numpy as np
 
 from labeling.backends import VLMRequest
 from labeling.calls import Job
-from labeling.clips import ClipImages, context_indices
+from labeling.clips import context_indices
 from labeling.context import LabelingContext
 from labeling.parsing import parse_counterfactuals
 from labeling.records import EpisodeLabels, NegativeRecord
@@ -51,8 +51,8 @@ def _proposals(text: str | None):
     return ([list(p) for p in parsed.proposals] if parsed.proposals else None), parsed.reason
 
 
-def counterfactuals(ctx: LabelingContext, labels: dict[int, EpisodeLabels], count: int = 3,
-                    describe_frames: int = 6) -> list[NegativeRecord]:
+def counterfactuals(ctx: LabelingContext, labels: dict[int, EpisodeLabels], count: int,
+                    describe_frames: int) -> list[NegativeRecord]:
     describe = ctx.prompts.get(DESCRIBE_PROMPT)
     propose = ctx.prompts.get(COUNTERFACTUAL_PROMPT)
     records = []
@@ -60,13 +60,16 @@ def counterfactuals(ctx: LabelingContext, labels: dict[int, EpisodeLabels], coun
         jobs = []
         for episode in group:
             frames = context_indices(labels[episode].length - 1, describe_frames)
-            images = ClipImages(ctx.source, ctx.clip, episode, set(frames)).images(frames)
+            clip = ctx.clip_images(episode, set(frames))
+            if clip is None:
+                continue
+            images = clip.images(frames)
             prompt = describe.render(views=ctx.clip.views_text(), frames=len(images))
             jobs.append(Job(about={"episode": episode, "frames": frames},
                             request=VLMRequest(prompt=prompt, images=images, max_new_tokens=160)))
         descriptions = ctx.caller.run("describe", jobs, _description)
         proposal_jobs, owners = [], []
-        for episode, description in zip(group, descriptions, strict=True):
+        for episode, description in zip([job.about["episode"] for job in jobs], descriptions, strict=True):
             if description.value is None:
                 continue
             instruction = labels[episode].instruction

@@ -7,7 +7,7 @@ crash never leaves a directory that looks like a finished labeling.
 Per frame, the dataset gains `next.reward` = (score - 1) / 4 of the discrete label,
 `reward.score` (1-5, 0 where unlabeled), `reward.expected` (the expected score, 1-5) and
 `reward.labeled` (1/0). The sidecar `labels/` holds every keyframe answer, negative, verdict and rewrite,
-with the model, backend and prompt hash that produced it; `labels/provenance.json` holds
+with the model, backend and prompt hash that produced it, and the episodes skipped as unreadable; `labels/provenance.json` holds
 the run's settings and times.
 """
 
@@ -23,7 +23,7 @@ import pandas as pd
 
 from labeling.dataset import EpisodeSource
 from labeling.records import EpisodeLabels, NegativeRecord, TaskRewrite, Verdict
-from rewact.labels import write_keypoints
+from rewact.reward_sources import write_keypoints
 
 REWARD_FEATURES = {
     "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
@@ -63,7 +63,8 @@ def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels]) -> pd.D
 
 def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLabels], negatives: list[NegativeRecord],
                   verdicts: list[Verdict], rewrites: dict[str, TaskRewrite], provenance: dict, summary: dict,
-                  overwrite: bool = False) -> Path:
+                  skipped: dict[int, str] | None = None, overwrite: bool = False) -> Path:
+    """`skipped`: episodes left unlabeled because their frames could not be read, and why."""
     from lerobot.datasets.dataset_tools import modify_features
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -107,6 +108,9 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
     }
     for name, table in tables.items():
         table.to_parquet(sidecar / f"{name}.parquet", index=False)
+    pd.DataFrame({"episode_index": pd.Series(list(skipped or {}), dtype="int64"),
+                  "reason": pd.Series(list((skipped or {}).values()), dtype="str")}).to_parquet(
+        sidecar / "skipped.parquet", index=False)
     (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
     rabc_progress(frames).to_parquet(staging / RABC_PROGRESS_FILE, index=False)

@@ -142,7 +142,9 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                 jobs, owners = [], []
                 for episode, frames in pending.items():
                     needed = set().union(*(context_indices(f, config.context_frames) for f in frames))
-                    clip = ClipImages(ctx.source, ctx.clip, episode, needed)
+                    clip = ctx.clip_images(episode, needed)
+                    if clip is None:
+                        continue
                     jobs += progress_jobs(ctx, labels[episode], frames, config, clip)
                     owners += [(episode, frame) for frame in frames]
                 results = ctx.caller.run("progress", jobs, _parse, scored=True, show_progress=False)
@@ -159,9 +161,10 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                     if new:
                         pending[episode] = new
             for episode in group:
-                apply_fill(labels[episode], config.fill, config.min_drop)
+                if episode not in ctx.skipped:
+                    apply_fill(labels[episode], config.fill, config.min_drop)
             bar.update(len(group))
-    return labels
+    return {e: label for e, label in labels.items() if e not in ctx.skipped}
 
 
 def naive_prefix_cost(lengths: list[int]) -> tuple[int, int]:

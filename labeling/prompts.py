@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from string import Template
 
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+# Found through the `prompts` package, so a wheel installed away from the source tree has them.
+DEFAULT_PROMPTS_DIR = Path(str(files("prompts")))
 RUBRIC_FILE = "rubric.txt"
 
 

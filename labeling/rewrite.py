@@ -16,7 +16,7 @@ def _parse(text: str | None):
     return ([parsed.instruction, list(parsed.paraphrases)] if parsed.instruction else None), parsed.reason
 
 
-def rewrite_tasks(ctx: LabelingContext, paraphrases: int = 2) -> dict[str, TaskRewrite]:
+def rewrite_tasks(ctx: LabelingContext, paraphrases: int) -> dict[str, TaskRewrite]:
     """Rewrites keyed by the original task; a failed rewrite keeps the original, with the reason."""
     template = ctx.prompts.get(PROMPT)
     tasks = sorted({ctx.source.episode(e).task for e in ctx.episodes})

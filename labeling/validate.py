@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from labeling.backends import VLMRequest
 from labeling.calls import Job
-from labeling.clips import ClipImages, context_indices
+from labeling.clips import context_indices
 from labeling.context import LabelingContext
 from labeling.parsing import parse_verdict
 from labeling.progress import ProgressConfig, apply_fill
@@ -70,7 +70,9 @@ def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict
             if not episode_targets:
                 continue
             contexts = [context_indices(t.frame, config.context_frames) for t in episode_targets]
-            clip = ClipImages(ctx.source, ctx.clip, episode, set().union(*contexts))
+            clip = ctx.clip_images(episode, set().union(*contexts))
+            if clip is None:
+                continue
             for target, context in zip(episode_targets, contexts, strict=True):
                 images = clip.images(context)
                 prompt = template.render(

@@ -16,14 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-find_python312() {
-  for candidate in python3.12 "$HOME/.pyenv/versions/3.12"*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
-      command -v "$candidate"; return 0
-    fi
-  done
-  return 1
-}
+source scripts/python312.sh
 
 if [ ! -x .venv/bin/python ]; then
   PY=$(find_python312) || { echo "[setup] error: Python 3.12 not found (lerobot 0.6 needs it)" >&2; exit 1; }
@@ -35,6 +28,6 @@ stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "$(find plugins -name pyproject.toml -newer "$stamp" 2>/dev/null)" ]; then
   echo "[setup] installing the project into .venv (first time: ~2-3 min, ~6 GB)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]" $(ls -d plugins/*/ 2>/dev/null | sed 's/^/-e /')
+  .venv/bin/python -m pip install -q -e ".[dev,ray]" $(ls -d plugins/*/ 2>/dev/null | sed 's/^/-e /')
   touch "$stamp"
 fi

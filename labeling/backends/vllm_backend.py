@@ -29,7 +29,9 @@ class VLLMBackend(VLMBackend):
     name = "vllm"
 
     def __init__(self, model: str, max_images: int = 16, dtype: str = "auto", gpu_memory_utilization: float = 0.9,
-                 max_model_len: int | None = None, seed: int = 0, top_logprobs: int = 20):
+                 max_model_len: int | None = None, seed: int = 0, top_logprobs: int = 20,
+                 engine_args: dict | None = None):
+        """`engine_args`: further keyword arguments of `vllm.LLM` (e.g. enforce_eager)."""
         try:
             from vllm import LLM, SamplingParams
         except ImportError as err:
@@ -39,8 +41,9 @@ class VLLMBackend(VLMBackend):
         self.top_logprobs = top_logprobs
         self._sampling_params = SamplingParams
         self.llm = LLM(model=model, limit_mm_per_prompt={"image": max_images}, dtype=dtype,
-                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, seed=seed)
-        self.image_token_id = getattr(self.llm.llm_engine.get_model_config().hf_config, "image_token_id", None)
+                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, seed=seed,
+                       **(engine_args or {}))
+        self.image_token_id = getattr(self.llm.model_config.hf_config, "image_token_id", None)
 
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model, "revision": model_revision(self.model)}

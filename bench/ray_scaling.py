@@ -1,0 +1,68 @@
+"""Does labeling scale with Ray replicas, and does the driver stay out of the way?
+
+    python bench/ray_scaling.py [--dataset data/demo_metaworld] [--model models/metaworld-reward-vlm]
+        [--replicas 1,2]
+
+Labels the dataset (progress stage, fresh cache each time) in-process and with `--executor ray`
+at each replica count, all in one run, and prints episodes per second, the speed-up over
+in-process, and the driver's CPU share (its own CPU seconds over wall seconds: decoding and
+scoring happen in the replicas, so it should stay small). Start-up (Ray, model loading) is
+included: on a 14-episode demo it is a large part of the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from labeling.run import main as label  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timed_run(argv: list[str]) -> tuple[float, float, dict]:
+    """(wall seconds, driver CPU seconds, summary) of one labeling.run in this process."""
+    driver = psutil.Process()
+    cpu_before, start = sum(driver.cpu_times()[:2]), time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert label(argv) == 0
+    wall, cpu = time.perf_counter() - start, sum(driver.cpu_times()[:2]) - cpu_before
+    out = Path(argv[argv.index("--out") + 1])
+    return wall, cpu, json.loads((out / "labeling_summary.json").read_text())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default=str(REPO / "data" / "demo_metaworld"))
+    parser.add_argument("--model", default=str(REPO / "models" / "metaworld-reward-vlm"))
+    parser.add_argument("--replicas", default="1,2")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        common = ["--dataset", args.dataset, "--model", args.model, "--device", "cpu", "--stages", "progress",
+                  "--image-size", "96", "--quiet"]
+        runs = [("in-process", [])] + [(f"ray, {n} replica{'s' * (n > 1)}", ["--executor", "ray", "--replicas", str(n)])
+                                       for n in map(int, args.replicas.split(","))]
+        for index, (name, extra) in enumerate(runs):
+            wall, cpu, summary = timed_run([*common, "--out", f"{tmp}/out{index}", *extra])
+            rows.append((name, summary["episodes"] / wall, wall, cpu / wall, summary["model_calls"]))
+    base = rows[0][1]
+    print(f"{'executor':<18} {'episodes/s':>10} {'x in-process':>12} {'wall s':>7} {'driver CPU':>10} {'calls':>6}")
+    for name, rate, wall, share, calls in rows:
+        print(f"{name:<18} {rate:>10.2f} {rate / base:>12.2f} {wall:>7.1f} {share:>10.0%} {calls:>6}")
+    print(f"({psutil.cpu_count()} CPUs; driver CPU = the driver process's CPU seconds / wall seconds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The stages in order, for whichever episodes a context holds: all of them in-process, or
+one at a time on a Ray replica. Both executors run exactly this."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labeling.cli import RunFailed
+from labeling.config import LabelingConfig
+from labeling.context import LabelingContext
+from labeling.negatives import counterfactuals, temporal_clips
+from labeling.progress import score_progress
+from labeling.records import EpisodeLabels, NegativeRecord, TaskRewrite, Verdict
+from labeling.rewrite import rewrite_tasks, unchanged_tasks
+from labeling.validate import mark_unverified, validate
+
+
+@dataclass
+class LabeledEpisodes:
+    labels: dict[int, EpisodeLabels] = field(default_factory=dict)
+    negatives: list[NegativeRecord] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)  # episode -> why its frames could not be read
+
+    def add(self, other: LabeledEpisodes) -> None:
+        self.labels.update(other.labels)
+        self.negatives += other.negatives
+        self.verdicts += other.verdicts
+        self.skipped.update(other.skipped)
+
+
+def rewrites(ctx: LabelingContext, config: LabelingConfig) -> dict[str, TaskRewrite]:
+    if "rewrite" in config.stages:
+        return rewrite_tasks(ctx, config.rewrite.paraphrases)
+    return unchanged_tasks(ctx)
+
+
+def label_episodes(ctx: LabelingContext, config: LabelingConfig, instructions: dict[int, str],
+                   after_progress: Callable[[dict[int, EpisodeLabels]], None] | None = None) -> LabeledEpisodes:
+    """Progress labels, then negatives and validation; nothing of a skipped episode is kept.
+    `after_progress` sees the labels before any further call is spent (e.g. to fail early)."""
+    labels = score_progress(ctx, instructions, config.progress)
+    if after_progress is not None:
+        after_progress(labels)
+    negatives = []
+    if "negatives" in config.stages:
+        negatives = temporal_clips(labels) + counterfactuals(ctx, labels, config.negatives.counterfactuals,
+                                                             config.progress.context_frames)
+    verdicts = []
+    if "validate" in config.stages:
+        verdicts = validate(ctx, negatives, labels, config.validation.fraction, config.progress)
+    mark_unverified(negatives)
+    kept = [e for e in labels if e not in ctx.skipped]
+    return LabeledEpisodes({e: labels[e] for e in kept}, [n for n in negatives if n.episode not in ctx.skipped],
+                           [v for v in verdicts if v.episode not in ctx.skipped], dict(ctx.skipped))
+
+
+def check_missing(labels: dict[int, EpisodeLabels], max_missing: float, cache_path: Path) -> None:
+    keyframes = [k for label in labels.values() for k in label.keyframes.values()]
+    missing = [k.reason or "unknown" for k in keyframes if k.expected is None]
+    if keyframes and len(missing) / len(keyframes) > max_missing:
+        reason, count = Counter(missing).most_common(1)[0]
+        raise RunFailed(
+            f"{len(missing)} of {len(keyframes)} progress answers were unreadable (most often: {reason}, {count}x), "
+            f"more than --max-missing {max_missing:g}; nothing was written. The raw answers are in {cache_path} "
+            "(table calls); check the model and server (does it follow the prompt? return logprobs?)"
+        )
+
+
+def check_not_all_skipped(result: LabeledEpisodes, episodes: list[int]) -> None:
+    if result.skipped and len(result.skipped) == len(episodes):
+        episode, reason = next(iter(result.skipped.items()))
+        raise RunFailed(f"every episode was unreadable (episode {episode}: {reason}); nothing was written")
