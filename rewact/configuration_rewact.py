@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.act.configuration_act import ACTConfig
 
-LABEL_SOURCES = ("interpolation", "keypoints", "dataset", "labels", "ground_truth")
+from rewact.reward_sources import INTERPOLATION_SPAN, NEEDS_PATH, TRAINING_SOURCES
+
+LABEL_SOURCES = TRAINING_SOURCES
 REWARD_HEADS = ("distributional", "scalar")
 TARGET_ENCODINGS = ("hl_gauss", "two_hot")
 
@@ -17,11 +19,13 @@ TARGET_ENCODINGS = ("hl_gauss", "two_hot")
 class RewACTConfig(ACTConfig):
     """ACT's configuration plus the reward head and where its training targets come from.
 
-    Label sources (`label_source`):
+    Label sources (`label_source`, with `labels_path` for keypoints and labels), as every tool
+    here names them (`rewact.reward_sources`):
       interpolation  rewACT's linear 0 -> 1 ramp between `interpolation_start` and `_end`
       keypoints      rewACT-style keypoint JSON at `labels_path`, interpolated between keys
       dataset        the dataset's own `next.reward` column (what `labeling.run` writes)
-      labels         a parquet of (episode_index, frame_index, reward[, imitate]) at `labels_path`
+      labels         a `labeling.run` output directory, or a parquet of
+                     (episode_index, frame_index, reward[, imitate]), at `labels_path`
       ground_truth   the simulator sidecar of a generated benchmark (experiments only)
     """
 
@@ -37,8 +41,8 @@ class RewACTConfig(ACTConfig):
 
     label_source: str = "interpolation"
     labels_path: str | None = None
-    interpolation_start: float = 0.05
-    interpolation_end: float = 0.95
+    interpolation_start: float = INTERPOLATION_SPAN[0]
+    interpolation_end: float = INTERPOLATION_SPAN[1]
     # Train on datasets where some episodes have no labels (their frames skip the reward loss).
     skip_unlabeled_episodes: bool = False
     # Episodes whose labels end below this value are failures: reward loss only, no imitation.
@@ -56,7 +60,7 @@ class RewACTConfig(ACTConfig):
             )
         if self.label_source not in LABEL_SOURCES:
             raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got '{self.label_source}'")
-        if self.label_source in ("keypoints", "labels") and not self.labels_path:
+        if self.label_source in NEEDS_PATH and not self.labels_path:
             raise ValueError(f"label_source '{self.label_source}' needs --policy.labels_path")
         low, high = self.reward_value_range
         if not low < high:

@@ -87,7 +87,7 @@ def test_compare_writes_table_json_and_plots(demo_root, tmp_path):
     rewards = pd.read_parquet(demo_root / "ground_truth" / "frames.parquet")[["episode_index", "frame_index", "progress"]]
     rewards.rename(columns={"progress": "reward"}).to_parquet(tmp_path / "truth.parquet")
     result = run("--dataset", demo_root, "--out", tmp_path / "out", "--bootstrap", 50,
-                 "--source", "interp=interpolation", f"oracle=parquet:{tmp_path / 'truth.parquet'}")  # README's form
+                 "--source", "interp=interpolation", f"oracle=labels:{tmp_path / 'truth.parquet'}")  # README's form
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert report["metrics"]["oracle"]["spearman"][0] == pytest.approx(1.0)
@@ -101,13 +101,13 @@ def test_compare_writes_table_json_and_plots(demo_root, tmp_path):
 def test_compare_bad_sources_are_one_line_errors(demo_root, tmp_path):
     partial = pd.DataFrame({"episode_index": [0, 0], "frame_index": [0, 1], "reward": [0.0, 0.1]})
     partial.to_parquet(tmp_path / "partial.parquet")
-    result = run("--dataset", demo_root, "--out", tmp_path / "o", "--source", f"p=parquet:{tmp_path / 'partial.parquet'}")
+    result = run("--dataset", demo_root, "--out", tmp_path / "o", "--source", f"p=labels:{tmp_path / 'partial.parquet'}")
     assert result.returncode == 2 and "does not cover 13 episode(s)" in result.stderr
     result = run("--dataset", demo_root, "--out", tmp_path / "o", "--episodes", "0",
-                 "--source", f"p=parquet:{tmp_path / 'partial.parquet'}")
+                 "--source", f"p=labels:{tmp_path / 'partial.parquet'}")
     assert result.returncode == 2 and "episode 0 has 2 rewards" in result.stderr
     result = run("--dataset", demo_root, "--out", tmp_path / "o", "--source", "x=magic")
-    assert result.returncode == 2 and "unknown source kind 'magic'" in result.stderr
+    assert result.returncode == 2 and "unknown reward source 'magic'" in result.stderr
 
 
 def test_without_ground_truth_only_agreement_is_reported(demo_root, tmp_path):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from labeling.run import main
-from rewact.labels import keypoint_targets, read_keypoints
+from rewact.reward_sources import keypoint_targets, read_keypoints
 
 LABELING_DIR = Path(__file__).resolve().parents[1] / "labeling"
 
@@ -252,3 +252,46 @@ def test_labeling_code_never_reads_simulator_ground_truth():
         text = path.read_text()
         assert "ground_truth" not in text, path
         assert not re.search(r"^\s*(from|import)\s+data(\.|\s)", text, re.MULTILINE), path
+
+
+def _corrupt_images_of_episode(dataset: Path, out: Path, episode: int) -> Path:
+    """A copy of an image dataset whose frames of `episode` are not images any more."""
+    import shutil
+
+    shutil.copytree(dataset, out)
+    for path in (out / "data").rglob("*.parquet"):
+        table = pd.read_parquet(path)
+        for camera in [c for c in table.columns if c.startswith("observation.images.")]:
+            table[camera] = [{"bytes": b"not a png", "path": None} if e == episode else image
+                             for e, image in zip(table.episode_index, table[camera])]
+        table.to_parquet(path, index=False)
+    return out
+
+
+def test_unreadable_episode_is_skipped_and_recorded_or_ends_the_run(image_dataset, fake_openai, tmp_path):
+    damaged = _corrupt_images_of_episode(image_dataset, tmp_path / "damaged", episode=1)
+    base_url, _ = fake_openai()
+    common = ["--dataset", damaged, "--backend", "openai", "--base-url", base_url, "--model", "served", "--quiet"]
+    failed = run_cli(*common, "--out", tmp_path / "failed", timeout=300)
+    assert failed.returncode == 2 and "cannot read images" in failed.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "failed").exists()
+
+    out = tmp_path / "skipped"
+    result = run_cli(*common, "--out", out, "--on-bad-episode", "skip", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "labeling_summary.json").read_text())
+    assert summary["episodes"] == 1 and summary["episodes_skipped"] == 1
+    assert "cannot read images" in summary["skipped"]["1"]
+    skipped = pd.read_parquet(out / "labels" / "skipped.parquet")
+    assert list(skipped.episode_index) == [1] and "cannot read images" in skipped.reason[0]
+    frames = pd.read_parquet(out / "labels" / "frames.parquet")
+    assert set(frames.episode_index) == {0} and frames.labeled.all()
+    for name in ("keyframes", "negatives", "verdicts"):
+        assert 1 not in set(pd.read_parquet(out / "labels" / f"{name}.parquet").get("episode_index", [])), name
+        assert 1 not in set(pd.read_parquet(out / "labels" / f"{name}.parquet").get("episode", [])), name
+    assert 1 not in set(pd.read_parquet(out / "sarm_progress.parquet").episode_index)
+    data = pd.read_parquet(out / "data")
+    assert (data[data.episode_index == 1]["reward.labeled"] == 0).all()  # kept in the dataset, never labeled
+
+    every = run_cli(*common, "--out", tmp_path / "none", "--on-bad-episode", "skip", "--episodes", "1", timeout=300)
+    assert every.returncode == 1 and "every episode was unreadable" in every.stderr

@@ -64,7 +64,7 @@ def test_temporal_clips_cut_inside_each_plateau_below_the_end():
 
 def test_step_keypoints_reproduce_step_labels_under_rewacts_interpolation():
     from labeling.output import score_to_reward, step_keypoints
-    from rewact.labels import keypoint_targets
+    from rewact.reward_sources import keypoint_targets
 
     score = np.array([1, 1, 2, 2, 2, 4, 4, 5, 5])
     keypoints = step_keypoints(score)

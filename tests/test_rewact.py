@@ -13,14 +13,8 @@ from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
 from conftest import lerobot_train_command
 from rewact.configuration_rewact import RewACTConfig
-from rewact.labels import (
-    LabelError,
-    build_reward_table,
-    interpolation_targets,
-    keypoint_targets,
-    read_keypoints,
-    write_keypoints,
-)
+from rewact.labels import build_reward_table
+from rewact.reward_sources import LabelError, interpolation_targets, keypoint_targets, read_keypoints, write_keypoints
 from rewact.modeling_rewact import RewACTPolicy, bin_edges, hl_gauss_targets, two_hot_targets
 from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED
 

@@ -6,7 +6,7 @@ import sys
 import av
 import pytest
 
-from rewact.labels import write_keypoints
+from rewact.reward_sources import write_keypoints
 
 SMALL_MODEL = ["--", "--policy.dim_model=64", "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1"]
 

@@ -4,12 +4,11 @@
         --source interpolation=interpolation \
         --source vlm=labels:outputs/heldout_labeled \
         --source rewact_interp=rewact:outputs/train/interp/checkpoints/last \
-        --source mine=parquet:my_rewards.parquet --source keys=keypoints:reward_keypoints.json
+        --source mine=labels:my_rewards.parquet --source keys=keypoints:reward_keypoints.json
 
-A source is NAME=KIND[:PATH] with KIND one of: interpolation (rewACT's ramp, computed here),
-keypoints (rewACT keypoint JSON), labels (a `labeling.run` output directory), rewact (a
-RewACT checkpoint, run on the frames), parquet (episode_index, frame_index, reward). Writes
-results.md, results.json, curves.png and metrics.png to --out.
+A source is NAME=KIND[:PATH], KIND[:PATH] as every tool here names reward sources
+(`rewact.reward_sources`: interpolation, keypoints, dataset, labels, ground_truth, rewact).
+Writes results.md, results.json, curves.png and metrics.png to --out.
 """
 
 from __future__ import annotations
@@ -25,10 +24,10 @@ import pandas as pd
 from labeling.cli import parse_episodes, run_cli
 from labeling.dataset import DatasetError, EpisodeSource
 from rewact.ground_truth import has_ground_truth, read_ground_truth
-from rewact.labels import interpolation_targets, keypoint_targets, read_keypoints
+from rewact.reward_sources import LabelError, read_rewards
 from training.metrics import EpisodeTruth, agreement, bootstrap
+import training.predict  # noqa: F401  (registers the `rewact` reward source)
 
-SOURCE_KINDS = ("interpolation", "keypoints", "labels", "rewact", "parquet")
 HEADLINE = [("mae", "MAE (1-5) ↓"), ("exact", "exact ↑"), ("within_one", "within-1 ↑"), ("spearman", "Spearman ↑"),
             ("kendall", "Kendall τ ↑"), ("voc", "VOC ↑"), ("auroc", "AUROC ↑"), ("f1", "F1 ↑"),
             ("false_success_rate", "false success ↓"), ("false_success_at_95", "false success @95 % TPR ↓")]
@@ -50,30 +49,11 @@ def load_truth(source: EpisodeSource, episodes: list[int]) -> list[EpisodeTruth]
 
 def load_source(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[int, np.ndarray]:
     """Per-episode rewards in [0, 1] of one source, checked against the dataset's episodes."""
-    kind, _, path = spec.partition(":")
+    try:
+        table = read_rewards(spec, source.meta, episodes=episodes)
+    except LabelError as err:
+        raise DatasetError(f"source '{spec}': {err}") from err
     lengths = {e: source.episode(e).length for e in episodes}
-    if kind == "interpolation":
-        return {e: interpolation_targets(n) for e, n in lengths.items()}
-    if kind == "keypoints":
-        keypoints = read_keypoints(path)
-        _require(spec, [e for e in episodes if e not in keypoints])
-        return {e: keypoint_targets(n, keypoints[e]) for e, n in lengths.items()}
-    if kind == "rewact":
-        from training.predict import load_policy, predict_rewards
-
-        predicted = predict_rewards(load_policy(path), source.root, episodes)
-        return {e: reward for e, (reward, _) in predicted.items()}
-    if kind == "labels":
-        if not (Path(path) / "labels" / "frames.parquet").is_file():
-            raise DatasetError(f"source '{spec}': {path} is not a labeling.run output (labels/frames.parquet not found)")
-        table = pd.read_parquet(Path(path) / "labels" / "frames.parquet")
-    elif kind == "parquet":
-        if not Path(path).is_file():
-            raise DatasetError(f"source '{spec}': parquet file not found: {path}")
-        table = pd.read_parquet(path)
-    else:
-        raise DatasetError(f"unknown source kind '{kind}' in '{spec}'; choose from {', '.join(SOURCE_KINDS)}")
-    table = table.dropna(subset=["reward"])
     _require(spec, [e for e in episodes if e not in set(table.episode_index)])
     rewards = {}
     for episode, rows in table[table.episode_index.isin(episodes)].groupby("episode_index"):

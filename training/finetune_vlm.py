@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     add("--dataset", required=True, help="hub repo id or local LeRobot dataset directory")
     add("--labels", required=True, metavar="SOURCE",
-        help="ground_truth | labels:<labeling.run output> | parquet:<episode_index, frame_index, reward>")
+        help="a reward source: ground_truth | labels:<labeling.run output or parquet> | keypoints:PATH | dataset")
     add("--out", type=Path, required=True, help="output model directory (must not exist unless --overwrite)")
     base = parser.add_mutually_exclusive_group(required=True)
     base.add_argument("--base", help="checkpoint directory or hub id to fine-tune, e.g. Qwen/Qwen2.5-VL-3B-Instruct")

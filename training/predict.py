@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+
+from rewact.reward_sources import episode_lengths, frames_from, register
 
 
 @dataclass
@@ -64,3 +67,11 @@ def predict_rewards(
         episode: (reward[owner == episode], None if probs is None else probs[owner == episode])
         for episode in episodes
     }
+
+
+@register("rewact")
+def read_predictions(checkpoint: str, dataset_meta, episodes: list[int] | None = None, **_) -> pd.DataFrame:
+    """The `rewact:CHECKPOINT` reward source: the checkpoint's rewards on the dataset's frames."""
+    episodes = sorted(episodes) if episodes is not None else sorted(episode_lengths(dataset_meta))
+    predicted = predict_rewards(load_policy(checkpoint), dataset_meta.root, episodes)
+    return frames_from({e: reward for e, (reward, _) in predicted.items()})

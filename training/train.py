@@ -17,7 +17,8 @@ from pathlib import Path
 from labeling.cli import run_cli
 from labeling.dataset import DatasetError, EpisodeSource
 from rewact.configuration_rewact import LABEL_SOURCES, RewACTConfig
-from rewact.labels import LabelError, build_reward_table
+from rewact.labels import build_reward_table
+from rewact.reward_sources import LabelError
 
 
 def lerobot_train_args(args: argparse.Namespace, source: EpisodeSource) -> list[str]:

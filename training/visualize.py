@@ -21,7 +21,8 @@ from PIL import Image, ImageDraw
 from labeling.cli import run_cli
 from labeling.dataset import EpisodeSource
 from rewact.ground_truth import has_ground_truth, read_ground_truth
-from rewact.labels import LabelError, per_frame_labels
+from rewact.labels import per_frame_labels
+from rewact.reward_sources import LabelError
 from training.predict import load_policy, predict_rewards
 
 CURVE_COLOURS = {"prediction": (31, 119, 180), "label": (255, 127, 14), "ground truth": (44, 160, 44)}

@@ -49,8 +49,8 @@ class Example:
 
 
 def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[int, FrameTargets]:
-    """Targets of every episode from a reward source: `ground_truth`, `labels:DIR` (a
-    `labeling.run` output), `parquet:PATH` or `keypoints:PATH` (rewards in [0, 1])."""
+    """Targets of every episode from a reward source (`rewact.reward_sources`): ground truth
+    keeps the simulator's fractional score, a `labeling.run` output its expected score."""
     if spec == "ground_truth":
         try:
             frames = read_ground_truth(source.root)[0]
@@ -67,7 +67,7 @@ def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[
     rewards = load_source(spec, source, episodes)
     expected = {episode: 1.0 + 4.0 * np.clip(values, 0.0, 1.0) for episode, values in rewards.items()}
     kind, _, path = spec.partition(":")
-    if kind == "labels":  # keep the labeler's expected score: the fractional target for soft labels
+    if kind == "labels" and Path(path).is_dir():  # the labeler's expected score: the fractional target
         frames = pd.read_parquet(Path(path) / "labels" / "frames.parquet").dropna(subset=["expected"])
         for episode, rows in frames[frames.episode_index.isin(episodes)].groupby("episode_index"):
             expected[int(episode)] = rows.sort_values("frame_index").expected.to_numpy(dtype=float)

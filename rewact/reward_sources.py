@@ -1,0 +1,169 @@
+"""One vocabulary of reward sources. RewACT's training (`--policy.label_source`),
+`training.compare --source`, `training.visualize` and the reward-VLM trainer all name a source
+as KIND[:PATH] and read it here, as rows of (episode_index, frame_index, reward[, imitate])
+with reward in [0, 1].
+
+    interpolation      rewACT's linear ramp, from the episode lengths
+    keypoints:PATH     rewACT keypoint JSON, interpolated between keys
+    dataset            the dataset's own `next.reward` (what `labeling.run` writes into its output)
+    labels:PATH        a `labeling.run` output directory, or a parquet of
+                       (episode_index, frame_index, reward[, imitate])
+    ground_truth       the simulator sidecar of a generated benchmark (experiments only)
+    rewact:CHECKPOINT  a trained RewACT's predictions (registered by `training.predict`)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rewact.ground_truth import read_ground_truth
+
+INTERPOLATION_SPAN = (0.05, 0.95)  # rewACT's ramp: 0 until 5 % of the episode, 1 from 95 %
+NEEDS_PATH = ("keypoints", "labels", "rewact")
+# What RewACT can train on: every kind read from files (not another model's predictions).
+TRAINING_SOURCES = ("interpolation", "keypoints", "dataset", "labels", "ground_truth")
+# A reader gets the source's PATH (or None), the dataset's LeRobot metadata and the caller's options.
+Reader = Callable[..., pd.DataFrame]
+_READERS: dict[str, Reader] = {}
+
+
+class LabelError(ValueError):
+    """Labels that cannot be read, or cannot supervise the reward head as asked."""
+
+
+def register(kind: str) -> Callable[[Reader], Reader]:
+    def add(reader: Reader) -> Reader:
+        _READERS[kind] = reader
+        return reader
+
+    return add
+
+
+def source_kinds() -> tuple[str, ...]:
+    return tuple(_READERS)
+
+
+def parse_source(spec: str) -> tuple[str, str | None]:
+    """'labels:outputs/run' -> ('labels', 'outputs/run'); checks the kind and its path."""
+    kind, _, path = spec.partition(":")
+    if kind not in _READERS:
+        raise LabelError(f"unknown reward source '{kind}' in '{spec}'; choose from {', '.join(_READERS)}")
+    if kind in NEEDS_PATH and not path:
+        raise LabelError(f"reward source '{kind}' needs a path: {kind}:PATH")
+    return kind, path or None
+
+
+def read_rewards(spec: str, dataset_meta, **options) -> pd.DataFrame:
+    """Rows (episode_index, frame_index, reward[, imitate]) of a source over a dataset.
+    `options` go to the reader (e.g. interpolation's start and end)."""
+    kind, path = parse_source(spec)
+    return _READERS[kind](path, dataset_meta, **options)
+
+
+def episode_lengths(dataset_meta) -> dict[int, int]:
+    return {int(row["episode_index"]): int(row["length"]) for row in dataset_meta.episodes.to_list()}
+
+
+def interpolation_targets(length: int, start: float = INTERPOLATION_SPAN[0], end: float = INTERPOLATION_SPAN[1]) -> np.ndarray:
+    """rewACT's ramp: 0 until `start` of the episode, 1 from `end`, linear between."""
+    position = np.arange(length) / max(length - 1, 1)
+    return np.clip((position - start) / (end - start), 0.0, 1.0).astype(np.float32)
+
+
+def keypoint_targets(length: int, keypoints: dict[int, float]) -> np.ndarray:
+    """Piecewise-linear through the keypoints, 0 at frame 0 unless given, flat after the last."""
+    points = {0: 0.0, **keypoints}
+    frames = np.array(sorted(points), dtype=np.float64)
+    values = np.array([points[int(f)] for f in frames], dtype=np.float64)
+    return np.interp(np.arange(length), frames, values).astype(np.float32)
+
+
+def read_keypoints(path: str | Path) -> dict[int, dict[int, float]]:
+    """rewACT keypoint JSON, either `{ep: {frame: r}}` or `{ep: {"keypoints": [{frame_index, reward}]}}`."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise LabelError(f"cannot read keypoints {path}: {err}") from err
+    episodes = {}
+    for episode, entry in raw.items():
+        if isinstance(entry, dict) and "keypoints" in entry:
+            episodes[int(episode)] = {int(k["frame_index"]): float(k["reward"]) for k in entry["keypoints"]}
+        else:
+            episodes[int(episode)] = {int(frame): float(reward) for frame, reward in entry.items()}
+    return episodes
+
+
+def write_keypoints(path: str | Path, keypoints: dict[int, dict[int, float]]) -> None:
+    payload = {
+        str(episode): {"keypoints": [{"frame_index": f, "reward": r} for f, r in sorted(points.items())]}
+        for episode, points in sorted(keypoints.items())
+    }
+    Path(path).write_text(json.dumps(payload, indent=2))
+
+
+def frames_from(targets: dict[int, np.ndarray]) -> pd.DataFrame:
+    """Per-episode reward arrays as rows."""
+    if not targets:
+        return pd.DataFrame({"episode_index": [], "frame_index": [], "reward": []})
+    return pd.concat([pd.DataFrame({"episode_index": e, "frame_index": np.arange(len(r)), "reward": r})
+                      for e, r in targets.items()], ignore_index=True)
+
+
+@register("interpolation")
+def _interpolation(path, dataset_meta, start: float = INTERPOLATION_SPAN[0],
+                   end: float = INTERPOLATION_SPAN[1], **_) -> pd.DataFrame:
+    return frames_from({e: interpolation_targets(n, start, end) for e, n in episode_lengths(dataset_meta).items()})
+
+
+@register("keypoints")
+def _keypoints(path, dataset_meta, **_) -> pd.DataFrame:
+    keypoints = read_keypoints(path)
+    return frames_from({e: keypoint_targets(n, keypoints[e])
+                        for e, n in episode_lengths(dataset_meta).items() if e in keypoints})
+
+
+@register("dataset")
+def _dataset(path, dataset_meta, **_) -> pd.DataFrame:
+    if "next.reward" not in dataset_meta.features:
+        raise LabelError("reward source 'dataset' needs a `next.reward` feature (run `python -m labeling.run` "
+                         "first, or choose another source)")
+    files = sorted((Path(dataset_meta.root) / "data").rglob("*.parquet"))
+    # `labeling.run` marks frames it could not label; their episodes count as unlabeled.
+    has_mask = "reward.labeled" in dataset_meta.features
+    columns = ["episode_index", "frame_index", "next.reward"] + (["reward.labeled"] if has_mask else [])
+    frame = pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+    # LeRobot stores a (1,)-shaped feature as a length-1 array per row, or as a scalar.
+    for column in columns[2:]:
+        frame[column] = [float(np.asarray(v).reshape(-1)[0]) for v in frame[column]]
+    if has_mask:
+        unlabeled = frame.loc[frame["reward.labeled"] == 0, "episode_index"].unique()
+        frame = frame[~frame.episode_index.isin(unlabeled)].drop(columns="reward.labeled")
+    return frame.rename(columns={"next.reward": "reward"})
+
+
+@register("labels")
+def _labels(path, dataset_meta, **_) -> pd.DataFrame:
+    """A `labeling.run` output (its labels/frames.parquet) or a labels parquet; unlabeled rows dropped."""
+    file = Path(path) / "labels" / "frames.parquet" if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise LabelError(f"labels not found: {path} is neither a labeling.run output nor a parquet file")
+    frame = pd.read_parquet(file)
+    missing = {"episode_index", "frame_index", "reward"} - set(frame.columns)
+    if missing:
+        raise LabelError(f"{file} lacks column(s) {sorted(missing)}")
+    columns = ["episode_index", "frame_index", "reward"] + (["imitate"] if "imitate" in frame else [])
+    return frame[columns].dropna(subset=["reward"]).reset_index(drop=True)
+
+
+@register("ground_truth")
+def _ground_truth(path, dataset_meta, **_) -> pd.DataFrame:
+    try:
+        frames = read_ground_truth(dataset_meta.root)[0]
+    except FileNotFoundError as err:
+        raise LabelError(str(err)) from err
+    return frames[["episode_index", "frame_index", "progress"]].rename(columns={"progress": "reward"})
