@@ -46,6 +46,9 @@ class GenerateConfig:
     successes: int = 3
     failures_per_kind: int = 1
     failure_kinds: tuple[str, ...] = FAILURE_KINDS
+    # When set, each task gets this many failures instead, kinds dealt round robin across tasks
+    # (e.g. 3 tasks x 2 cover all four kinds at a lower failure share than one of each per task).
+    failures_per_task: int | None = None
     rollout: RolloutConfig = RolloutConfig()
     seed: int = 0
     use_videos: bool = True
@@ -53,11 +56,16 @@ class GenerateConfig:
 
     def episode_plan(self) -> list[tuple[str, str, int]]:
         """(task, kind, index within kind) in dataset order: tasks interleaved, successes first."""
-        plan = []
+        plan, dealt = [], 0
         for task in self.tasks:
             plan += [(task, "success", i) for i in range(self.successes)]
-            for kind in self.failure_kinds:
-                plan += [(task, kind, i) for i in range(self.failures_per_kind)]
+            if self.failures_per_task is None:
+                for kind in self.failure_kinds:
+                    plan += [(task, kind, i) for i in range(self.failures_per_kind)]
+                continue
+            kinds = [self.failure_kinds[(dealt + j) % len(self.failure_kinds)] for j in range(self.failures_per_task)]
+            dealt += self.failures_per_task
+            plan += [(task, kind, kinds[:j].count(kind)) for j, kind in enumerate(kinds)]
         return plan
 
 

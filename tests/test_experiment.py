@@ -42,22 +42,51 @@ def test_temporal_clips_become_non_imitated_episodes_of_real_frames(demo_root, t
     assert np.abs(original.astype(int) - copied.astype(int)).mean() < 6  # same frames, re-encoded
 
 
+def test_seed_spread_is_the_mean_min_and_max_of_the_seeds_point_estimates():
+    from training.experiment import headline_spread
+
+    metrics = {"(a) [seed 0]": {"mae": [1.0, 0.8, 1.2]}, "(a) [seed 1]": {"mae": [0.6, 0.5, 0.7]},
+               "(b)": {"mae": [0.4, 0.3, 0.5]}}
+    spread = headline_spread(metrics, {"(a)": ["(a) [seed 0]", "(a) [seed 1]"], "(b)": ["(b)"]})
+    assert spread == {"(a)": {"mae": [0.8, 0.6, 1.0]}, "(b)": {"mae": [0.4, 0.4, 0.4]}}
+
+
+def test_episodes_ending_below_the_threshold_are_not_imitated():
+    from training.experiment import rewards_with_imitation
+
+    table = rewards_with_imitation({3: np.array([0.0, 0.5, 0.75]), 4: np.array([0.0, 0.75, 0.5])}, 0.625)
+    assert table.groupby("episode_index").imitate.agg(["all", "any"]).to_dict("index") == {
+        3: {"all": True, "any": True}, 4: {"all": False, "any": False}}
+    assert list(table.frame_index) == [0, 1, 2, 0, 1, 2]
+
+
 @pytest.mark.slow
-def test_experiment_runs_end_to_end_small(tmp_path):
+def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     from training.experiment import main
 
     results = tmp_path / "results"
-    assert main(["--work", str(tmp_path / "work"), "--results", str(results), "--tasks", "reach-v3",
-                 "--train-successes", "2", "--heldout-successes", "1", "--heldout-failures-per-kind", "1",
-                 "--steps", "2", "--batch-size", "2"]) == 0
-    report = json.loads((results / "results.json").read_text())
-    assert set(report["metrics"]) == {
-        "interpolation (raw)", "VLM labels (raw)", "(a) RewACT on interpolation", "(b) RewACT on VLM labels",
-        "(c) RewACT on ground truth", "(d) RewACT on ground truth + negatives",
-    }
-    assert all(len(v) == 3 for metrics in report["metrics"].values() for v in metrics.values())
+    assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results),
+                 "--batch-size", "2"]) == 0
     record = json.loads((results / "experiment.json").read_text())
-    assert record["command"].startswith("python -m training.experiment") and record["seed"] == 0
+    assert record["command"].startswith("python -m training.experiment") and record["heldout_task"] == "push-v3"
+    assert record["train_kinds"] == {"success": 1, "stall": 1}  # the labeler is never told which is which
     assert set(record["heldout_kinds"]) == {"success", "stall", "near_miss", "drop", "reached_then_reset"}
-    for name in ("results.md", "curves.png", "metrics.png"):
-        assert (results / name).is_file()
+    for split in ("heldout", "heldout_task"):
+        report = json.loads((results / split / "results.json").read_text())
+        assert set(report["metrics"]) == {
+            "interpolation (raw)", "reward VLM labels (raw)", "(a) RewACT on interpolation",
+            "(a') RewACT on interpolation, true successes only", "(b) RewACT on labels",
+            "(b') RewACT on labels + negatives", "(c) RewACT on ground truth", "(d) RewACT on ground truth + negatives",
+        }
+        assert all(len(v) == 3 for metrics in report["metrics"].values() for v in metrics.values())
+        assert set(report["seed_spread"]) == {"(a) RewACT on interpolation", "(b) RewACT on labels",
+                                              "(c) RewACT on ground truth"}
+        for name in ("results.md", "seeds.md", "curves.png", "metrics.png"):
+            assert (results / split / name).is_file()
+    assert [row["scheme"] for row in record["frontier"]] == [
+        "3 keyframes", "6 keyframes (default)", "12 keyframes", "every frame"]
+    calls = [row["calls_per_frame"] for row in record["frontier"]]
+    assert calls == sorted(calls) and calls[-1] > 0.9  # identical requests (still frames) are asked once
+    dense = record["labeling_summaries"]["heldout_labeled_100000"]
+    assert dense["keyframes_scored"] == dense["frames"]  # every frame scored
+    assert (results / "frontier" / "frontier.png").is_file()

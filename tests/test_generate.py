@@ -54,3 +54,13 @@ def test_existing_output_is_never_overwritten_silently(tmp_path, capsys):
 def test_unknown_task_is_a_clear_error(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "x"), "--tasks", "fly-v3"]) == 2
     assert "unsupported task 'fly-v3'" in capsys.readouterr().err
+
+
+def test_failures_per_task_deal_every_kind_round_robin_over_tasks(tmp_path):
+    config = GenerateConfig(out=tmp_path, tasks=("a", "b", "c"), successes=2, failures_per_task=2)
+    plan = config.episode_plan()
+    failures = [(task, kind) for task, kind, _ in plan if kind != "success"]
+    assert failures == [("a", "stall"), ("a", "near_miss"), ("b", "drop"), ("b", "reached_then_reset"),
+                        ("c", "stall"), ("c", "near_miss")]
+    assert sum(kind == "success" for _, kind, _ in plan) == 6
+    assert len(set(plan)) == len(plan)  # (task, kind, index) names one episode and its seed

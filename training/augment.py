@@ -32,8 +32,9 @@ def clip_episodes(labeled_dir: Path) -> pd.DataFrame:
 def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards: pd.DataFrame) -> Path:
     """Copy every episode of the source, then each clip as a new episode; write `<out>/labels.parquet`.
 
-    `rewards` holds (episode_index, frame_index, reward) for the source episodes; clip frames
-    take the reward of the frame they copy and `imitate=False`.
+    `rewards` holds (episode_index, frame_index, reward[, imitate]) for the source episodes
+    (without `imitate` every source episode is imitated); clip frames take the reward of the
+    frame they copy and `imitate=False`.
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -67,9 +68,10 @@ def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards
             frame["task"] = source.episode(episode).task
             target.add_frame(frame)
         target.save_episode()
-        reward = rewards[rewards.episode_index == episode].sort_values("frame_index").reward.to_numpy()[: end + 1]
+        own = rewards[rewards.episode_index == episode].sort_values("frame_index").iloc[: end + 1]
+        imitated = own.imitate.to_numpy(dtype=bool) if imitate and "imitate" in own else imitate
         labels.append(pd.DataFrame({"episode_index": new_index, "frame_index": np.arange(end + 1),
-                                    "reward": reward, "imitate": imitate}))
+                                    "reward": own.reward.to_numpy(), "imitate": imitated}))
     target.finalize()
     pd.concat(labels, ignore_index=True).to_parquet(staging / "labels.parquet", index=False)
     if out.exists():

@@ -1,17 +1,19 @@
-"""Which reward source should supervise RewACT? One command, CPU, under an hour.
+"""Do the pipeline's labels beat interpolation on data with unflagged failures? One command, CPU.
 
-    python -m training.experiment --work outputs/experiment --results docs/results/metaworld \
-        [--model Qwen/Qwen2.5-VL-7B-Instruct --device cuda] [--steps 1000] [--seed 0]
+    python -m training.experiment [--preset quick|full] [--work outputs/experiment]
+        [--results docs/results/experiment_unflagged_failures] [--model DIR_OR_HUB_ID --device cuda]
 
-1. A MetaWorld benchmark: training episodes (expert successes) and held-out episodes
-   (successes and every failure kind), from different seeds.
-2. `labeling.run` on both (default model: a tiny random-weight Qwen2.5-VL, since no
-   pretrained weights exist on these machines; pass --model to use a real one).
-3. RewACT trained on the training successes with (a) linear interpolation, (b) the VLM
-   labels, (c) the simulator ground truth (upper bound), (d) ground truth plus
-   `labeling.run`'s temporal-clip negatives as extra, non-imitated failure episodes.
-4. `training.compare` on the held-out episodes: raw interpolation, raw VLM labels and the
-   four checkpoints, written to --results with the command that made them.
+Splits (MetaWorld, disjoint seeds; the reward VLM was trained on seed 100 by `make reward-vlm`):
+  train         expert successes plus ~25 % failures of all four kinds, nothing flagged: the
+                labeler and RewACT see only frames, state, action and the task text
+  heldout       new seeds: successes and every failure kind, on the training tasks
+  heldout_task  a task that neither the reward VLM nor RewACT saw, reported on its own
+Reward sources scored on the held-out splits: raw interpolation, raw `labeling.run` labels with
+the reward VLM, and RewACT trained on (a) interpolation over every training episode (failures
+imitated), (a') interpolation over the true successes only (oracle filtering), (b) the labels,
+(b') the labels plus the pipeline's temporal-clip negatives, (c) ground truth, (d) ground truth
+plus those negatives; (a), (b), (c) from several training seeds. The full preset also measures
+the keyframe scheme's cost-quality frontier.
 Finished steps are skipped when the command is run again.
 """
 
@@ -23,22 +25,56 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 
 from data.generate import GenerateConfig, generate
-from rewact.ground_truth import read_ground_truth
 from data.rollout import RolloutConfig
 from labeling.cli import run_cli
 from labeling.dataset import EpisodeSource
+from rewact.ground_truth import read_ground_truth
 from training.augment import augmented_dataset, clip_episodes
-from training.compare import compare
+from training.compare import compare, load_source
 
+REWARD_VLM = Path(__file__).resolve().parents[1] / "models" / "metaworld-reward-vlm"
+REWARD_VLM_TRAIN_SEED = 100  # outputs/reward_vlm/train in the Makefile's reward-vlm target
 # RewACT sized for a 2-core CPU: the ResNet18 backbone stays, the transformer shrinks, and
 # the learning rate rises from ACT's 1e-5 (at which the reward head barely moves in 1000 steps).
 SMALL_REWACT = ["--policy.dim_model=128", "--policy.dim_feedforward=512", "--policy.n_encoder_layers=2",
                 "--policy.chunk_size=20", "--policy.n_action_steps=20", "--policy.latent_dim=16",
                 "--policy.optimizer_lr=3e-4", "--policy.optimizer_lr_backbone=1e-4"]
+# Labelled episodes ending below this reward ((score 3.5 - 1) / 4) are not imitated: the labels'
+# successes mostly end at score 4, failures at 1-3.
+LABELS_IMITATE_MIN_FINAL = 0.625
+# Keyframe schemes of the cost-quality frontier: name -> (initial, max keyframes); 6/12 is the default.
+FRONTIER = {"3 keyframes": (3, 6), "12 keyframes": (12, 24), "every frame": (100_000, 100_000)}
+
+
+@dataclass(frozen=True)
+class Preset:
+    tasks: tuple[str, ...]
+    heldout_task: str
+    train_successes: int  # per task
+    train_failures: int  # per task, kinds dealt round robin over tasks
+    heldout_successes: int
+    heldout_failures_per_kind: int
+    steps: int
+    seeds: tuple[int, ...]  # RewACT training seeds of the headline rows (a), (b), (c)
+    frontier: bool
+
+
+TASKS = ("pick-place-v3", "push-v3", "reach-v3")
+PRESETS = {
+    # ~90 min on a 2-core CPU (RewACT trains at about 1 s per step here: 9 runs of 400 steps).
+    "full": Preset(TASKS, "push-back-v3", 12, 4, 4, 2, steps=400, seeds=(0, 1), frontier=True),
+    # ~20 min: the same composition, fewer episodes and steps, one seed.
+    "quick": Preset(TASKS, "push-back-v3", 6, 2, 2, 1, steps=150, seeds=(0,), frontier=False),
+    # Plumbing check for the test suite (~3 min); its numbers mean nothing.
+    "smoke": Preset(("reach-v3",), "push-v3", 1, 1, 1, 1, steps=2, seeds=(0,), frontier=True),
+}
 
 
 def step(name: str, done: Path, log: list, action) -> None:
@@ -52,12 +88,6 @@ def step(name: str, done: Path, log: list, action) -> None:
     log.append({"step": name, "seconds": round(time.perf_counter() - start, 1)})
 
 
-def train_afresh(out: Path, command: list[str], log_file: Path) -> None:
-    """A training run; an unfinished one (killed before its last checkpoint) starts over."""
-    shutil.rmtree(out, ignore_errors=True)
-    run(command, log_file)
-
-
 def run(command: list[str], log_file: Path) -> None:
     with log_file.open("w") as handle:
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
@@ -65,85 +95,206 @@ def run(command: list[str], log_file: Path) -> None:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed (exit {result.returncode}); see {log_file}")
 
 
+def rewards_with_imitation(rewards: dict[int, np.ndarray], min_final: float) -> pd.DataFrame:
+    """(episode_index, frame_index, reward, imitate): episodes ending below `min_final` are not imitated."""
+    return pd.concat([pd.DataFrame({"episode_index": e, "frame_index": np.arange(len(r)), "reward": r,
+                                    "imitate": bool(r[-1] >= min_final - 1e-6)}) for e, r in rewards.items()],
+                     ignore_index=True)
+
+
+def headline_spread(metrics: dict[str, dict], variants: dict[str, list[str]]) -> dict[str, dict]:
+    """Per variant and metric: mean of the seeds' point estimates and their min and max."""
+    spread = {}
+    for variant, names in variants.items():
+        points = {key: [metrics[name][key][0] for name in names] for key in metrics[names[0]]}
+        spread[variant] = {key: [float(np.mean(v)), float(np.min(v)), float(np.max(v))] for key, v in points.items()}
+    return spread
+
+
+def spread_markdown(spread: dict[str, dict], seeds: tuple[int, ...]) -> str:
+    keys = [("mae", "MAE ↓"), ("spearman", "Spearman ↑"), ("voc", "VOC ↑"), ("auroc", "AUROC ↑"),
+            ("false_success_at_95", "false success @95 % TPR ↓")]
+    lines = [f"Mean over RewACT training seeds {', '.join(map(str, seeds))} [min, max]:", "",
+             "| variant | " + " | ".join(label for _, label in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for variant, values in spread.items():
+        cells = [f"{values[k][0]:.2f} [{values[k][1]:.2f}, {values[k][2]:.2f}]" for k, _ in keys if k in values]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def frontier_rows(heldout: EpisodeSource, labeled: dict[str, Path], out: Path, seed: int) -> list[dict]:
+    """Label MAE and failure AUROC against progress calls per frame, one row per keyframe scheme."""
+    report = compare(heldout, {name: f"labels:{path}" for name, path in labeled.items()},
+                     heldout.episode_indices, out, samples=1000, seed=seed)
+    rows = []
+    for name, path in labeled.items():
+        summary = json.loads((path / "labeling_summary.json").read_text())
+        metrics = report["metrics"][name]
+        rows.append({"scheme": name, "calls_per_frame": summary["progress_calls_per_labeled_frame"],
+                     "mae": metrics["mae"], "auroc": metrics["auroc"], "voc": metrics["voc"]})
+    plot_frontier(out / "frontier.png", rows)
+    lines = ["| keyframe scheme | progress calls per frame | MAE (1-5) ↓ | AUROC ↑ | VOC ↑ |", "|---|---|---|---|---|"]
+    lines += [f"| {r['scheme']} | {r['calls_per_frame']:.3f} | " + " | ".join(
+        f"{r[k][0]:.2f} [{r[k][1]:.2f}, {r[k][2]:.2f}]" for k in ("mae", "auroc", "voc")) + " |" for r in rows]
+    (out / "frontier.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def plot_frontier(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    calls = [r["calls_per_frame"] for r in rows]
+    for ax, key, label in ((axes[0], "mae", "label MAE (1-5) ↓"), (axes[1], "auroc", "failure AUROC ↑")):
+        values = np.array([r[key] for r in rows])
+        ax.errorbar(calls, values[:, 0], yerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]], fmt="o-")
+        for r, x, y in zip(rows, calls, values[:, 0]):
+            ax.annotate(r["scheme"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("progress calls per frame")
+        ax.set_ylabel(label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.experiment", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--work", type=Path, default=Path("outputs/experiment"))
-    parser.add_argument("--results", type=Path, default=Path("docs/results/metaworld"))
-    parser.add_argument("--model", help="VLM for labeling.run (default: a tiny random Qwen2.5-VL built here)")
+    parser.add_argument("--results", type=Path, default=Path("docs/results/experiment_unflagged_failures"))
+    parser.add_argument("--model", default=str(REWARD_VLM), help="VLM for labeling.run (default: the reward VLM "
+                        "trained here on MetaWorld seed 100)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tasks", default="pick-place-v3,push-v3,reach-v3")
-    parser.add_argument("--train-successes", type=int, default=8, help="per task")
-    parser.add_argument("--heldout-successes", type=int, default=4, help="per task")
-    parser.add_argument("--heldout-failures-per-kind", type=int, default=2, help="per task and failure kind")
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--tasks", help="comma-separated training tasks (default: the preset's)")
+    parser.add_argument("--heldout-task", help="a task kept out of training (default: the preset's)")
+    parser.add_argument("--steps", type=int, help="RewACT training steps (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--data-seed", type=int, default=300, help="train; held-out +100; held-out task +200")
     args = parser.parse_args(argv)
+    preset = PRESETS[args.preset]
+    tasks = tuple(args.tasks.split(",")) if args.tasks else preset.tasks
+    heldout_task, steps = args.heldout_task or preset.heldout_task, args.steps or preset.steps
+    if heldout_task in tasks:
+        parser.error(f"the held-out task {heldout_task} is also a training task")
+    if REWARD_VLM_TRAIN_SEED in (args.data_seed, args.data_seed + 100, args.data_seed + 200):
+        parser.error(f"seed {REWARD_VLM_TRAIN_SEED} is the reward VLM's training split; choose another --data-seed")
     work, timings = args.work, []
     work.mkdir(parents=True, exist_ok=True)
-    tasks = tuple(args.tasks.split(","))
     rollout = RolloutConfig(image_size=args.image_size)
-    train, heldout = work / "train", work / "heldout"
+    train, heldout, heldout_task_root = work / "train", work / "heldout", work / "heldout_task"
 
-    step("generate training successes", train, timings, lambda: generate(GenerateConfig(
-        out=train, tasks=tasks, successes=args.train_successes, failures_per_kind=0, rollout=rollout,
-        seed=args.seed, repo_id="local/train")))
-    step("generate held-out episodes", heldout, timings, lambda: generate(GenerateConfig(
-        out=heldout, tasks=tasks, successes=args.heldout_successes, failures_per_kind=args.heldout_failures_per_kind,
-        rollout=rollout, seed=args.seed + 1, repo_id="local/heldout")))
+    step("generate training episodes (unflagged failures)", train, timings, lambda: generate(GenerateConfig(
+        out=train, tasks=tasks, successes=preset.train_successes, failures_per_task=preset.train_failures,
+        rollout=rollout, seed=args.data_seed, repo_id="local/train")))
+    for name, root, split_tasks, seed in (("held-out episodes", heldout, tasks, args.data_seed + 100),
+                                          ("held-out task episodes", heldout_task_root, (heldout_task,),
+                                           args.data_seed + 200)):
+        step(f"generate {name}", root, timings, lambda root=root, split_tasks=split_tasks, seed=seed: generate(
+            GenerateConfig(out=root, tasks=split_tasks, successes=preset.heldout_successes,
+                           failures_per_kind=preset.heldout_failures_per_kind, rollout=rollout, seed=seed,
+                           repo_id=f"local/{root.name}")))
 
-    model = args.model or str(work / "tiny-qwen2_5_vl")
-    if args.model is None:
-        from data.tiny_vlm import build_tiny_vlm
+    def label(dataset: Path, out: Path, extra: list[str]) -> None:
+        step(f"labeling.run on {dataset.name} -> {out.name}", out, timings, lambda: run(
+            [sys.executable, "-m", "labeling.run", "--dataset", str(dataset), "--out", str(out), "--model", args.model,
+             "--device", args.device, "--image-size", str(args.image_size), "--quiet", *extra],
+            work / f"label_{out.name}.log"))
 
-        step("build the tiny VLM", Path(model) / "config.json", timings, lambda: build_tiny_vlm("qwen2_5_vl", model))
-    for name, dataset in (("train", train), ("heldout", heldout)):
-        labeled = work / f"{name}_labeled"
-        step(f"labeling.run on {name}", labeled, timings, lambda dataset=dataset, labeled=labeled: run(
-            [sys.executable, "-m", "labeling.run", "--dataset", str(dataset), "--out", str(labeled), "--model", model,
-             "--device", args.device, "--image-size", str(args.image_size), "--quiet"], work / f"label_{name}.log"))
+    label(train, work / "train_labeled", [])
+    label(heldout, work / "heldout_labeled", ["--stages", "progress"])
+    label(heldout_task_root, work / "heldout_task_labeled", ["--stages", "progress"])
 
-    augmented = work / "train_with_negatives"
-    truth = read_ground_truth(train)[0].rename(columns={"progress": "reward"})
+    train_source = EpisodeSource.open(train)
+    truth_frames, truth_episodes = read_ground_truth(train)
+    truth = {e: rows.sort_values("frame_index").progress.to_numpy() for e, rows in truth_frames.groupby("episode_index")}
+    labels = load_source(f"labels:{work / 'train_labeled'}", train_source, train_source.episode_indices)
     clips = clip_episodes(work / "train_labeled")
-    step("add temporal-clip negatives", augmented, timings,
-         lambda: augmented_dataset(train, clips, augmented, truth))
+    for name, rewards, min_final in (("labels", labels, LABELS_IMITATE_MIN_FINAL), ("truth", truth, 1.0)):
+        out = work / f"train_{name}_with_negatives"
+        step(f"add temporal-clip negatives to the {name}", out, timings, lambda out=out, rewards=rewards,
+             min_final=min_final: augmented_dataset(train, clips, out, rewards_with_imitation(rewards, min_final)))
+    successes = ",".join(str(e) for e in truth_episodes[truth_episodes.outcome == "success"].episode_index)
 
-    variants = {
-        "(a) RewACT on interpolation": (train, ["--label-source", "interpolation"]),
-        "(b) RewACT on VLM labels": (work / "train_labeled", ["--label-source", "dataset"]),
-        "(c) RewACT on ground truth": (train, ["--label-source", "ground_truth"]),
-        "(d) RewACT on ground truth + negatives": (augmented, ["--label-source", "labels", "--labels-path",
-                                                               str(augmented / "labels.parquet")]),
+    variants = {  # name -> (dataset, training.train arguments, lerobot overrides)
+        "(a) RewACT on interpolation": (train, ["--label-source", "interpolation"], []),
+        "(a') RewACT on interpolation, true successes only": (
+            train, ["--label-source", "interpolation", "--episodes", successes], []),
+        "(b) RewACT on labels": (work / "train_labeled", ["--label-source", "dataset"],
+                                 [f"--policy.imitate_min_final_reward={LABELS_IMITATE_MIN_FINAL}"]),
+        "(b') RewACT on labels + negatives": (work / "train_labels_with_negatives", [
+            "--label-source", "labels", "--labels-path", str(work / "train_labels_with_negatives" / "labels.parquet")], []),
+        "(c) RewACT on ground truth": (train, ["--label-source", "ground_truth"], []),
+        "(d) RewACT on ground truth + negatives": (work / "train_truth_with_negatives", [
+            "--label-source", "labels", "--labels-path", str(work / "train_truth_with_negatives" / "labels.parquet")], []),
     }
-    sources = {"interpolation (raw)": "interpolation", "VLM labels (raw)": f"labels:{work / 'heldout_labeled'}"}
-    for index, (name, (dataset, label_args)) in enumerate(variants.items()):
-        out = work / f"rewact_{'abcd'[index]}"
-        step(f"train {name}", out / "checkpoints" / "last", timings, lambda dataset=dataset, label_args=label_args,
-             out=out: train_afresh(out, [sys.executable, "-m", "training.train", "--dataset", str(dataset), *label_args,
-                           "--out", str(out), "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                           "--device", args.device, "--seed", str(args.seed), "--log-freq", "100", "--",
-                           *SMALL_REWACT], work / f"train_{'abcd'[index]}.log"))
+    runs = {}  # source name -> (variant, seed)
+    for variant in variants:
+        headline = variant[:3] in ("(a)", "(b)", "(c)")
+        for seed in preset.seeds if headline else preset.seeds[:1]:
+            runs[f"{variant} [seed {seed}]" if headline and len(preset.seeds) > 1 else variant] = (variant, seed)
+
+    sources = {"interpolation (raw)": "interpolation"}
+    for index, (name, (variant, seed)) in enumerate(runs.items()):
+        dataset, label_args, variant_overrides = variants[variant]
+        out = work / f"rewact_{index:02d}"
+        command = [sys.executable, "-m", "training.train", "--dataset", str(dataset), *label_args, "--out", str(out),
+                   "--steps", str(steps), "--batch-size", str(args.batch_size), "--device", args.device,
+                   "--seed", str(seed), "--log-freq", "100", "--", *SMALL_REWACT, *variant_overrides]
+        step(f"train {name}", out / "checkpoints" / "last", timings, lambda out=out, command=command: (
+            shutil.rmtree(out, ignore_errors=True), run(command, work / f"{out.name}.log")))
         sources[name] = f"rewact:{out / 'checkpoints' / 'last'}"
 
-    start = time.perf_counter()
-    source = EpisodeSource.open(heldout)
-    compare(source, sources, source.episode_indices, args.results, samples=1000, seed=args.seed)
-    timings.append({"step": "compare on held-out", "seconds": round(time.perf_counter() - start, 1)})
-    episodes = read_ground_truth(heldout)[1]
+    headline = {variant: [n for n, (v, _) in runs.items() if v == variant]
+                for variant in variants if variant[:3] in ("(a)", "(b)", "(c)")}
+    reports = {}
+    for split, root, labeled in (("heldout", heldout, "heldout_labeled"),
+                                 ("heldout_task", heldout_task_root, "heldout_task_labeled")):
+        start = time.perf_counter()
+        source = EpisodeSource.open(root)
+        split_sources = {"interpolation (raw)": sources["interpolation (raw)"],
+                         "reward VLM labels (raw)": f"labels:{work / labeled}",
+                         **{k: v for k, v in sources.items() if k != "interpolation (raw)"}}
+        out = args.results / split
+        reports[split] = compare(source, split_sources, source.episode_indices, out, samples=1000, seed=0)
+        spread = headline_spread(reports[split]["metrics"], headline)
+        (out / "seeds.md").write_text(spread_markdown(spread, preset.seeds) + "\n")
+        reports[split]["seed_spread"] = spread
+        timings.append({"step": f"compare on {split}", "seconds": round(time.perf_counter() - start, 1)})
+
+    frontier = None
+    if preset.frontier:
+        labeled = {}
+        for name, (initial, most) in FRONTIER.items():
+            out = work / f"heldout_labeled_{initial}"
+            label(heldout, out, ["--stages", "progress", "--initial-keyframes", str(initial),
+                                 "--max-keyframes", str(most)])
+            labeled[name] = out
+        labeled = {"3 keyframes": labeled["3 keyframes"], "6 keyframes (default)": work / "heldout_labeled",
+                   "12 keyframes": labeled["12 keyframes"], "every frame": labeled["every frame"]}
+        frontier = frontier_rows(EpisodeSource.open(heldout), labeled, args.results / "frontier", seed=0)
+
     record = {
         "command": "python -m training.experiment " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seed": args.seed, "arguments": {k: str(v) for k, v in vars(args).items()},
-        "vlm": args.model or "tiny random-weight Qwen2.5-VL (no pretrained weights on this machine)",
-        "train_episodes": len(EpisodeSource.open(train).episode_indices),
-        "heldout_kinds": episodes.kind.value_counts().to_dict(),
-        "temporal_clip_negatives": len(clips), "rewact_overrides": SMALL_REWACT, "timings": timings,
-        "summaries": {name: json.loads((work / f"{name}_labeled" / "labeling_summary.json").read_text())
-                      for name in ("train", "heldout")},
+        "preset": args.preset, "arguments": {k: str(v) for k, v in vars(args).items()},
+        "seeds": {"train": args.data_seed, "heldout": args.data_seed + 100, "heldout_task": args.data_seed + 200,
+                  "reward_vlm_train": REWARD_VLM_TRAIN_SEED, "rewact": list(preset.seeds)},
+        "reward_vlm": args.model, "tasks": list(tasks), "heldout_task": heldout_task,
+        "train_kinds": truth_episodes.kind.value_counts().to_dict(),
+        "heldout_kinds": read_ground_truth(heldout)[1].kind.value_counts().to_dict(),
+        "temporal_clip_negatives": len(clips), "rewact_overrides": SMALL_REWACT, "steps": steps,
+        "labels_imitate_min_final_reward": LABELS_IMITATE_MIN_FINAL, "frontier": frontier, "timings": timings,
+        "labeling_summaries": {path.name: json.loads((path / "labeling_summary.json").read_text())
+                               for path in sorted(work.glob("*_labeled*")) if (path / "labeling_summary.json").is_file()},
     }
     (args.results / "experiment.json").write_text(json.dumps(record, indent=2))
-    print((args.results / "results.md").read_text())
+    for split in reports:
+        print(f"## {split}\n" + (args.results / split / "results.md").read_text())
+        print((args.results / split / "seeds.md").read_text())
     print(f"total {sum(t['seconds'] for t in timings) / 60:.1f} min; wrote {args.results}")
     return 0
 
