@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         spread = headline_spread(reports[split]["metrics"], headline)
         (out / "seeds.md").write_text(spread_markdown(spread, preset.seeds) + "\n")
         reports[split]["seed_spread"] = spread
+        (out / "results.json").write_text(json.dumps(reports[split], indent=2))
         timings.append({"step": f"compare on {split}", "seconds": round(time.perf_counter() - start, 1)})
 
     frontier = None
