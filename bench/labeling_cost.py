@@ -23,8 +23,8 @@ from labeling.backends import make_backend  # noqa: E402
 from labeling.calls import CallCache, ModelCaller  # noqa: E402
 from labeling.clips import ClipImages, ClipSpec  # noqa: E402
 from labeling.context import LabelingContext  # noqa: E402
-from labeling.dataset import EpisodeSource  # noqa: E402
-from labeling.progress import ProgressConfig, progress_jobs, score_progress  # noqa: E402
+from common.dataset import EpisodeSource  # noqa: E402
+from labeling.progress import SAMPLING, ProgressConfig, progress_jobs, score_progress  # noqa: E402
 from labeling.prompts import PromptLibrary  # noqa: E402
 from labeling.records import EpisodeLabels  # noqa: E402
 
@@ -37,7 +37,7 @@ class TimedBackend:
 
     def __getattr__(self, name):
         attribute = getattr(self.backend, name)
-        if name not in ("generate", "score_choices"):
+        if name != "generate":
             return attribute
 
         def timed(*args, **kwargs):
@@ -62,7 +62,7 @@ def naive_prefix(ctx: LabelingContext, episode: int, config: ProgressConfig) -> 
     naive = ProgressConfig(context_frames=10**9)  # no subsampling: the whole prefix
     clip = ClipImages(ctx.source, ctx.clip, episode, set(range(info.length)))
     jobs = progress_jobs(ctx, labels, list(range(info.length)), naive, clip)
-    ctx.caller.run("naive", jobs, lambda text: (None, "unused"), scored=True)
+    ctx.caller.run("naive", jobs, SAMPLING, lambda text: (None, "unused"))
 
 
 def main() -> None:

@@ -65,7 +65,7 @@ def main() -> None:
         start = time.perf_counter()
         out = generate(config)
         elapsed = time.perf_counter() - start
-        from rewact.ground_truth import read_ground_truth
+        from common.ground_truth import read_ground_truth
 
         frames, episodes = read_ground_truth(out)
     print(f"end to end: {len(episodes)} episodes ({len(tasks)} tasks), {len(frames)} frames x "

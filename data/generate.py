@@ -4,7 +4,7 @@
         --successes 10 --failures-per-kind 2 --cameras corner2,topview --image-size 96
 
 The dataset holds only what a robot would record (camera frames, state, action, task). The
-simulator's truth goes to `<out>/ground_truth/` (format: `rewact.ground_truth`), which labelers
+simulator's truth goes to `<out>/ground_truth/` (format: `common.ground_truth`), which labelers
 never read.
 """
 
@@ -19,18 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.ground_truth_io import write_ground_truth
-from data.rollout import (
-    ACTION_NAMES,
-    CAMERAS,
-    EPISODE_KINDS,
-    FAILURE_KINDS,
-    STATE_NAMES,
-    Episode,
-    MetaWorldSim,
-    RolloutConfig,
-    silence_expert_warnings,
-)
+from common.ground_truth import write_ground_truth
+from data.rollout import (ACTION_NAMES, CAMERAS, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode, MetaWorldSim,
+                          RolloutConfig, silence_expert_warnings)
 
 MAX_ATTEMPTS = 20
 PRESETS = {

@@ -23,14 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Rubric used across the project (RoboReward's 5 levels).
-RUBRIC = {
-    1: "No Success",
-    2: "Minimal Progress",
-    3: "Partial Completion",
-    4: "Near Completion",
-    5: "Perfect Completion",
-}
 # Lower progress bounds of scores 2, 3 and 4; score 5 is reserved for simulator success.
 SCORE_THRESHOLDS = (0.2, 0.5, 0.8)
 UNSOLVED_PROGRESS_CAP = 0.95

@@ -1,8 +1,9 @@
 """Every model call goes through here: resume cache, retry of unreadable answers, counters.
 
 A call's cache key is derived here, from everything that determines the answer: the
-rendered prompt, the answer prefix, the sampling settings, the pixels of every image, the
-backend, model and revision, whether score probabilities were read, and the cache format.
+rendered prompt, the answer prefix, the pixels of every image, the sampling parameters (with
+the choices whose probabilities were read), the backend, model and revision, and the cache
+format.
 So an edited prompt or rubric, another image size or camera layout, or another model can
 never be served an old answer. The cache holds raw answers (text and score probabilities),
 and they are parsed when read, so a parser fix reaches cached answers too; transport
@@ -23,9 +24,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from labeling.backends import SCORE_CHOICES, VLMBackend, VLMRequest, VLMResponse
+from labeling.backends import SCORE_CHOICES, SamplingParams, VLMBackend, VLMRequest, VLMResponse
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 RETRY_NOTE = "\n\nYour previous reply could not be used ({reason}). Reply exactly in the format asked for."
 # (value, reason): the parsed value, or None and why not.
 Parser = Callable[[str | None], tuple[Any, str | None]]
@@ -44,6 +45,17 @@ class CallsConfig:
 class Job:
     about: dict  # what the call is about (episode, frames, ...), for the stage's bookkeeping
     request: VLMRequest
+
+
+@dataclass(frozen=True)
+class StageRequests:
+    """What one stage would send: its jobs and the sampling parameters they share. Stages build
+    these apart from running them, so `--dry-run` shows exactly what a run would send."""
+
+    stage: str
+    prompt: str  # the prompt file's name
+    jobs: list[Job]
+    params: SamplingParams
 
 
 @dataclass
@@ -89,11 +101,10 @@ class CallStats:
         return data
 
 
-def request_material(request: VLMRequest, scored: bool) -> dict:
-    """What of a request determines its answer: text, sampling, and the images' pixels."""
+def request_material(request: VLMRequest, params: SamplingParams) -> dict:
+    """What of a request determines its answer: text, images' pixels, sampling parameters."""
     return {
-        "prompt": request.prompt, "answer_prefix": request.answer_prefix, "max_new_tokens": request.max_new_tokens,
-        "temperature": request.temperature, "seed": request.seed, "choices": list(SCORE_CHOICES) if scored else None,
+        "prompt": request.prompt, "answer_prefix": request.answer_prefix, "sampling": asdict(params),
         "images": [hashlib.sha256(image.tobytes()).hexdigest() + f":{'x'.join(map(str, image.shape))}:{image.dtype}"
                    for image in request.images],
     }
@@ -168,30 +179,32 @@ class ModelCaller:
         identity = backend.describe()
         self.identity = {k: v for k, v in identity.items() if k not in ("device", "base_url", "logprobs")}
 
-    def key(self, stage: str, request: VLMRequest, scored: bool) -> str:
-        material = {"v": CACHE_VERSION, "stage": stage, "model": self.identity, **request_material(request, scored)}
+    def key(self, stage: str, request: VLMRequest, params: SamplingParams) -> str:
+        material = {"v": CACHE_VERSION, "stage": stage, "model": self.identity, **request_material(request, params)}
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
-    def run(self, stage: str, jobs: list[Job], parse: Parser, scored: bool = False,
+    def run(self, stage: str, jobs: list[Job], params: SamplingParams, parse: Parser,
             show_progress: bool = True) -> list[CallResult]:
-        """Answer every job; `scored` reads 1-5 probabilities. Unreadable answers are asked
-        again (with a format reminder, sampled) up to `max_retries` times, each from the
-        cache where that exact request was answered before."""
+        """Answer every job (`params.choices`: read their probabilities). Unreadable answers
+        are asked again as text (with a format reminder, sampled) up to `max_retries` times,
+        each from the cache where that exact request was answered before."""
         requests = [job.request for job in jobs]
         episodes = [job.about.get("episode") for job in jobs]
+        # Greedy decoding would repeat the unreadable answer: retries are sampled.
+        retry = replace(params, choices=None, temperature=self.retry_temperature)
         results = [CallResult() for _ in jobs]
         pending = list(range(len(jobs)))
         for attempt in range(self.max_retries + 1):
             if not pending:
                 break
             if attempt:
-                # Greedy decoding would repeat itself: remind the model of the format and sample.
                 for i in pending:
                     requests[i] = replace(requests[i], prompt=jobs[i].request.prompt + RETRY_NOTE.format(
-                        reason=results[i].reason), temperature=self.retry_temperature, seed=attempt)
+                        reason=results[i].reason))
                 self.stats.retries += len(pending)
             responses = self._responses(stage, [requests[i] for i in pending], [episodes[i] for i in pending],
-                                        scored and not attempt, show_progress and not attempt)
+                                        replace(retry, seed=attempt) if attempt else params,
+                                        show_progress and not attempt)
             for i, (response, cached) in zip(pending, responses, strict=True):
                 results[i] = self._read(response, parse, results[i], cached)
             pending = [i for i in pending if results[i].value is None]
@@ -200,10 +213,10 @@ class ModelCaller:
                 self.stats.missing[result.reason or "unknown"] += 1
         return results
 
-    def _responses(self, stage: str, requests: list[VLMRequest], episodes: list[int | None], scored: bool,
+    def _responses(self, stage: str, requests: list[VLMRequest], episodes: list[int | None], params: SamplingParams,
                    show_progress: bool) -> list[tuple[VLMResponse, bool]]:
         """(response, from cache) per request; new answers are stored unless the call failed."""
-        keys = [self.key(stage, request, scored) for request in requests]
+        keys = [self.key(stage, request, params) for request in requests]
         hits = self.cache.get_many(keys)
         answered: list[tuple[VLMResponse, bool] | None] = [
             (VLMResponse(**hits[key]), True) if key in hits else None for key in keys]
@@ -219,7 +232,7 @@ class ModelCaller:
             for start in range(0, len(missing), step):
                 chunk = missing[start : start + step]
                 batch = [requests[i] for i in chunk]
-                responses = self.backend.score_choices(batch, SCORE_CHOICES) if scored else self.backend.generate(batch)
+                responses = self.backend.generate(batch, params)
                 self._count(stage, responses)
                 self.cache.put_many([(keys[i], stage, _raw(response), episodes[i])
                                      for i, response in zip(chunk, responses, strict=True) if response.error is None])
@@ -249,7 +262,7 @@ class ModelCaller:
         if response.error:
             result.reason = f"backend error: {response.error}"
         elif response.choice_probs is not None:
-            result.probs = [response.choice_probs[c] for c in SCORE_CHOICES]
+            result.probs = [response.choice_probs[c] for c in SCORE_CHOICES]  # the only choices asked for
             result.value = 1 + max(range(len(result.probs)), key=result.probs.__getitem__)
         else:
             result.value, result.reason = parse(response.text)

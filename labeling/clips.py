@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labeling.dataset import EpisodeSource
+from common.dataset import EpisodeSource
 
 LAYOUTS = ("tile", "separate")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from common.cli import ConfigError
 from labeling.calls import CallsConfig
-from labeling.cli import ConfigError
 from labeling.clips import ClipSpec
 from labeling.context import LabelingContext
 from labeling.progress import ProgressConfig

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from common.dataset import DatasetError, EpisodeSource
 from labeling.calls import ModelCaller
 from labeling.clips import ClipImages, ClipSpec
-from labeling.dataset import DatasetError, EpisodeSource
 from labeling.prompts import PromptLibrary
 
 

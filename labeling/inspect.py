@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from labeling.cli import parse_episodes, run_cli
-from labeling.dataset import EpisodeSource
+from common.cli import parse_episodes, run_cli
+from common.dataset import EpisodeSource
 
 
 def summarize(source: EpisodeSource, episodes: list[int] | None, cameras: list[str] | None) -> str:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from labeling.backends import VLMRequest
+from labeling.backends import SamplingParams, VLMRequest
 from labeling.calls import Job
-from labeling.clips import context_indices
+from labeling.clips import ClipImages, context_indices
 from labeling.context import LabelingContext
 from labeling.parsing import parse_counterfactuals
 from labeling.records import EpisodeLabels, NegativeRecord
 
 DESCRIBE_PROMPT = "describe_episode.v1.txt"
 COUNTERFACTUAL_PROMPT = "counterfactual_tasks.v1.txt"
+DESCRIBE_SAMPLING = SamplingParams(max_tokens=160)
+COUNTERFACTUAL_TOKENS_EACH = 48  # tokens per proposed instruction
 
 
 def temporal_clips(labels: dict[int, EpisodeLabels]) -> list[NegativeRecord]:
@@ -51,34 +53,46 @@ def _proposals(text: str | None):
     return ([list(p) for p in parsed.proposals] if parsed.proposals else None), parsed.reason
 
 
+def describe_frames_of(length: int, count: int) -> list[int]:
+    """The frames a description is asked about: `count` frames ending at the last one."""
+    return context_indices(length - 1, count)
+
+
+def describe_job(ctx: LabelingContext, episode: int, frames: list[int], clip: ClipImages | None) -> Job:
+    """`clip` None builds the prompt without images (dry run)."""
+    images = clip.images(frames) if clip is not None else ()
+    prompt = ctx.prompts.get(DESCRIBE_PROMPT).render(views=ctx.clip.views_text(),
+                                                     frames=len(frames) * ctx.clip.images_per_frame())
+    return Job(about={"episode": episode, "context": frames}, request=VLMRequest(prompt=prompt, images=images))
+
+
+def counterfactual_job(ctx: LabelingContext, episode: int, instruction: str, description: str, count: int) -> Job:
+    prompt = ctx.prompts.get(COUNTERFACTUAL_PROMPT).render(instruction=instruction, description=description,
+                                                           count=count, rubric=ctx.prompts.rubric)
+    return Job(about={"episode": episode, "instruction": instruction}, request=VLMRequest(prompt=prompt))
+
+
+def counterfactual_sampling(count: int) -> SamplingParams:
+    return SamplingParams(max_tokens=COUNTERFACTUAL_TOKENS_EACH * count)
+
+
 def counterfactuals(ctx: LabelingContext, labels: dict[int, EpisodeLabels], count: int,
                     describe_frames: int) -> list[NegativeRecord]:
-    describe = ctx.prompts.get(DESCRIBE_PROMPT)
-    propose = ctx.prompts.get(COUNTERFACTUAL_PROMPT)
     records = []
     for group in ctx.groups():
         jobs = []
         for episode in group:
-            frames = context_indices(labels[episode].length - 1, describe_frames)
+            frames = describe_frames_of(labels[episode].length, describe_frames)
             clip = ctx.clip_images(episode, set(frames))
-            if clip is None:
-                continue
-            images = clip.images(frames)
-            prompt = describe.render(views=ctx.clip.views_text(), frames=len(images))
-            jobs.append(Job(about={"episode": episode, "frames": frames},
-                            request=VLMRequest(prompt=prompt, images=images, max_new_tokens=160)))
-        descriptions = ctx.caller.run("describe", jobs, _description)
-        proposal_jobs, owners = [], []
-        for episode, description in zip([job.about["episode"] for job in jobs], descriptions, strict=True):
-            if description.value is None:
-                continue
-            instruction = labels[episode].instruction
-            prompt = propose.render(instruction=instruction, description=description.value, count=count,
-                                    rubric=ctx.prompts.rubric)
-            proposal_jobs.append(Job(about={"episode": episode, "instruction": instruction},
-                                     request=VLMRequest(prompt=prompt, max_new_tokens=48 * count)))
-            owners.append(episode)
-        for episode, result in zip(owners, ctx.caller.run("counterfactual", proposal_jobs, _proposals), strict=True):
+            if clip is not None:
+                jobs.append(describe_job(ctx, episode, frames, clip))
+        descriptions = ctx.caller.run("describe", jobs, DESCRIBE_SAMPLING, _description)
+        proposal_jobs = [counterfactual_job(ctx, job.about["episode"], labels[job.about["episode"]].instruction,
+                                            description.value, count)
+                         for job, description in zip(jobs, descriptions, strict=True) if description.value is not None]
+        owners = [job.about["episode"] for job in proposal_jobs]
+        results = ctx.caller.run("counterfactual", proposal_jobs, counterfactual_sampling(count), _proposals)
+        for episode, result in zip(owners, results, strict=True):
             for i, (instruction, score) in enumerate((result.value or [])[:count]):
                 records.append(NegativeRecord(
                     id=f"cf-{episode}-{i}", episode=episode, start=0, end=labels[episode].length - 1,

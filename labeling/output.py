@@ -21,25 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labeling.dataset import EpisodeSource
+from common.dataset import EpisodeSource
+from common.label_files import (EXPECTED, FRAMES_FILE, KEYPOINTS_FILE, LABELED, LABELS_DIR, RABC_PROGRESS_FILE, REWARD,
+                                REWARD_FEATURES, SCORE, SUMMARY_FILE, write_keypoints)
+from common.scale import score_to_reward
 from labeling.records import EpisodeLabels, NegativeRecord, TaskRewrite, Verdict
-from rewact.reward_sources import write_keypoints
-
-REWARD_FEATURES = {
-    "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
-    "reward.score": {"dtype": "int64", "shape": (1,), "names": None},
-    "reward.expected": {"dtype": "float32", "shape": (1,), "names": None},
-    "reward.labeled": {"dtype": "int64", "shape": (1,), "names": None},
-}
-SUMMARY_FILE = "labeling_summary.json"
-# LeRobot's RA-BC sample weighting reads this file from the dataset root by default
-# (`--sample_weighting.type=rabc`): index, episode_index, frame_index, progress_sparse, progress_dense.
-RABC_PROGRESS_FILE = "sarm_progress.parquet"
-KEYPOINTS_FILE = Path("rewact_extensions") / "reward_keypoints.json"
-
-
-def score_to_reward(expected: np.ndarray) -> np.ndarray:
-    return np.clip((expected - 1.0) / 4.0, 0.0, 1.0)
 
 
 def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels]) -> pd.DataFrame:
@@ -79,10 +65,10 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
               for name, spec in REWARD_FEATURES.items()}
     index = frames["index"].to_numpy()
     labeled = frames["labeled"].to_numpy()
-    values["next.reward"][index, 0] = np.nan_to_num(frames["reward"].to_numpy())
-    values["reward.score"][index, 0] = frames["score"].to_numpy()
-    values["reward.expected"][index, 0] = np.nan_to_num(frames["expected"].to_numpy())
-    values["reward.labeled"][index, 0] = labeled
+    values[REWARD][index, 0] = np.nan_to_num(frames["reward"].to_numpy())
+    values[SCORE][index, 0] = frames["score"].to_numpy()
+    values[EXPECTED][index, 0] = np.nan_to_num(frames["expected"].to_numpy())
+    values[LABELED][index, 0] = labeled
     existing = [name for name in REWARD_FEATURES if name in source.meta.features]
     modify_features(
         LeRobotDataset(source.repo_id, root=source.root),
@@ -96,9 +82,9 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
     used = provenance["prompts_used"]
     # A temporal clip's score comes from the progress labels; a counterfactual's from its own prompt.
     negative_prompt = {"temporal_clip": used["progress"], "counterfactual": used["counterfactual"]}
-    sidecar = staging / "labels"
+    sidecar = staging / LABELS_DIR
     sidecar.mkdir()
-    frames.to_parquet(sidecar / "frames.parquet", index=False)
+    frames.to_parquet(sidecar / FRAMES_FILE, index=False)
     keyframes = [_keyframe_row(label, k) for label in labels.values() for k in label.keyframes.values()]
     tables = {
         "keyframes": _table(keyframes, identity, [used["progress"]] * len(keyframes)),

@@ -11,13 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-RUBRIC_NAMES = {
-    "no success": 1,
-    "minimal progress": 2,
-    "partial completion": 3,
-    "near completion": 4,
-    "perfect completion": 5,
-}
+from common.scale import SCORE_NAMES
+
+RUBRIC_NAMES = {name.lower(): score for score, name in SCORE_NAMES.items()}
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _ANSWER = re.compile(r"answer\W{0,4}?" + _NUMBER, re.IGNORECASE)
 _SCORE_WORDS = re.compile(r"(?:score|rating|rate|grade|label)\D{0,12}?" + _NUMBER, re.IGNORECASE)

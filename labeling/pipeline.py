@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labeling.cli import RunFailed
+from common.cli import RunFailed
 from labeling.config import LabelingConfig
 from labeling.context import LabelingContext
 from labeling.negatives import counterfactuals, temporal_clips

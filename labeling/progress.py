@@ -25,7 +25,8 @@ from itertools import pairwise
 import numpy as np
 from tqdm import tqdm
 
-from labeling.backends import VLMRequest
+from common.scale import HIGHEST, LOWEST
+from labeling.backends import SCORE_CHOICES, SamplingParams, VLMRequest
 from labeling.calls import Job
 from labeling.clips import ClipImages, context_indices
 from labeling.context import LabelingContext
@@ -33,6 +34,9 @@ from labeling.parsing import parse_score
 from labeling.records import EpisodeLabels, KeyframeScore
 
 PROMPT = "progress_score.v1.txt"
+ANSWER_PREFIX = "ANSWER: "
+# The score's probabilities after the prefilled "ANSWER: "; a few tokens where only text can be had.
+SAMPLING = SamplingParams(max_tokens=8, choices=SCORE_CHOICES)
 FILLS = ("unimodal", "isotonic", "linear")
 
 
@@ -105,7 +109,8 @@ def fill_frames(length: int, expected: dict[int, float], mode: str,
 def apply_fill(labels: EpisodeLabels, mode: str, min_drop: float = ProgressConfig.min_drop) -> None:
     scored = {f: k.expected for f, k in labels.keyframes.items() if k.expected is not None}
     labels.expected = fill_frames(labels.length, scored, mode, min_drop)
-    labels.score = np.where(np.isnan(labels.expected), 0, np.clip(np.rint(np.nan_to_num(labels.expected)), 1, 5)).astype(int)
+    rounded = np.clip(np.rint(np.nan_to_num(labels.expected)), LOWEST, HIGHEST)
+    labels.score = np.where(np.isnan(labels.expected), 0, rounded).astype(int)
 
 
 def _parse(text: str | None):
@@ -126,8 +131,7 @@ def progress_jobs(ctx: LabelingContext, labels: EpisodeLabels, frames: list[int]
             frames=len(context) * ctx.clip.images_per_frame(), rubric=ctx.prompts.rubric,
         )
         about = {"episode": labels.episode, "frame": frame, "context": context}
-        jobs.append(Job(about=about, request=VLMRequest(prompt=prompt, images=images, answer_prefix="ANSWER: ",
-                                                    max_new_tokens=8)))
+        jobs.append(Job(about=about, request=VLMRequest(prompt=prompt, images=images, answer_prefix=ANSWER_PREFIX)))
     return jobs
 
 
@@ -147,7 +151,7 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                         continue
                     jobs += progress_jobs(ctx, labels[episode], frames, config, clip)
                     owners += [(episode, frame) for frame in frames]
-                results = ctx.caller.run("progress", jobs, _parse, scored=True, show_progress=False)
+                results = ctx.caller.run("progress", jobs, SAMPLING, _parse, show_progress=False)
                 for (episode, frame), job, result in zip(owners, jobs, results, strict=True):
                     labels[episode].keyframes[frame] = KeyframeScore(
                         frame=frame, context=tuple(job.about["context"]), score=result.value, expected=result.expected,

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.dataset import EpisodeSource
 from labeling.backends import BackendUnavailable, make_backend
 from labeling.calls import CallCache, CallStats, ModelCaller
 from labeling.config import LabelingConfig
 from labeling.context import LabelingContext
-from labeling.dataset import EpisodeSource
 from labeling.pipeline import LabeledEpisodes, label_episodes, rewrites
 from labeling.prompts import PromptLibrary
 from labeling.records import TaskRewrite
@@ -48,7 +48,7 @@ class RayOptions:
 class EpisodeResult:
     episode: int
     labeled: LabeledEpisodes
-    calls: list[tuple[str, str, dict, int | None]]  # the episode's answers, as cache rows
+    calls: list[tuple[str, str, dict, int | None]]  # the episode's new answers, as cache rows
     stats: CallStats
     replica: int
 
@@ -88,12 +88,18 @@ class LabelingReplica:
 
     def rewrite(self, episodes: list[int], cached: list) -> tuple[dict[str, TaskRewrite], list, CallStats]:
         ctx, cache = self._context(episodes, cached)
-        return rewrites(ctx, self.config), cache.rows(), ctx.caller.stats
+        return rewrites(ctx, self.config), _new_rows(cache, cached), ctx.caller.stats
 
     def label(self, episode: int, instruction: str, cached: list) -> EpisodeResult:
         ctx, cache = self._context([episode], cached)
         labeled = label_episodes(ctx, self.config, {episode: instruction})
-        return EpisodeResult(episode, labeled, cache.rows(), ctx.caller.stats, self.replica)
+        return EpisodeResult(episode, labeled, _new_rows(cache, cached), ctx.caller.stats, self.replica)
+
+
+def _new_rows(cache: CallCache, seeded: list) -> list:
+    """The answers a replica added to what it was sent: only these go back to the driver."""
+    known = {row[0] for row in seeded}
+    return [row for row in cache.rows() if row[0] not in known]
 
 
 def run_on_ray(dataset: str, config: LabelingConfig, prompts_dir: Path, episodes: list[int], cache: CallCache,

@@ -20,23 +20,20 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from labeling.backends import BACKENDS, make_backend
-from labeling.calls import CallCache, CallsConfig, CallStats, ModelCaller
-from labeling.cli import ConfigError, parse_episodes, run_cli
+from common.cli import ConfigError, parse_episodes, run_cli
+from common.dataset import DatasetError, EpisodeSource
+from labeling import negatives, progress, rewrite, validate
+from labeling.backends import BACKENDS, SamplingParams, make_backend
+from labeling.calls import CallCache, CallsConfig, CallStats, Job, ModelCaller
 from labeling.clips import LAYOUTS, ClipSpec, context_indices
 from labeling.config import (BAD_EPISODE_POLICIES, STAGES, BackendConfig, LabelingConfig, NegativesConfig,
                              RewriteConfig, ValidationConfig, parse_stages)
 from labeling.context import LabelingContext
-from labeling.dataset import DatasetError, EpisodeSource
-from labeling.negatives import COUNTERFACTUAL_PROMPT, DESCRIBE_PROMPT
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes, check_missing, check_not_all_skipped, label_episodes, rewrites
-from labeling.progress import FILLS, PROMPT as PROGRESS_PROMPT, ProgressConfig, initial_keyframes, naive_prefix_cost
-from labeling.progress import progress_jobs
+from labeling.progress import FILLS, ProgressConfig, initial_keyframes, naive_prefix_cost
 from labeling.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary
 from labeling.records import EpisodeLabels
-from labeling.rewrite import PROMPT as REWRITE_PROMPT
-from labeling.validate import PROMPT as VALIDATE_PROMPT
 
 EXECUTORS = ("local", "ray")
 
@@ -115,40 +112,56 @@ def build_config(args: argparse.Namespace, source: EpisodeSource) -> LabelingCon
     )
 
 
+def render_request(stage: str, prompt_file: str, job: Job, params: SamplingParams, images_per_frame: int) -> str:
+    """One request as a stage would send it; images as a placeholder naming their frames."""
+    frames = list(job.about.get("context", ()))
+    where = ", ".join(f"{key} {job.about[key]}" for key in ("episode", "frame", "task") if key in job.about)
+    lines = [f"\n## {stage} ({prompt_file}{', ' + where if where else ''})"]
+    if frames:
+        lines.append(f"<{len(frames) * images_per_frame} images: frames {frames}>")
+    lines.append(job.request.prompt)
+    if job.request.answer_prefix:
+        lines.append(f"[assistant answer starts with: {job.request.answer_prefix!r}]")
+    lines.append(f"[sampling: {asdict(params)}]")
+    return "\n".join(lines)
+
+
 def dry_run(ctx: LabelingContext, config: LabelingConfig) -> str:
-    """The prompts of the first episode as they would be sent (images shown as placeholders)."""
+    """What each stage would send for the first episode, built by the stages' own request
+    builders (images shown as placeholders). Answers the later requests depend on (a
+    description, a keyframe's score) are placeholders too."""
     episode = ctx.episodes[0]
     info = ctx.source.episode(episode)
+    per_frame = ctx.clip.images_per_frame()
     lines = [f"# dry run: {len(ctx.episodes)} episode(s), stages {', '.join(config.stages)}"]
     if "rewrite" in config.stages:
-        prompt = ctx.prompts.get(REWRITE_PROMPT)
-        lines += [f"\n## rewrite ({prompt.name}, one call per task)",
-                  prompt.render(task=info.task, paraphrases=config.rewrite.paraphrases)]
+        job = rewrite.rewrite_job(ctx, info.task, config.rewrite.paraphrases)
+        lines.append(render_request("rewrite", rewrite.PROMPT, job, rewrite.SAMPLING, per_frame) + "\n(one per task)")
     labels = EpisodeLabels(episode, info.length, info.task)
     frames = initial_keyframes(info.length, config.progress.initial_keyframes)
-    for job in progress_jobs(ctx, labels, frames, config.progress, clip=None):
-        count = len(job.about["context"]) * ctx.clip.images_per_frame()
-        lines += [f"\n## progress, episode {episode}, frame {job.about['frame']} ({PROGRESS_PROMPT}): "
-                  f"<{count} images: frames {list(job.about['context'])}>", job.request.prompt,
-                  f"[assistant answer starts with: {job.request.answer_prefix!r}]"]
+    for job in progress.progress_jobs(ctx, labels, frames, config.progress, clip=None):
+        lines.append(render_request("progress", progress.PROMPT, job, progress.SAMPLING, per_frame))
     lines.append(f"\n(refinement keyframes depend on the answers; at most {config.progress.max_keyframes} calls per episode)")
     if "negatives" in config.stages:
-        describe = ctx.prompts.get(DESCRIBE_PROMPT)
-        frames = context_indices(info.length - 1, config.progress.context_frames)
-        lines += [f"\n## describe ({describe.name}): <{len(frames) * ctx.clip.images_per_frame()} images>",
-                  describe.render(views=ctx.clip.views_text(), frames=len(frames) * ctx.clip.images_per_frame()),
-                  f"\n## counterfactual ({COUNTERFACTUAL_PROMPT})",
-                  ctx.prompts.get(COUNTERFACTUAL_PROMPT).render(
-                      instruction=info.task, description="<the description answered above>",
-                      count=config.negatives.counterfactuals, rubric=ctx.prompts.rubric)]
+        frames = negatives.describe_frames_of(info.length, config.progress.context_frames)
+        job = negatives.describe_job(ctx, episode, frames, clip=None)
+        lines.append(render_request("describe", negatives.DESCRIBE_PROMPT, job, negatives.DESCRIBE_SAMPLING, per_frame))
+        count = config.negatives.counterfactuals
+        job = negatives.counterfactual_job(ctx, episode, info.task, "<the description answered above>", count)
+        lines.append(render_request("counterfactual", negatives.COUNTERFACTUAL_PROMPT, job,
+                                    negatives.counterfactual_sampling(count), per_frame))
     if "validate" in config.stages:
-        lines.append(f"\n## validate ({VALIDATE_PROMPT}): one call per negative and per sampled keyframe")
+        frame = frames[-1]
+        target = validate.Target("progress", "example", episode, frame, info.task, score=3)
+        job = validate.validate_job(ctx, target, context_indices(frame, config.progress.context_frames), clip=None)
+        lines.append(render_request("validate", validate.PROMPT, job, validate.SAMPLING, per_frame)
+                     + "\n(one per negative and per sampled keyframe; shown for a keyframe labelled 3)")
     return "\n".join(lines)
 
 
 def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpisodes, elapsed: float,
               extra: dict | None = None) -> dict:
-    labels, negatives = result.labels, result.negatives
+    labels = result.labels
     lengths = [label.length for label in labels.values()]
     labeled_frames = sum(label.length for label in labels.values() if label.labeled)
     naive_calls, naive_frames = naive_prefix_cost(lengths)
@@ -174,8 +187,8 @@ def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpis
         "progress_frames_shown": frames_shown,
         "naive_prefix_calls": naive_calls,
         "naive_prefix_frames_shown": naive_frames,
-        "negatives_generated": len(negatives),
-        "negatives_kept": sum(n.status != "dropped" for n in negatives),
+        "negatives_generated": len(result.negatives),
+        "negatives_kept": sum(n.status != "dropped" for n in result.negatives),
         "failed_calls": stats.failed_calls,
         "retries": stats.retries,
         "missing_answers": sum(stats.missing.values()),
@@ -188,14 +201,17 @@ def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpis
 def provenance(backend: dict, prompts: PromptLibrary, config: LabelingConfig, source: EpisodeSource,
                episodes: list[int], executor: dict, started: str) -> dict:
     used = {stage: {"name": name, "sha256": prompts.get(name).sha256} for stage, name in (
-        ("rewrite", REWRITE_PROMPT), ("progress", PROGRESS_PROMPT), ("counterfactual", COUNTERFACTUAL_PROMPT),
-        ("describe", DESCRIBE_PROMPT), ("validate", VALIDATE_PROMPT))}
+        ("rewrite", rewrite.PROMPT), ("progress", progress.PROMPT), ("counterfactual", negatives.COUNTERFACTUAL_PROMPT),
+        ("describe", negatives.DESCRIBE_PROMPT), ("validate", validate.PROMPT))}
     return {
         "backend": backend,
         "prompts": prompts.fingerprints(),
         "prompts_used": used,
-        "sampling": {"temperature": 0.0, "progress": "probabilities of '1'..'5' after 'ANSWER: ' where the backend "
-                     "gives them, else greedy text"},
+        # Per stage; unreadable answers are asked again as text at the retry temperature, seed = attempt.
+        "sampling": {"rewrite": asdict(rewrite.SAMPLING), "progress": asdict(progress.SAMPLING),
+                     "describe": asdict(negatives.DESCRIBE_SAMPLING),
+                     "counterfactual": asdict(negatives.counterfactual_sampling(config.negatives.counterfactuals)),
+                     "validate": asdict(validate.SAMPLING), "retry_temperature": config.calls.retry_temperature},
         "config": config.as_dict(),
         "executor": executor,
         "dataset": {"repo_id": source.repo_id, "root": str(source.root), "episodes": episodes},

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from labeling.backends import VLMRequest
+from labeling.backends import SamplingParams, VLMRequest
 from labeling.calls import Job
-from labeling.clips import context_indices
+from labeling.clips import ClipImages, context_indices
 from labeling.context import LabelingContext
 from labeling.parsing import parse_verdict
 from labeling.progress import ProgressConfig, apply_fill
 from labeling.records import EpisodeLabels, NegativeRecord, Verdict
 
 PROMPT = "validate_label.v1.txt"
+SAMPLING = SamplingParams(max_tokens=24)
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,21 @@ def progress_sample(labels: dict[int, EpisodeLabels], fraction: float) -> list[T
     return targets
 
 
+def validate_job(ctx: LabelingContext, target: Target, context: list[int], clip: ClipImages | None) -> Job:
+    """`clip` None builds the prompt without images (dry run)."""
+    images = clip.images(context) if clip is not None else ()
+    prompt = ctx.prompts.get(PROMPT).render(
+        instruction=target.instruction, views=ctx.clip.views_text(), frames=len(context) * ctx.clip.images_per_frame(),
+        score=target.score, rubric_line=ctx.prompts.rubric_lines[target.score], rubric=ctx.prompts.rubric,
+    )
+    about = {"target": target.id, "episode": target.episode, "frame": target.frame, "context": context}
+    return Job(about=about, request=VLMRequest(prompt=prompt, images=images))
+
+
 def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict[int, EpisodeLabels],
              sample_fraction: float, config: ProgressConfig) -> list[Verdict]:
     targets = [Target("negative", n.id, n.episode, n.end, n.instruction, n.score) for n in negatives]
     targets += progress_sample(labels, sample_fraction)
-    template = ctx.prompts.get(PROMPT)
     by_episode: dict[int, list[Target]] = {}
     for target in targets:
         by_episode.setdefault(target.episode, []).append(target)
@@ -74,15 +85,9 @@ def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict
             if clip is None:
                 continue
             for target, context in zip(episode_targets, contexts, strict=True):
-                images = clip.images(context)
-                prompt = template.render(
-                    instruction=target.instruction, views=ctx.clip.views_text(), frames=len(images),
-                    score=target.score, rubric_line=ctx.prompts.rubric_lines[target.score], rubric=ctx.prompts.rubric,
-                )
-                about = {"target": target.id, "episode": episode, "frame": target.frame, "context": context}
-                jobs.append(Job(about=about, request=VLMRequest(prompt=prompt, images=images, max_new_tokens=24)))
+                jobs.append(validate_job(ctx, target, context, clip))
                 owners.append(target)
-        for target, result in zip(owners, ctx.caller.run("validate", jobs, _parse), strict=True):
+        for target, result in zip(owners, ctx.caller.run("validate", jobs, SAMPLING, _parse), strict=True):
             verdicts.append(_verdict(target, result.value, result.reason))
     _apply(verdicts, negatives, labels, config)
     return verdicts

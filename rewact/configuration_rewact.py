@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.act.configuration_act import ACTConfig
 
-from rewact.reward_sources import INTERPOLATION_SPAN, NEEDS_PATH, TRAINING_SOURCES
+from common.reward_sources import INTERPOLATION_SPAN, NEEDS_PATH, TRAINING_SOURCES
 
 LABEL_SOURCES = TRAINING_SOURCES
 REWARD_HEADS = ("distributional", "scalar")
+# What the reward head reads: rewACT's decoder output token for the current step, or the mean of
+# the transformer encoder's image tokens (the scene, before it is turned into actions).
+REWARD_FEATURE_CHOICES = ("decoder", "encoder_images")
 TARGET_ENCODINGS = ("hl_gauss", "two_hot")
 
 
@@ -20,7 +23,7 @@ class RewACTConfig(ACTConfig):
     """ACT's configuration plus the reward head and where its training targets come from.
 
     Label sources (`label_source`, with `labels_path` for keypoints and labels), as every tool
-    here names them (`rewact.reward_sources`):
+    here names them (`common.reward_sources`):
       interpolation  rewACT's linear 0 -> 1 ramp between `interpolation_start` and `_end`
       keypoints      rewACT-style keypoint JSON at `labels_path`, interpolated between keys
       dataset        the dataset's own `next.reward` column (what `labeling.run` writes)
@@ -38,6 +41,7 @@ class RewACTConfig(ACTConfig):
     reward_loss_weight: float = 1.0
     # Width of the reward MLP's hidden layers as fractions of dim_model (rewACT: 1/2, 1/4).
     reward_hidden_fractions: tuple[float, ...] = (0.5, 0.25)
+    reward_features: str = "decoder"
 
     label_source: str = "interpolation"
     labels_path: str | None = None
@@ -54,6 +58,10 @@ class RewACTConfig(ACTConfig):
         super().__post_init__()
         if self.reward_head not in REWARD_HEADS:
             raise ValueError(f"reward_head must be one of {REWARD_HEADS}, got '{self.reward_head}'")
+        if self.reward_features not in REWARD_FEATURE_CHOICES:
+            raise ValueError(
+                f"reward_features must be one of {REWARD_FEATURE_CHOICES}, got '{self.reward_features}'"
+            )
         if self.reward_target_encoding not in TARGET_ENCODINGS:
             raise ValueError(
                 f"reward_target_encoding must be one of {TARGET_ENCODINGS}, got '{self.reward_target_encoding}'"
@@ -71,3 +79,9 @@ class RewACTConfig(ACTConfig):
             raise ValueError("need 0 <= interpolation_start < interpolation_end <= 1")
         if self.reward_loss_weight < 0:
             raise ValueError("reward_loss_weight must be >= 0")
+
+    def validate_features(self) -> None:
+        """Checked once the dataset's features are set (after `__post_init__`)."""
+        super().validate_features()
+        if self.reward_features == "encoder_images" and not self.image_features:
+            raise ValueError("reward_features 'encoder_images' needs image features")

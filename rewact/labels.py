@@ -1,4 +1,4 @@
-"""Reward targets for every frame of a dataset, from any reward source (`rewact.reward_sources`),
+"""Reward targets for every frame of a dataset, from any reward source (`common.reward_sources`),
 as one lookup table.
 
 The table is indexed by LeRobot's global frame `index` (which survives LeRobot's batch
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rewact.reward_sources import NEEDS_PATH, LabelError, read_rewards
+from common.reward_sources import NEEDS_PATH, LabelError, read_rewards
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """RewACT: LeRobot's ACT with a reward head on the decoder output.
 
 The head reads the decoder's first output token (the query for the current step) through a
-forward hook on ACT's action head, so ACT runs unmodified and one forward pass yields both
-the action chunk and the reward. The reward is distributional by default: logits over bins
+forward hook on ACT's action head, or with `reward_features="encoder_images"` the mean of the
+encoder's image tokens through a hook on ACT's encoder; either way ACT runs unmodified and one
+forward pass yields both the action chunk and the reward. The reward is distributional by default: logits over bins
 in `reward_value_range`, trained with cross-entropy against an HL-Gauss (or two-hot) encoding
 of the target and read out as the expectation over bin centres.
 """
@@ -74,11 +75,19 @@ class RewACTPolicy(ACTPolicy):
         edges = bin_edges(config)
         self.register_buffer("reward_bin_edges", edges, persistent=False)
         self.register_buffer("reward_bin_centres", (edges[1:] + edges[:-1]) / 2, persistent=False)
-        self._decoder_out: Tensor | None = None
-        self.model.action_head.register_forward_hook(self._keep_decoder_output)
+        self._features: Tensor | None = None
+        if config.reward_features == "decoder":
+            self.model.action_head.register_forward_hook(self._keep_decoder_output)
+        else:
+            self.model.encoder.register_forward_hook(self._keep_encoder_images)
 
     def _keep_decoder_output(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        self._decoder_out = inputs[0]
+        self._features = inputs[0][:, 0]
+
+    def _keep_encoder_images(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        """Mean of the encoder's image tokens; (S, B, D) tokens are the latent, the state tokens, then images."""
+        leading = 1 + bool(self.config.robot_state_feature) + bool(self.config.env_state_feature)
+        self._features = output[leading:].mean(dim=0)
 
     def _reward_from_logits(self, logits: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.config.reward_head == "scalar":
@@ -87,7 +96,7 @@ class RewACTPolicy(ACTPolicy):
         return probs @ self.reward_bin_centres, probs
 
     def _reward_logits(self) -> Tensor:
-        return self.reward_head(self._decoder_out[:, 0])
+        return self.reward_head(self._features)
 
     def _with_state_placeholder(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """LeRobot 0.6.1's ACT reads `batch[OBS_STATE].device` even when the dataset has no

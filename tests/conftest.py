@@ -6,12 +6,37 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
+import importlib  # noqa: E402
+import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATASET = REPO_ROOT / "data" / "demo_metaworld"
+
+
+@pytest.fixture
+def cli(capsys):
+    """`cli("labeling.run", *args)`: a command's `main` run in this process through `run_cli`,
+    exactly what `python -m <module>` does after start-up, as a CompletedProcess. Error-path
+    tests use it to spare a fresh interpreter (seconds of torch and LeRobot imports) per case;
+    each command keeps at least one test through a real `python -m` process."""
+
+    def run(module: str, *args) -> subprocess.CompletedProcess:
+        from common.cli import run_cli
+
+        main = importlib.import_module(module).main
+        argv = [str(arg) for arg in args]
+        capsys.readouterr()
+        try:
+            code = run_cli(main, argv)
+        except SystemExit as exit:  # argparse's own usage errors
+            code = exit.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["python", "-m", module, *argv], code, out, err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from labeling.backends import VLMBackend, VLMRequest, VLMResponse
+from labeling.backends import SCORE_CHOICES, SamplingParams, VLMBackend, VLMRequest, VLMResponse
 from labeling.calls import CallCache, Job, ModelCaller
 from labeling.parsing import parse_score
 
@@ -27,16 +27,20 @@ class ScriptedBackend(VLMBackend):
     def __init__(self):
         self.sent = []
 
-    def generate(self, requests):
-        self.sent += requests
+    def _generate_text(self, requests, params):
+        self.sent += [(request, params) for request in requests]
         answers = []
         for request in requests:
             first = request.prompt.split("\n\n")[0]
-            answers.append(VLMResponse(text=first if request.temperature == 0 else SCRIPT[first], prompt_tokens=10))
+            answers.append(VLMResponse(text=first if params.temperature == 0 else SCRIPT[first], prompt_tokens=10))
         return answers
 
-    def score_choices(self, requests, choices):
-        return self.generate(requests)  # no token probabilities: the text is parsed
+    def _score_choices(self, requests, params):
+        return self._generate_text(requests, params)  # no token probabilities: the text is parsed
+
+
+SCORED = SamplingParams(max_tokens=8, choices=SCORE_CHOICES)
+TEXT = SamplingParams(max_tokens=8)
 
 
 def parse(text):
@@ -50,7 +54,7 @@ def test_thirty_plus_malformed_answers_are_parsed_retried_or_recorded(tmp_path):
     backend = ScriptedBackend()
     caller = ModelCaller(backend, CallCache(tmp_path / "c.sqlite"), max_retries=1, progress=False)
     jobs = [Job(about={"answer": a}, request=VLMRequest(prompt=a)) for a in SCRIPT]
-    results = caller.run("progress", jobs, parse, scored=True)
+    results = caller.run("progress", jobs, SCORED, parse)
     by_answer = dict(zip(SCRIPT, results))
     assert by_answer["**Answer:** 2"].value == 2 and by_answer["**Answer:** 2"].attempts == 1
     assert by_answer["ANSWER: 7"].value == 3 and by_answer["ANSWER: 7"].attempts == 2
@@ -62,8 +66,9 @@ def test_thirty_plus_malformed_answers_are_parsed_retried_or_recorded(tmp_path):
     assert caller.stats.retries == len(malformed)
     assert caller.stats.model_calls == len(SCRIPT) + len(malformed)
     assert sum(caller.stats.missing.values()) == missing == 5
-    retried = [r for r in backend.sent if r.temperature > 0]
-    assert all("could not be used" in r.prompt for r in retried)
+    retried = [(r, params) for r, params in backend.sent if params.temperature > 0]
+    assert len(retried) == len(malformed)
+    assert all("could not be used" in r.prompt and params.choices is None for r, params in retried)  # as text
 
 
 class FlakyBackend(ScriptedBackend):
@@ -71,20 +76,20 @@ class FlakyBackend(ScriptedBackend):
 
     failed = False
 
-    def generate(self, requests):
+    def _generate_text(self, requests, params):
         if not self.failed:
             self.failed = True
             return [VLMResponse(error="HTTP 503") for _ in requests]
-        return super().generate(requests)
+        return super()._generate_text(requests, params)
 
 
 def test_an_identical_rerun_is_served_whole_from_the_cache(tmp_path):
     cache = CallCache(tmp_path / "c.sqlite")
     jobs = [Job(about={}, request=VLMRequest(prompt=a)) for a in SCRIPT]
     first = ModelCaller(ScriptedBackend(), cache, max_retries=1, progress=False)
-    before = first.run("progress", jobs, parse)
+    before = first.run("progress", jobs, TEXT, parse)
     again = ModelCaller(ScriptedBackend(), cache, max_retries=1, progress=False)
-    after = again.run("progress", jobs, parse)
+    after = again.run("progress", jobs, TEXT, parse)
     assert again.stats.model_calls == 0 and again.stats.cached_calls == first.stats.model_calls  # retries too
     assert [(r.value, r.reason, r.attempts) for r in after] == [(r.value, r.reason, r.attempts) for r in before]
     assert all(r.cached for r in after)
@@ -94,39 +99,41 @@ def test_the_key_changes_with_prompt_images_sampling_model_and_stage(tmp_path):
     caller = ModelCaller(ScriptedBackend(), CallCache(tmp_path / "c.sqlite"), progress=False)
     image = np.zeros((8, 16, 3), dtype=np.uint8)
     request = VLMRequest(prompt="Rubric v1. ANSWER?", images=(image,), answer_prefix="ANSWER: ")
-    key = caller.key("progress", request, scored=True)
+    key = caller.key("progress", request, SCORED)
     edited = np.array(image)
     edited[0, 0, 0] = 1
     variants = [
-        ("progress", VLMRequest(prompt="Rubric v2. ANSWER?", images=(image,), answer_prefix="ANSWER: "), True),
-        ("progress", VLMRequest(prompt=request.prompt, images=(edited,), answer_prefix="ANSWER: "), True),
-        ("progress", VLMRequest(prompt=request.prompt, images=(image[:4],), answer_prefix="ANSWER: "), True),  # resized
-        ("progress", VLMRequest(prompt=request.prompt, images=(image, image), answer_prefix="ANSWER: "), True),
-        ("progress", VLMRequest(prompt=request.prompt, images=(image,), answer_prefix=""), True),
-        ("progress", VLMRequest(prompt=request.prompt, images=(image,), answer_prefix="ANSWER: ", temperature=0.7), True),
-        ("progress", request, False),
-        ("validate", request, True),
+        ("progress", VLMRequest(prompt="Rubric v2. ANSWER?", images=(image,), answer_prefix="ANSWER: "), SCORED),
+        ("progress", VLMRequest(prompt=request.prompt, images=(edited,), answer_prefix="ANSWER: "), SCORED),
+        ("progress", VLMRequest(prompt=request.prompt, images=(image[:4],), answer_prefix="ANSWER: "), SCORED),  # resized
+        ("progress", VLMRequest(prompt=request.prompt, images=(image, image), answer_prefix="ANSWER: "), SCORED),
+        ("progress", VLMRequest(prompt=request.prompt, images=(image,), answer_prefix=""), SCORED),
+        ("progress", request, SamplingParams(max_tokens=8, choices=SCORE_CHOICES, temperature=0.7)),
+        ("progress", request, SamplingParams(max_tokens=9, choices=SCORE_CHOICES)),
+        ("progress", request, SamplingParams(max_tokens=8, choices=SCORE_CHOICES, seed=1)),
+        ("progress", request, TEXT),
+        ("validate", request, SCORED),
     ]
-    keys = {caller.key(stage, r, scored) for stage, r, scored in variants}
+    keys = {caller.key(stage, r, params) for stage, r, params in variants}
     assert len(keys) == len(variants) and key not in keys
     assert caller.key("progress", VLMRequest(prompt=request.prompt, images=(image.copy(),),
-                                             answer_prefix="ANSWER: "), True) == key  # same pixels, same key
+                                             answer_prefix="ANSWER: "), SCORED) == key  # same pixels, same key
     other_model = ScriptedBackend()
     other_model.model = "script-v2"
-    assert ModelCaller(other_model, caller.cache, progress=False).key("progress", request, True) != key
+    assert ModelCaller(other_model, caller.cache, progress=False).key("progress", request, SCORED) != key
 
 
 def test_the_cache_keeps_raw_answers_so_a_new_parser_reaches_them(tmp_path):
     cache = CallCache(tmp_path / "c.sqlite")
     jobs = [Job(about={}, request=VLMRequest(prompt="The arm moves."))]
-    first = ModelCaller(ScriptedBackend(), cache, max_retries=0, progress=False).run("progress", jobs, parse)
+    first = ModelCaller(ScriptedBackend(), cache, max_retries=0, progress=False).run("progress", jobs, TEXT, parse)
     assert first[0].value is None  # the old parser cannot read it
 
     def lenient(text):  # a parser fix: any answer about a moving arm scores 2
         return (2, None) if "arm moves" in text else (None, "no score")
 
     again = ModelCaller(ScriptedBackend(), cache, max_retries=0, progress=False)
-    fixed = again.run("progress", jobs, lenient)
+    fixed = again.run("progress", jobs, TEXT, lenient)
     assert fixed[0].value == 2 and fixed[0].cached and again.stats.model_calls == 0
 
 
@@ -134,18 +141,18 @@ def test_a_request_asked_twice_in_one_run_is_answered_once(tmp_path):
     backend = ScriptedBackend()
     caller = ModelCaller(backend, CallCache(tmp_path / "c.sqlite"), progress=False)
     jobs = [Job(about={"i": i}, request=VLMRequest(prompt="**Answer:** 2")) for i in range(3)]
-    assert [r.value for r in caller.run("progress", jobs, parse)] == [2, 2, 2]
+    assert [r.value for r in caller.run("progress", jobs, TEXT, parse)] == [2, 2, 2]
     assert caller.stats.model_calls == 1 and caller.stats.cached_calls == 2 and len(backend.sent) == 1
 
 
 def test_transport_failures_are_never_cached(tmp_path):
     cache = CallCache(tmp_path / "c.sqlite")
     jobs = [Job(about={}, request=VLMRequest(prompt="**Answer:** 2"))]
-    failed = ModelCaller(FlakyBackend(), cache, max_retries=0, progress=False).run("progress", jobs, parse)
+    failed = ModelCaller(FlakyBackend(), cache, max_retries=0, progress=False).run("progress", jobs, TEXT, parse)
     assert failed[0].value is None and failed[0].reason == "backend error: HTTP 503"
     assert cache.count() == 0
     again = ModelCaller(ScriptedBackend(), cache, max_retries=0, progress=False)
-    assert again.run("progress", jobs, parse)[0].value == 2 and again.stats.model_calls == 1
+    assert again.run("progress", jobs, TEXT, parse)[0].value == 2 and again.stats.model_calls == 1
 
 
 def test_answers_are_filed_by_episode_and_an_older_cache_gains_the_column(tmp_path):

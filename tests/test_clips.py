@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from common.dataset import EpisodeSource
 from labeling.clips import ClipImages, ClipSpec
-from labeling.dataset import EpisodeSource
 
 
 def test_tile_and_separate_layouts(demo_root):

@@ -98,15 +98,16 @@ def test_compare_writes_table_json_and_plots(demo_root, tmp_path):
         assert (tmp_path / "out" / plot).stat().st_size > 10_000
 
 
-def test_compare_bad_sources_are_one_line_errors(demo_root, tmp_path):
+def test_compare_bad_sources_are_one_line_errors(demo_root, tmp_path, cli):
     partial = pd.DataFrame({"episode_index": [0, 0], "frame_index": [0, 1], "reward": [0.0, 0.1]})
     partial.to_parquet(tmp_path / "partial.parquet")
-    result = run("--dataset", demo_root, "--out", tmp_path / "o", "--source", f"p=labels:{tmp_path / 'partial.parquet'}")
+    result = cli("training.compare", "--dataset", demo_root, "--out", tmp_path / "o",
+                 "--source", f"p=labels:{tmp_path / 'partial.parquet'}")
     assert result.returncode == 2 and "does not cover 13 episode(s)" in result.stderr
-    result = run("--dataset", demo_root, "--out", tmp_path / "o", "--episodes", "0",
+    result = cli("training.compare", "--dataset", demo_root, "--out", tmp_path / "o", "--episodes", "0",
                  "--source", f"p=labels:{tmp_path / 'partial.parquet'}")
     assert result.returncode == 2 and "episode 0 has 2 rewards" in result.stderr
-    result = run("--dataset", demo_root, "--out", tmp_path / "o", "--source", "x=magic")
+    result = cli("training.compare", "--dataset", demo_root, "--out", tmp_path / "o", "--source", "x=magic")
     assert result.returncode == 2 and "unknown reward source 'magic'" in result.stderr
 
 

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from labeling.cli import parse_episodes
-from labeling.dataset import DatasetError, EpisodeSource
+from common.cli import parse_episodes
+from common.dataset import DatasetError, EpisodeSource
 
 
 def test_episode_metadata(demo_root):
@@ -109,9 +109,9 @@ def test_episode_spec_parsing():
         (["--cameras", "wrist"], "unknown camera 'wrist'"),
     ],
 )
-def test_cli_bad_input_exits_2_with_one_line(demo_root, args, expected):
+def test_cli_bad_input_exits_2_with_one_line(demo_root, args, expected, cli):
     argv = ["--dataset", str(demo_root), *args] if args[0] != "--dataset" else args
-    result = subprocess.run([sys.executable, "-m", "labeling.inspect", *argv], capture_output=True, text=True)
+    result = cli("labeling.inspect", *argv)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and expected in result.stderr
     assert "Traceback" not in result.stderr

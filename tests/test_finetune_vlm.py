@@ -2,19 +2,18 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from common.dataset import DatasetError, EpisodeSource
 from labeling.backends import SCORE_CHOICES, VLMBackend, VLMResponse, make_backend
 from labeling.backends.transformers_backend import encode_requests
 from labeling.calls import CallCache, ModelCaller
 from labeling.clips import ClipSpec
 from labeling.context import LabelingContext
-from labeling.dataset import DatasetError, EpisodeSource
+from labeling.progress import SAMPLING as PROGRESS_SAMPLING
 from labeling.progress import ProgressConfig, score_progress
 from labeling.prompts import PromptLibrary
 from training import finetune_vlm
@@ -30,12 +29,12 @@ class RecordingBackend(VLMBackend):
     def __init__(self):
         self.sent = []
 
-    def generate(self, requests):
+    def _generate_text(self, requests, params):
         return [VLMResponse(text="ANSWER: 3") for _ in requests]
 
-    def score_choices(self, requests, choices):
+    def _score_choices(self, requests, params):
         self.sent += requests
-        return [VLMResponse(choice_probs={c: 0.2 for c in choices}) for _ in requests]
+        return [VLMResponse(choice_probs={c: 0.2 for c in params.choices}) for _ in requests]
 
 
 def test_examples_are_byte_identical_to_what_the_progress_stage_sends(demo_root, tmp_path, tiny_models):
@@ -148,7 +147,7 @@ def test_small_model_from_scratch_overfits_a_handful_of_examples(demo_root, tmp_
     builder = RequestBuilder(source, ClipSpec(source.camera_keys, image_size=64), ProgressConfig(), PromptLibrary(),
                              examples)
     backend = make_backend("transformers", str(out), device="cpu")
-    answers = backend.score_choices([builder.request(e) for e in examples], SCORE_CHOICES)
+    answers = backend.generate([builder.request(e) for e in examples], PROGRESS_SAMPLING)
     predicted = [1 + int(np.argmax([r.choice_probs[c] for c in SCORE_CHOICES])) for r in answers]
     assert predicted == [e.score for e in examples]
 
@@ -176,7 +175,7 @@ def test_a_killed_run_resumes_where_it_stopped(demo_root, tiny_models, tmp_path,
     assert not (tmp_path / "resumed.partial").exists()
 
 
-def test_bad_inputs_are_one_line_and_exit_2(demo_root, tiny_models, tmp_path):
+def test_bad_inputs_are_one_line_and_exit_2(demo_root, tiny_models, tmp_path, cli):
     no_truth = tmp_path / "no_truth"
     shutil.copytree(demo_root, no_truth)
     shutil.rmtree(no_truth / "ground_truth")
@@ -188,8 +187,7 @@ def test_bad_inputs_are_one_line_and_exit_2(demo_root, tiny_models, tmp_path):
         (["--dataset", str(demo_root), "--labels", "ground_truth", "--init", "small", "--lora"], "--lora needs"),
     ]
     for args, message in cases:
-        result = subprocess.run([sys.executable, "-m", "training.finetune_vlm", *args, "--out", str(tmp_path / "o"),
-                                 "--steps", "1"], capture_output=True, text=True, timeout=300)
+        result = cli("training.finetune_vlm", *args, "--out", tmp_path / "o", "--steps", 1)
         assert result.returncode == 2, result.stderr[-500:]
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines

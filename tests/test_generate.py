@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.ground_truth import read_ground_truth
 from data.generate import GenerateConfig, generate, main
-from rewact.ground_truth import read_ground_truth
 from data.rollout import EPISODE_KINDS, MetaWorldSim, RolloutConfig
 
 

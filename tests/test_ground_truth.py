@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from common.ground_truth import read_ground_truth
 from data.ground_truth import TASK_SPECS, fractional_score, frame_progress, progress_to_score
-from rewact.ground_truth import read_ground_truth
 from data.rollout import FAILURE_KINDS
 
 PICK = TASK_SPECS["pick-place-v3"]

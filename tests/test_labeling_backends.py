@@ -8,27 +8,31 @@ import types
 import numpy as np
 import pytest
 
-from labeling.backends import SCORE_CHOICES, BackendUnavailable, VLMRequest, make_backend
+from labeling.backends import SCORE_CHOICES, BackendUnavailable, SamplingParams, VLMRequest, make_backend
 
 FRAME = np.random.default_rng(0).integers(0, 255, (96, 192, 3), dtype=np.uint8)
 
 
 def requests(n=3):
     return [VLMRequest(prompt=f"Task {i}. Reply with exactly one line: ANSWER: <score>", images=(FRAME,) * (i + 1),
-                       answer_prefix="ANSWER: ", max_new_tokens=4) for i in range(n)]
+                       answer_prefix="ANSWER: ") for i in range(n)]
+
+
+SCORED = SamplingParams(max_tokens=4, choices=SCORE_CHOICES)
+TEXT = SamplingParams(max_tokens=4)
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_transformers_backend_scores_and_generates_for_each_family(tiny_models, family):
     backend = make_backend("transformers", str(tiny_models[family]), device="cpu", batch_size=2)
-    scored = backend.score_choices(requests(), SCORE_CHOICES)
+    scored = backend.generate(requests(), SCORED)
     for i, response in enumerate(scored):
         assert set(response.choice_probs) == set(SCORE_CHOICES)
         assert sum(response.choice_probs.values()) == pytest.approx(1.0)
         assert 0 < response.choice_mass <= 1
         assert response.image_tokens > 0 and response.prompt_tokens > response.image_tokens
     assert scored[2].image_tokens == 3 * scored[0].image_tokens  # one image's tokens per frame shown
-    texts = backend.generate(requests(2))
+    texts = backend.generate(requests(2), TEXT)
     assert all(isinstance(r.text, str) and r.text.startswith("ANSWER: ") for r in texts)
     assert backend.describe()["model_type"] == family
 
@@ -36,7 +40,7 @@ def test_transformers_backend_scores_and_generates_for_each_family(tiny_models, 
 def test_transformers_batching_does_not_change_scores(tiny_models):
     one = make_backend("transformers", str(tiny_models["qwen2_5_vl"]), device="cpu", batch_size=1)
     many = make_backend("transformers", str(tiny_models["qwen2_5_vl"]), device="cpu", batch_size=3)
-    for a, b in zip(one.score_choices(requests(), SCORE_CHOICES), many.score_choices(requests(), SCORE_CHOICES)):
+    for a, b in zip(one.generate(requests(), SCORED), many.generate(requests(), SCORED)):
         assert a.choice_probs == pytest.approx(b.choice_probs, abs=1e-4)
 
 
@@ -49,7 +53,7 @@ def test_openai_backend_reads_logprobs_and_retries_503(fake_openai):
     base_url, log = fake_openai(fail_first=2)
     backend = make_backend("openai", "served-model", base_url=base_url, concurrency=2)
     backend.backoff_s = 0.01
-    scored = backend.score_choices(requests(), SCORE_CHOICES)
+    scored = backend.generate(requests(), SCORED)
     for response in scored:
         assert response.choice_probs["4"] == pytest.approx(0.6)
         assert response.image_tokens > 0  # estimated
@@ -61,14 +65,14 @@ def test_openai_backend_reads_logprobs_and_retries_503(fake_openai):
 def test_openai_backend_prefills_the_answer_and_falls_back_where_the_server_refuses(fake_openai):
     base_url, log = fake_openai()
     backend = make_backend("openai", "served-model", base_url=base_url, concurrency=1)
-    prefilled = backend.score_choices(requests(1), SCORE_CHOICES)[0]
+    prefilled = backend.generate(requests(1), SCORED)[0]
     assert prefilled.choice_probs["4"] == pytest.approx(0.6) and prefilled.text == "ANSWER: 4"
     assert json.loads(log.read_text().splitlines()[-1])["prefill"] == "ANSWER: "
-    assert backend.generate([VLMRequest(prompt="Describe. FINAL STATE")])[0].text.startswith("SCENE")  # no prefix
+    assert backend.generate([VLMRequest(prompt="Describe. FINAL STATE")], TEXT)[0].text.startswith("SCENE")  # no prefix
 
     base_url, log = fake_openai(reject_prefill=True)
     backend = make_backend("openai", "served-model", base_url=base_url, concurrency=1)
-    fallback = backend.score_choices(requests(2), SCORE_CHOICES)
+    fallback = backend.generate(requests(2), SCORED)
     assert backend.prefill is False and backend.logprobs is True
     assert all(r.choice_probs["4"] == pytest.approx(0.6) and r.text == "ANSWER: 4" for r in fallback)
     sent = [json.loads(line) for line in log.read_text().splitlines()]
@@ -78,7 +82,7 @@ def test_openai_backend_prefills_the_answer_and_falls_back_where_the_server_refu
 def test_openai_backend_falls_back_to_text_when_logprobs_are_rejected(fake_openai):
     base_url, _ = fake_openai(reject_logprobs=True)
     backend = make_backend("openai", "served-model", base_url=base_url)
-    response = backend.score_choices(requests(1), SCORE_CHOICES)[0]
+    response = backend.generate(requests(1), SCORED)[0]
     assert response.choice_probs is None and response.text == "ANSWER: 4"
     assert backend.logprobs is False
 
@@ -90,7 +94,7 @@ def test_openai_backend_unreachable_is_a_clear_error_after_retries():
     backend = make_backend("openai", "m", base_url=f"http://127.0.0.1:{port}/v1", concurrency=1)
     backend.backoff_s, backend.max_retries = 0.01, 2
     with pytest.raises(BackendUnavailable, match="did not answer after 3 attempts.*vllm serve"):
-        backend.generate(requests(1))
+        backend.generate(requests(1), TEXT)
 
 
 def test_vllm_backend_missing_says_how_to_get_it(monkeypatch):
@@ -121,7 +125,7 @@ def test_vllm_backend_uses_chat_with_prefill_and_reads_logprobs(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **k: k))
     backend = make_backend("vllm", "some/model", max_images=8)
     assert backend.llm.kwargs["limit_mm_per_prompt"] == {"image": 8}
-    response = backend.score_choices(requests(2), SCORE_CHOICES)[0]
+    response = backend.generate(requests(2), SCORED)[0]
     assert response.choice_probs["3"] == pytest.approx(2 / 3) and response.image_tokens == 2
     conversation, add_prompt, continue_final = calls[0][0][0], calls[0][1], calls[0][2]
     assert conversation[-1] == {"role": "assistant", "content": "ANSWER: "} and not add_prompt and continue_final

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.label_files import read_keypoints
+from common.reward_sources import keypoint_targets
 from labeling.run import main
-from rewact.reward_sources import keypoint_targets, read_keypoints
 
 LABELING_DIR = Path(__file__).resolve().parents[1] / "labeling"
 
@@ -162,7 +163,7 @@ def test_openai_backend_runs_every_stage_with_negatives_and_verdicts(demo_root, 
 def test_killed_run_resumes_without_repeating_calls(demo_root, tiny_models, tmp_path):
     model = tiny_models["qwen2_5_vl"]
     common = ["--dataset", demo_root, "--model", model, "--device", "cpu", "--image-size", "96", "--quiet",
-              "--batch-size", "1", "--episodes-per-group", "2"]
+              "--batch-size", "1", "--episodes-per-group", "2", "--episodes", "0-5"]
     reference = tmp_path / "reference"
     assert run_cli(*common, "--out", reference).returncode == 0
     total = json.loads((reference / "labeling_summary.json").read_text())
@@ -211,9 +212,9 @@ def _rows(path: Path) -> int:
         (["--stages", "progress,dance"], "unknown stage"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(demo_root, tmp_path, args, message):
+def test_bad_input_is_one_line_and_exit_2(demo_root, tmp_path, args, message, cli):
     argv = ["--dataset", str(demo_root), "--out", str(tmp_path / "o"), "--model", "/nonexistent", *args]
-    result = run_cli(*argv, timeout=120)
+    result = cli("labeling.run", *argv)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and result.stderr.strip().count("\n") == 0
 
@@ -245,6 +246,34 @@ def test_dry_run_prints_prompts_and_loads_no_model(demo_root, tmp_path):
     assert "ANSWER: <score from 1 to 5>" in result.stdout and "Camera view: topview." in result.stdout
     assert "Task: Pick and place a puck to a goal" in result.stdout
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.cache").exists()
+
+
+def test_dry_run_shows_what_every_stage_builds_with_its_sampling(demo_root, tmp_path, cli):
+    """The dry run prints the stages' own requests: the progress prompts are byte for byte those
+    `progress_jobs` builds for the run, and every stage shows its sampling parameters."""
+    from dataclasses import asdict
+
+    from common.dataset import EpisodeSource
+    from labeling.clips import ClipSpec
+    from labeling.context import LabelingContext
+    from labeling.progress import SAMPLING, ProgressConfig, initial_keyframes, progress_jobs
+    from labeling.prompts import PromptLibrary
+    from labeling.records import EpisodeLabels
+
+    result = cli("labeling.run", "--dataset", demo_root, "--out", tmp_path / "o", "--model", "/nonexistent",
+                 "--dry-run", "--episodes", "2", "--stages", "rewrite,progress,negatives,validate")
+    assert result.returncode == 0, result.stderr
+    for stage in ("rewrite", "progress", "describe", "counterfactual", "validate"):
+        assert f"## {stage} (" in result.stdout, stage
+    assert result.stdout.count("[sampling: ") == 4 + ProgressConfig().initial_keyframes
+    assert f"[sampling: {asdict(SAMPLING)}]" in result.stdout
+    source = EpisodeSource.open(demo_root)
+    ctx = LabelingContext(source, None, PromptLibrary(), ClipSpec(cameras=source.camera_keys), [2])
+    info = source.episode(2)
+    jobs = progress_jobs(ctx, EpisodeLabels(2, info.length, info.task),
+                         initial_keyframes(info.length, ProgressConfig().initial_keyframes), ProgressConfig(), None)
+    assert all(job.request.prompt in result.stdout for job in jobs)
+    assert not (tmp_path / "o").exists()
 
 
 def test_labeling_code_never_reads_simulator_ground_truth():

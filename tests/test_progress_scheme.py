@@ -63,8 +63,9 @@ def test_temporal_clips_cut_inside_each_plateau_below_the_end():
 
 
 def test_step_keypoints_reproduce_step_labels_under_rewacts_interpolation():
-    from labeling.output import score_to_reward, step_keypoints
-    from rewact.reward_sources import keypoint_targets
+    from common.reward_sources import keypoint_targets
+    from common.scale import score_to_reward
+    from labeling.output import step_keypoints
 
     score = np.array([1, 1, 2, 2, 2, 4, 4, 5, 5])
     keypoints = step_keypoints(score)

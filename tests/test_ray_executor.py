@@ -93,7 +93,7 @@ def test_a_killed_replica_loses_nothing_and_a_rerun_calls_nothing(demo_root, tin
 
 
 def test_executor_ray_without_ray_is_one_line_and_exit_2(demo_root, tmp_path):
-    hide_ray = "import sys; sys.modules['ray'] = None; from labeling.run import main; from labeling.cli import " \
+    hide_ray = "import sys; sys.modules['ray'] = None; from labeling.run import main; from common.cli import " \
                "run_cli; sys.exit(run_cli(main))"
     result = subprocess.run([sys.executable, "-c", hide_ray, "--dataset", str(demo_root), "--out", str(tmp_path / "o"),
                              "--backend", "openai", "--model", "m", "--executor", "ray"],

@@ -11,10 +11,11 @@ import torch
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
+from common.label_files import read_keypoints, write_keypoints
+from common.reward_sources import LabelError, interpolation_targets, keypoint_targets
 from conftest import lerobot_train_command
 from rewact.configuration_rewact import RewACTConfig
 from rewact.labels import build_reward_table
-from rewact.reward_sources import LabelError, interpolation_targets, keypoint_targets, read_keypoints, write_keypoints
 from rewact.modeling_rewact import RewACTPolicy, bin_edges, hl_gauss_targets, two_hot_targets
 from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED
 
@@ -67,6 +68,27 @@ def test_scalar_head_option():
     policy = make_policy(reward_head="scalar")
     reward, probs = policy.predict_reward({k: v for k, v in make_batch(policy).items() if k.startswith("observation")})
     assert probs is None and torch.all((reward > 0) & (reward < 1))
+
+
+@pytest.mark.parametrize("state_dim", [0, 4])
+def test_reward_head_on_encoder_image_tokens(state_dim):
+    """The head reads the mean of the image tokens: the reward moves with the image, and its
+    loss reaches the encoder."""
+    torch.manual_seed(0)
+    policy = make_policy(cameras=2, state_dim=state_dim, reward_features="encoder_images").eval()
+    obs = {k: v for k, v in make_batch(policy).items() if k.startswith("observation")}
+    reward, probs = policy.predict_reward(obs)
+    assert reward.shape == (3,) and probs.shape == (3, policy.config.reward_bins)
+    assert policy._features.shape == (3, policy.config.dim_model)
+    other = {**obs, "observation.images.cam0": torch.rand_like(obs["observation.images.cam0"])}
+    assert not torch.allclose(policy.predict_reward(other)[0], reward)
+    loss, info = policy.train().forward(make_batch(policy))
+    loss.backward()
+    assert policy.model.encoder.layers[0].self_attn.in_proj_weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="reward_features"):
+        make_policy(reward_features="pooled")
+    with pytest.raises(ValueError, match="needs image features"):
+        make_policy(cameras=0, env_state_dim=3, reward_features="encoder_images")
 
 
 def test_dropout_only_in_training():

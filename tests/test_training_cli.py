@@ -6,7 +6,7 @@ import sys
 import av
 import pytest
 
-from rewact.reward_sources import write_keypoints
+from common.label_files import write_keypoints
 
 SMALL_MODEL = ["--", "--policy.dim_model=64", "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1"]
 
@@ -36,7 +36,7 @@ def test_visualize_writes_video_and_plot_and_never_overwrites(keypoint_checkpoin
     assert result.returncode == 0, result.stderr[-3000:]
     with av.open(str(out.with_suffix(".mp4"))) as container:
         frames = sum(1 for _ in container.decode(video=0))
-    from labeling.dataset import EpisodeSource
+    from common.dataset import EpisodeSource
 
     assert frames == EpisodeSource.open(demo_root).episode(3).length
     assert out.with_suffix(".png").stat().st_size > 10_000
@@ -45,9 +45,9 @@ def test_visualize_writes_video_and_plot_and_never_overwrites(keypoint_checkpoin
     assert again.returncode == 2 and "already exist" in again.stderr
 
 
-def test_train_rejects_bad_labels_in_one_line(demo_root, tmp_path):
+def test_train_rejects_bad_labels_in_one_line(demo_root, tmp_path, cli):
     write_keypoints(tmp_path / "k.json", {0: {5: 1.0}})
-    result = run("training.train", "--dataset", demo_root, "--label-source", "keypoints",
+    result = cli("training.train", "--dataset", demo_root, "--label-source", "keypoints",
                  "--labels-path", tmp_path / "k.json", "--out", tmp_path / "run")
     assert result.returncode == 2
     assert "no labels for 13 episode(s)" in result.stderr and "Traceback" not in result.stderr

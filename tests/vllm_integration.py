@@ -107,22 +107,22 @@ try:
     sys.exit("lerobot is importable in .venv-vllm: this check must run without it")
 except ImportError:
     pass
-from labeling.backends import SCORE_CHOICES, make_backend
+from labeling.backends import SCORE_CHOICES, SamplingParams, make_backend
 
 requests = pickle.load(open(sys.argv[1], "rb"))
 backend = make_backend("vllm", sys.argv[2], dtype="float32", max_images=8, engine_args={"enforce_eager": True})
-responses = backend.score_choices(requests, SCORE_CHOICES)
-texts = backend.generate(requests[:2])
+responses = backend.generate(requests, SamplingParams(max_tokens=8, choices=SCORE_CHOICES))
+texts = backend.generate(requests[:2], SamplingParams(max_tokens=8))
 json.dump({"probs": [r.choice_probs for r in responses], "texts": [r.text for r in texts]}, open(sys.argv[3], "w"))
 """
 
 
 def test_in_process_vllm_backend_runs_without_lerobot(tmp_path):
+    from common.dataset import EpisodeSource
     from labeling.backends import SCORE_CHOICES, make_backend
     from labeling.clips import ClipSpec, context_indices
     from labeling.context import LabelingContext
-    from labeling.dataset import EpisodeSource
-    from labeling.progress import ProgressConfig, initial_keyframes, progress_jobs
+    from labeling.progress import SAMPLING, ProgressConfig, initial_keyframes, progress_jobs
     from labeling.prompts import PromptLibrary
     from labeling.records import EpisodeLabels
 
@@ -141,7 +141,7 @@ def test_in_process_vllm_backend_runs_without_lerobot(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     answers = json.loads((tmp_path / "vllm.json").read_text())
     assert all(text.startswith("ANSWER: ") for text in answers["texts"])  # the prefix was continued
-    local = make_backend("transformers", str(MODEL), device="cpu", dtype="float32").score_choices(requests, SCORE_CHOICES)
+    local = make_backend("transformers", str(MODEL), device="cpu", dtype="float32").generate(requests, SAMPLING)
     for engine, transformers in zip(answers["probs"], local, strict=True):
         assert engine is not None
         expected = [sum(int(c) * p[c] for c in SCORE_CHOICES) for p in (engine, transformers.choice_probs)]

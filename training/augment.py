@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labeling.dataset import EpisodeSource
+from common.dataset import EpisodeSource
 
 STATE, ACTION = "observation.state", "action"
 

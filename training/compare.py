@@ -7,7 +7,7 @@
         --source mine=labels:my_rewards.parquet --source keys=keypoints:reward_keypoints.json
 
 A source is NAME=KIND[:PATH], KIND[:PATH] as every tool here names reward sources
-(`rewact.reward_sources`: interpolation, keypoints, dataset, labels, ground_truth, rewact).
+(`common.reward_sources`: interpolation, keypoints, dataset, labels, ground_truth, rewact).
 Writes results.md, results.json, curves.png and metrics.png to --out.
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labeling.cli import parse_episodes, run_cli
-from labeling.dataset import DatasetError, EpisodeSource
-from rewact.ground_truth import has_ground_truth, read_ground_truth
-from rewact.reward_sources import LabelError, read_rewards
-from training.metrics import EpisodeTruth, agreement, bootstrap
 import training.predict  # noqa: F401  (registers the `rewact` reward source)
+from common.cli import parse_episodes, run_cli
+from common.dataset import DatasetError, EpisodeSource
+from common.ground_truth import has_ground_truth, read_ground_truth
+from common.reward_sources import LabelError, read_rewards
+from training.metrics import EpisodeTruth, agreement, bootstrap
 
 HEADLINE = [("mae", "MAE (1-5) ↓"), ("exact", "exact ↑"), ("within_one", "within-1 ↑"), ("spearman", "Spearman ↑"),
             ("kendall", "Kendall τ ↑"), ("voc", "VOC ↑"), ("auroc", "AUROC ↑"), ("f1", "F1 ↑"),

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.cli import run_cli
+from common.dataset import EpisodeSource
+from common.ground_truth import read_ground_truth
 from data.generate import GenerateConfig, generate
 from data.rollout import RolloutConfig
-from labeling.cli import run_cli
-from labeling.dataset import EpisodeSource
-from rewact.ground_truth import read_ground_truth
 from training.augment import augmented_dataset, clip_episodes
 from training.compare import compare, load_source
 
@@ -93,6 +93,35 @@ def run(command: list[str], log_file: Path) -> None:
         result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed (exit {result.returncode}); see {log_file}")
+
+
+def generate_splits(work: Path, preset: Preset, tasks: tuple[str, ...], heldout_task: str, data_seed: int,
+                    image_size: int, timings: list) -> tuple[Path, Path, Path]:
+    """The train, held-out and held-out-task datasets under `work` (generated once)."""
+    rollout = RolloutConfig(image_size=image_size)
+    train, heldout, heldout_task_root = work / "train", work / "heldout", work / "heldout_task"
+    step("generate training episodes (unflagged failures)", train, timings, lambda: generate(GenerateConfig(
+        out=train, tasks=tasks, successes=preset.train_successes, failures_per_task=preset.train_failures,
+        rollout=rollout, seed=data_seed, repo_id="local/train")))
+    for name, root, split_tasks, seed in (("held-out episodes", heldout, tasks, data_seed + 100),
+                                          ("held-out task episodes", heldout_task_root, (heldout_task,),
+                                           data_seed + 200)):
+        step(f"generate {name}", root, timings, lambda root=root, split_tasks=split_tasks, seed=seed: generate(
+            GenerateConfig(out=root, tasks=split_tasks, successes=preset.heldout_successes,
+                           failures_per_kind=preset.heldout_failures_per_kind, rollout=rollout, seed=seed,
+                           repo_id=f"local/{root.name}")))
+    return train, heldout, heldout_task_root
+
+
+def train_rewact(name: str, dataset: Path, label_args: list[str], out: Path, steps: int, batch_size: int,
+                 device: str, seed: int, overrides: list[str], timings: list) -> str:
+    """Train the experiment's small RewACT once; the reward source naming its checkpoint."""
+    command = [sys.executable, "-m", "training.train", "--dataset", str(dataset), *label_args, "--out", str(out),
+               "--steps", str(steps), "--batch-size", str(batch_size), "--device", device, "--seed", str(seed),
+               "--log-freq", "100", "--", *SMALL_REWACT, *overrides]
+    step(f"train {name}", out / "checkpoints" / "last", timings, lambda: (
+        shutil.rmtree(out, ignore_errors=True), run(command, out.parent / f"{out.name}.log")))
+    return f"rewact:{out / 'checkpoints' / 'last'}"
 
 
 def rewards_with_imitation(rewards: dict[int, np.ndarray], min_final: float) -> pd.DataFrame:
@@ -185,19 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"seed {REWARD_VLM_TRAIN_SEED} is the reward VLM's training split; choose another --data-seed")
     work, timings = args.work, []
     work.mkdir(parents=True, exist_ok=True)
-    rollout = RolloutConfig(image_size=args.image_size)
-    train, heldout, heldout_task_root = work / "train", work / "heldout", work / "heldout_task"
-
-    step("generate training episodes (unflagged failures)", train, timings, lambda: generate(GenerateConfig(
-        out=train, tasks=tasks, successes=preset.train_successes, failures_per_task=preset.train_failures,
-        rollout=rollout, seed=args.data_seed, repo_id="local/train")))
-    for name, root, split_tasks, seed in (("held-out episodes", heldout, tasks, args.data_seed + 100),
-                                          ("held-out task episodes", heldout_task_root, (heldout_task,),
-                                           args.data_seed + 200)):
-        step(f"generate {name}", root, timings, lambda root=root, split_tasks=split_tasks, seed=seed: generate(
-            GenerateConfig(out=root, tasks=split_tasks, successes=preset.heldout_successes,
-                           failures_per_kind=preset.heldout_failures_per_kind, rollout=rollout, seed=seed,
-                           repo_id=f"local/{root.name}")))
+    train, heldout, heldout_task_root = generate_splits(work, preset, tasks, heldout_task, args.data_seed,
+                                                        args.image_size, timings)
 
     def label(dataset: Path, out: Path, extra: list[str]) -> None:
         step(f"labeling.run on {dataset.name} -> {out.name}", out, timings, lambda: run(
@@ -241,13 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     sources = {"interpolation (raw)": "interpolation"}
     for index, (name, (variant, seed)) in enumerate(runs.items()):
         dataset, label_args, variant_overrides = variants[variant]
-        out = work / f"rewact_{index:02d}"
-        command = [sys.executable, "-m", "training.train", "--dataset", str(dataset), *label_args, "--out", str(out),
-                   "--steps", str(steps), "--batch-size", str(args.batch_size), "--device", args.device,
-                   "--seed", str(seed), "--log-freq", "100", "--", *SMALL_REWACT, *variant_overrides]
-        step(f"train {name}", out / "checkpoints" / "last", timings, lambda out=out, command=command: (
-            shutil.rmtree(out, ignore_errors=True), run(command, work / f"{out.name}.log")))
-        sources[name] = f"rewact:{out / 'checkpoints' / 'last'}"
+        sources[name] = train_rewact(name, dataset, label_args, work / f"rewact_{index:02d}", steps, args.batch_size,
+                                     args.device, seed, variant_overrides, timings)
 
     headline = {variant: [n for n, (v, _) in runs.items() if v == variant]
                 for variant in variants if variant[:3] in ("(a)", "(b)", "(c)")}

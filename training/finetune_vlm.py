@@ -38,13 +38,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from labeling.backends import SCORE_CHOICES
-from labeling.backends.transformers_backend import encode_requests, processor_options
-from labeling.cli import parse_episodes, run_cli
-from labeling.clips import LAYOUTS, ClipSpec
-from labeling.dataset import DatasetError, EpisodeSource
-from labeling.progress import ProgressConfig
-from labeling.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary
+from common.cli import parse_episodes, run_cli
+from common.dataset import DatasetError, EpisodeSource
+from labeling import (DEFAULT_PROMPTS_DIR, LAYOUTS, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec, ProgressConfig,
+                      PromptLibrary, encode_requests, processor_options)
 from training.vlm_examples import Example, RequestBuilder, negative_examples, read_targets, sample_examples
 
 ANSWER_PREFIX = "ANSWER: "  # what the progress stage prefills; the digit after it is the score
@@ -341,10 +338,10 @@ def save_model(model, processor, config: FinetuneConfig, out: Path, save_dtype: 
 @torch.inference_mode()
 def evaluate(model_dir: Path, builder: RequestBuilder, examples: list[Example], device: str) -> dict:
     """Keyframe metrics of the saved model through the labeling pipeline's own backend."""
-    from labeling.backends import make_backend
+    from labeling import make_backend
 
     backend = make_backend("transformers", str(model_dir), device=device, batch_size=8)
-    responses = backend.score_choices([builder.request(e) for e in examples], SCORE_CHOICES)
+    responses = backend.generate([builder.request(e) for e in examples], PROGRESS_SAMPLING)
     probs = np.array([[r.choice_probs[c] for c in SCORE_CHOICES] for r in responses])
     expected = probs @ np.arange(1, 6)
     predicted = probs.argmax(axis=1) + 1

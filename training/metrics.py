@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
+from common.scale import nearest_score, reward_to_score
+
 SUCCESS_SCORE = 5
 RECALL_FOR_THRESHOLD = 0.95
 
@@ -33,10 +35,6 @@ class EpisodeTruth:
     score: np.ndarray  # (T,) true 1-5 score
     success: bool
     kind: str  # "success", or the failure kind
-
-
-def as_score(reward: np.ndarray) -> np.ndarray:
-    return 1.0 + 4.0 * np.clip(reward, 0.0, 1.0)
 
 
 def order_correlations(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -65,8 +63,8 @@ class PerEpisode:
 def per_episode(episodes: list[EpisodeTruth], rewards: dict[int, np.ndarray]) -> PerEpisode:
     rows = []
     for e in episodes:
-        predicted = as_score(rewards[e.index])
-        rounded = np.clip(np.rint(predicted), 1, 5)
+        predicted = reward_to_score(rewards[e.index])
+        rounded = nearest_score(rewards[e.index])
         rows.append((len(e.score), np.abs(predicted - e.score).sum(), (rounded == e.score).sum(),
                      (np.abs(rounded - e.score) <= 1).sum(), *order_correlations(rewards[e.index], e.progress),
                      order_correlations(rewards[e.index], np.arange(len(e.score), dtype=float))[0],
@@ -88,7 +86,7 @@ def weighted_auroc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray
 def aggregate(stats: PerEpisode, weights: np.ndarray) -> dict[str, float]:
     """Metrics of the episodes taken `weights` times each (all ones: the point estimate)."""
     frames = (weights * stats.frames).sum()
-    says_success = np.clip(np.rint(as_score(stats.final)), 1, 5) == SUCCESS_SCORE
+    says_success = nearest_score(stats.final) == SUCCESS_SCORE
     failures = ~stats.success
     tp = (weights * (says_success & stats.success)).sum()
     fp = (weights * (says_success & failures)).sum()
@@ -155,6 +153,6 @@ def bootstrap(episodes: list[EpisodeTruth], rewards: dict[int, np.ndarray], samp
 def agreement(rewards_a: dict[int, np.ndarray], rewards_b: dict[int, np.ndarray]) -> dict[str, float]:
     """Without ground truth: how much two sources agree (MAE on the 1-5 scale, mean Spearman)."""
     episodes = sorted(rewards_a)
-    mae = np.mean(np.concatenate([np.abs(as_score(rewards_a[e]) - as_score(rewards_b[e])) for e in episodes]))
+    mae = np.mean(np.concatenate([np.abs(reward_to_score(rewards_a[e]) - reward_to_score(rewards_b[e])) for e in episodes]))
     spearman = np.mean([order_correlations(rewards_a[e], rewards_b[e])[0] for e in episodes])
     return {"mae": float(mae), "spearman": float(spearman)}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rewact.reward_sources import episode_lengths, frames_from, register
+from common.reward_sources import episode_lengths, frames_from, register
 
 
 @dataclass
@@ -21,8 +21,9 @@ class LoadedPolicy:
 
 def load_policy(checkpoint: str | Path, device: str = "cpu") -> LoadedPolicy:
     """A checkpoint directory as written by lerobot-train (`.../pretrained_model`)."""
-    import rewact  # noqa: F401  (registers the config type)
     from lerobot.policies.factory import make_pre_post_processors
+
+    import rewact  # noqa: F401  (registers the config type)
     from rewact.modeling_rewact import RewACTPolicy
 
     path = Path(checkpoint)

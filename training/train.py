@@ -14,11 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from labeling.cli import run_cli
-from labeling.dataset import DatasetError, EpisodeSource
+from common.cli import run_cli
+from common.dataset import DatasetError, EpisodeSource
+from common.reward_sources import LabelError
 from rewact.configuration_rewact import LABEL_SOURCES, RewACTConfig
 from rewact.labels import build_reward_table
-from rewact.reward_sources import LabelError
 
 
 def lerobot_train_args(args: argparse.Namespace, source: EpisodeSource) -> list[str]:

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from labeling.cli import run_cli
-from labeling.dataset import EpisodeSource
-from rewact.ground_truth import has_ground_truth, read_ground_truth
+from common.cli import run_cli
+from common.dataset import EpisodeSource
+from common.ground_truth import has_ground_truth, read_ground_truth
+from common.reward_sources import LabelError
 from rewact.labels import per_frame_labels
-from rewact.reward_sources import LabelError
 from training.predict import load_policy, predict_rewards
 
 CURVE_COLOURS = {"prediction": (31, 119, 180), "label": (255, 127, 14), "ground truth": (44, 160, 44)}

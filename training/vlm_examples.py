@@ -16,18 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.dataset import DatasetError, EpisodeSource
+from common.ground_truth import read_ground_truth
+from common.label_files import frames_file
+from common.scale import SCORES, nearest_score, reward_to_score
 from data.ground_truth import fractional_score
-from labeling.backends import VLMRequest
-from labeling.clips import ClipImages, ClipSpec, context_indices
-from labeling.context import LabelingContext
-from labeling.dataset import DatasetError, EpisodeSource
-from labeling.progress import ProgressConfig, progress_jobs
-from labeling.prompts import PromptLibrary
-from labeling.records import EpisodeLabels
-from rewact.ground_truth import read_ground_truth
+from labeling import (ClipImages, ClipSpec, EpisodeLabels, LabelingContext, ProgressConfig, PromptLibrary, VLMRequest,
+                      context_indices, progress_jobs)
 from training.compare import load_source  # compare's reader: both agree on every format
-
-SCORES = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ class Example:
 
 
 def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[int, FrameTargets]:
-    """Targets of every episode from a reward source (`rewact.reward_sources`): ground truth
+    """Targets of every episode from a reward source (`common.reward_sources`): ground truth
     keeps the simulator's fractional score, a `labeling.run` output its expected score."""
     if spec == "ground_truth":
         try:
@@ -65,14 +61,14 @@ def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[
                                             fractional_score(rows.progress.to_numpy(), rows.success.to_numpy()))
         return targets
     rewards = load_source(spec, source, episodes)
-    expected = {episode: 1.0 + 4.0 * np.clip(values, 0.0, 1.0) for episode, values in rewards.items()}
+    expected = {episode: reward_to_score(values) for episode, values in rewards.items()}
     kind, _, path = spec.partition(":")
     if kind == "labels" and Path(path).is_dir():  # the labeler's expected score: the fractional target
-        frames = pd.read_parquet(Path(path) / "labels" / "frames.parquet").dropna(subset=["expected"])
+        frames = pd.read_parquet(frames_file(path)).dropna(subset=["expected"])
         for episode, rows in frames[frames.episode_index.isin(episodes)].groupby("episode_index"):
             expected[int(episode)] = rows.sort_values("frame_index").expected.to_numpy(dtype=float)
     return {
-        episode: FrameTargets(np.clip(np.rint(1.0 + 4.0 * rewards[episode]), 1, 5).astype(int),
+        episode: FrameTargets(nearest_score(rewards[episode]),
                               np.clip(expected[episode], 1.0, 5.0))
         for episode in episodes
     }

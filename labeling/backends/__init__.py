@@ -1,6 +1,8 @@
-"""VLM backends behind one interface: generate text, or score a fixed set of answers."""
+"""VLM backends behind one interface, `generate(requests, SamplingParams)`: text answers, or
+the probabilities of a fixed set of answers."""
 
-from labeling.backends.base import SCORE_CHOICES, BackendUnavailable, VLMBackend, VLMRequest, VLMResponse
+from labeling.backends.base import (SCORE_CHOICES, BackendUnavailable, SamplingParams, VLMBackend, VLMRequest,
+                                    VLMResponse)
 
 BACKENDS = ("transformers", "openai", "vllm")
 
@@ -22,4 +24,5 @@ def make_backend(name: str, model: str, **options) -> VLMBackend:
     raise ValueError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "SCORE_CHOICES", "BackendUnavailable", "VLMBackend", "VLMRequest", "VLMResponse", "make_backend"]
+__all__ = ["BACKENDS", "SCORE_CHOICES", "BackendUnavailable", "SamplingParams", "VLMBackend", "VLMRequest",
+           "VLMResponse", "make_backend"]

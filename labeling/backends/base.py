@@ -1,4 +1,7 @@
-"""The backend interface and the records that cross it."""
+"""The backend interface and the records that cross it, in the shape of vLLM's
+`LLM.generate(prompts, SamplingParams)`: a request carries what is asked (images, prompt, the
+start of the answer), the sampling parameters carry how it is answered (length, temperature,
+seed, and the allowed choices when probabilities are wanted instead of text)."""
 
 from __future__ import annotations
 
@@ -12,10 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SCORE_CHOICES = ("1", "2", "3", "4", "5")
+from common.cli import UserError
+from common.scale import SCORES
+
+SCORE_CHOICES = tuple(str(score) for score in SCORES)  # the answer tokens whose probabilities are read
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     """The model or server cannot be used at all (not installed, not found, unreachable)."""
 
 
@@ -24,9 +30,18 @@ class VLMRequest:
     prompt: str
     images: tuple[np.ndarray, ...] = ()  # uint8 (H, W, 3), shown before the prompt, in order
     answer_prefix: str = ""  # the answer starts with this; prefilled where the backend allows
-    max_new_tokens: int = 48
-    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Decoding settings shared by one `generate` call's requests (names as in vLLM's)."""
+
+    max_tokens: int = 48
+    temperature: float = 0.0  # 0: greedy
     seed: int = 0
+    # Read the probabilities of these answers as the next token after the answer prefix,
+    # instead of generating text (a backend that cannot read them generates text).
+    choices: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -46,17 +61,21 @@ class VLMBackend(ABC):
     image_tokens_measured: bool = True  # False when image tokens are estimated, not counted
     batch_size: int = 1
 
+    def generate(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
+        """One response per request: with `params.choices`, the probabilities of each choice
+        (`choice_probs`; None with the generated text where they cannot be read, for the caller
+        to parse); else the text answer, `answer_prefix` included."""
+        if params.choices:
+            return self._score_choices(requests, params)
+        return self._generate_text(requests, params)
+
     @abstractmethod
-    def generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
+    def _generate_text(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
         """Text answers (greedy at temperature 0), `answer_prefix` included in `text`."""
 
     @abstractmethod
-    def score_choices(self, requests: list[VLMRequest], choices: tuple[str, ...]) -> list[VLMResponse]:
-        """Probabilities of each choice as the next token after `answer_prefix`.
-
-        Backends that cannot read token probabilities return the generated text instead
-        (`choice_probs` None), for the caller to parse.
-        """
+    def _score_choices(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
+        """Probabilities of each of `params.choices` as the next token after `answer_prefix`."""
 
     def describe(self) -> dict:
         """What produced the labels, for provenance."""

@@ -21,14 +21,8 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from labeling.backends.base import (
-    BackendUnavailable,
-    VLMBackend,
-    VLMRequest,
-    VLMResponse,
-    normalise_choices,
-    png_data_url,
-)
+from labeling.backends.base import (BackendUnavailable, SamplingParams, VLMBackend, VLMRequest, VLMResponse,
+                                    normalise_choices, png_data_url)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 # qwen-vl-utils' resize rule for Qwen2/2.5-VL (28 px per token after merging), used only to
@@ -61,17 +55,19 @@ class OpenAIBackend(VLMBackend):
         return {"backend": self.name, "model": self.model, "base_url": self.base_url, "logprobs": self.logprobs,
                 "prefill": self.prefill}
 
-    def generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
-        return self._map(requests, want_logprobs=False, choices=())
+    def _generate_text(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
+        return self._map(requests, params)
 
-    def score_choices(self, requests: list[VLMRequest], choices: tuple[str, ...]) -> list[VLMResponse]:
-        return self._map(requests, want_logprobs=True, choices=choices)
+    def _score_choices(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
+        return self._map(requests, params)
 
-    def _map(self, requests, want_logprobs, choices) -> list[VLMResponse]:
+    def _map(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
         with ThreadPoolExecutor(max_workers=self.batch_size) as pool:
-            return list(pool.map(lambda r: self._one(r, want_logprobs, choices), requests))
+            return list(pool.map(lambda r: self._one(r, params), requests))
 
-    def _one(self, request: VLMRequest, want_logprobs: bool, choices: tuple[str, ...]) -> VLMResponse:
+    def _one(self, request: VLMRequest, params: SamplingParams) -> VLMResponse:
+        """One chat completion; with `params.choices`, also asks for the first token's top logprobs."""
+        choices = params.choices or ()
         content = [{"type": "image_url", "image_url": {"url": png_data_url(image)}} for image in request.images]
         content.append({"type": "text", "text": request.prompt})
         while True:
@@ -79,14 +75,14 @@ class OpenAIBackend(VLMBackend):
             payload = {
                 "model": self.model,
                 "messages": [{"role": "user", "content": content}],
-                "max_tokens": request.max_new_tokens,
-                "temperature": request.temperature,
-                "seed": request.seed,
+                "max_tokens": params.max_tokens,
+                "temperature": params.temperature,
+                "seed": params.seed,
             }
             if prefilled:
                 payload["messages"].append({"role": "assistant", "content": request.answer_prefix})
                 payload.update(continue_final_message=True, add_generation_prompt=False)
-            if want_logprobs and self.logprobs:
+            if choices and self.logprobs:
                 payload.update(logprobs=True, top_logprobs=self.top_logprobs)
             status, body = self._post(payload)
             if status != 400:

@@ -11,14 +11,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from labeling.backends.base import (
-    BackendUnavailable,
-    VLMBackend,
-    VLMRequest,
-    VLMResponse,
-    model_revision,
-    normalise_choices,
-)
+from labeling.backends.base import (BackendUnavailable, SamplingParams, VLMBackend, VLMRequest, VLMResponse,
+                                    model_revision, normalise_choices)
 
 
 class TransformersBackend(VLMBackend):
@@ -64,16 +58,15 @@ class TransformersBackend(VLMBackend):
         return prompt_tokens, image_tokens
 
     @torch.inference_mode()
-    def generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
+    def _generate_text(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
         responses = []
+        sampling = {"do_sample": params.temperature > 0}
+        if params.temperature > 0:
+            sampling["temperature"] = params.temperature
+            torch.manual_seed(params.seed)
         for batch in _batches(requests, self.batch_size):
             inputs = self._encode(batch)
-            first = batch[0]
-            sampling = {"do_sample": first.temperature > 0}
-            if first.temperature > 0:
-                sampling["temperature"] = first.temperature
-                torch.manual_seed(first.seed)
-            output = self.net.generate(**inputs, max_new_tokens=first.max_new_tokens, **sampling)
+            output = self.net.generate(**inputs, max_new_tokens=params.max_tokens, **sampling)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
             texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
             prompt_tokens, image_tokens = self._counts(inputs)
@@ -84,10 +77,11 @@ class TransformersBackend(VLMBackend):
         return responses
 
     @torch.inference_mode()
-    def score_choices(self, requests: list[VLMRequest], choices: tuple[str, ...]) -> list[VLMResponse]:
+    def _score_choices(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
+        choices = params.choices
         choice_ids = [self.processor.tokenizer.encode(c, add_special_tokens=False) for c in choices]
         if any(len(ids) != 1 for ids in choice_ids):  # cannot read one token per choice: answer in text
-            return self.generate(requests)
+            return self._generate_text(requests, params)
         choice_ids = [ids[0] for ids in choice_ids]
         responses = []
         for batch in _batches(requests, self.batch_size):
@@ -141,14 +135,5 @@ def encode_requests(processor, requests: list[VLMRequest], patch_size: int, proc
 
 
 def _batches(requests: list[VLMRequest], size: int):
-    """Consecutive runs of requests that share sampling settings, at most `size` long."""
-    batch: list[VLMRequest] = []
-    for request in requests:
-        same = batch and (request.temperature, request.seed, request.max_new_tokens) == (
-            batch[0].temperature, batch[0].seed, batch[0].max_new_tokens)
-        if batch and (len(batch) == size or not same):
-            yield batch
-            batch = []
-        batch.append(request)
-    if batch:
-        yield batch
+    for start in range(0, len(requests), size):
+        yield requests[start : start + size]

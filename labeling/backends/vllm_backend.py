@@ -9,15 +9,8 @@ from __future__ import annotations
 
 import math
 
-from labeling.backends.base import (
-    BackendUnavailable,
-    VLMBackend,
-    VLMRequest,
-    VLMResponse,
-    model_revision,
-    normalise_choices,
-    png_data_url,
-)
+from labeling.backends.base import (BackendUnavailable, SamplingParams, VLMBackend, VLMRequest, VLMResponse,
+                                    model_revision, normalise_choices, png_data_url)
 
 MISSING = (
     "the vLLM engine is not installed here: `pip install 'reward-labeling[vllm]'` on a CUDA machine, "
@@ -33,13 +26,14 @@ class VLLMBackend(VLMBackend):
                  engine_args: dict | None = None):
         """`engine_args`: further keyword arguments of `vllm.LLM` (e.g. enforce_eager)."""
         try:
-            from vllm import LLM, SamplingParams
+            from vllm import LLM
+            from vllm import SamplingParams as VLLMSamplingParams
         except ImportError as err:
             raise BackendUnavailable(MISSING) from err
         self.model = model
         self.batch_size = 64  # vLLM schedules its own batches; this only sizes progress updates
         self.top_logprobs = top_logprobs
-        self._sampling_params = SamplingParams
+        self._sampling_params = VLLMSamplingParams
         self.llm = LLM(model=model, limit_mm_per_prompt={"image": max_images}, dtype=dtype,
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, seed=seed,
                        **(engine_args or {}))
@@ -48,18 +42,19 @@ class VLLMBackend(VLMBackend):
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model, "revision": model_revision(self.model)}
 
-    def generate(self, requests: list[VLMRequest]) -> list[VLMResponse]:
-        params = [self._sampling_params(temperature=r.temperature, max_tokens=r.max_new_tokens, seed=r.seed)
-                  for r in requests]
+    def _generate_text(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
+        sampling = self._sampling_params(temperature=params.temperature, max_tokens=params.max_tokens,
+                                         seed=params.seed)
         return [
             VLMResponse(text=request.answer_prefix + output.outputs[0].text, **self._counts(output))
-            for request, output in zip(requests, self._chat(requests, params), strict=True)
+            for request, output in zip(requests, self._chat(requests, sampling), strict=True)
         ]
 
-    def score_choices(self, requests: list[VLMRequest], choices: tuple[str, ...]) -> list[VLMResponse]:
-        params = [self._sampling_params(temperature=0.0, max_tokens=1, logprobs=self.top_logprobs) for _ in requests]
+    def _score_choices(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
+        choices = params.choices
+        sampling = self._sampling_params(temperature=0.0, max_tokens=1, logprobs=self.top_logprobs)
         responses = []
-        for output in self._chat(requests, params):
+        for output in self._chat(requests, sampling):
             first = output.outputs[0].logprobs[0] if output.outputs[0].logprobs else {}
             probs: dict[str, float] = {}
             for logprob in first.values():
@@ -71,7 +66,7 @@ class VLLMBackend(VLMBackend):
                                          **self._counts(output)))
         return responses
 
-    def _chat(self, requests: list[VLMRequest], params: list) -> list:
+    def _chat(self, requests: list[VLMRequest], sampling) -> list:
         """One `LLM.chat` call per prefix mode (it takes a single add_generation_prompt flag)."""
         outputs: list = [None] * len(requests)
         for prefixed in (False, True):
@@ -80,7 +75,7 @@ class VLLMBackend(VLMBackend):
                 continue
             conversations = [self._conversation(requests[i]) for i in picked]
             results = self.llm.chat(
-                conversations, sampling_params=[params[i] for i in picked], use_tqdm=False,
+                conversations, sampling_params=sampling, use_tqdm=False,
                 add_generation_prompt=not prefixed, continue_final_message=prefixed,
             )
             for i, result in zip(picked, results, strict=True):

@@ -5,14 +5,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from labeling.backends.base import BackendUnavailable
-from labeling.dataset import DatasetError
-
 USER_ERROR_EXIT = 2
 RUN_FAILED_EXIT = 1
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """Base of every error the user can fix (dataset, labels, settings, model or server):
+    one line on stderr and exit code 2, never a traceback."""
+
+
+class DatasetError(UserError, ValueError):
+    """A problem with the user's dataset or request."""
+
+
+class ConfigError(UserError, ValueError):
     """Settings that cannot work together: exit 2, like any user error."""
 
 
@@ -25,7 +31,7 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     prints `error: ...` and returns 2; a run that failed for a stated reason returns 1."""
     try:
         return main(argv)
-    except (DatasetError, ConfigError, FileExistsError, FileNotFoundError, BackendUnavailable) as err:
+    except (UserError, FileExistsError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return USER_ERROR_EXIT
     except RunFailed as err:

@@ -14,14 +14,15 @@ with reward in [0, 1].
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rewact.ground_truth import read_ground_truth
+from common import label_files
+from common.cli import UserError
+from common.ground_truth import read_ground_truth
 
 INTERPOLATION_SPAN = (0.05, 0.95)  # rewACT's ramp: 0 until 5 % of the episode, 1 from 95 %
 NEEDS_PATH = ("keypoints", "labels", "rewact")
@@ -32,7 +33,7 @@ Reader = Callable[..., pd.DataFrame]
 _READERS: dict[str, Reader] = {}
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """Labels that cannot be read, or cannot supervise the reward head as asked."""
 
 
@@ -83,29 +84,6 @@ def keypoint_targets(length: int, keypoints: dict[int, float]) -> np.ndarray:
     return np.interp(np.arange(length), frames, values).astype(np.float32)
 
 
-def read_keypoints(path: str | Path) -> dict[int, dict[int, float]]:
-    """rewACT keypoint JSON, either `{ep: {frame: r}}` or `{ep: {"keypoints": [{frame_index, reward}]}}`."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise LabelError(f"cannot read keypoints {path}: {err}") from err
-    episodes = {}
-    for episode, entry in raw.items():
-        if isinstance(entry, dict) and "keypoints" in entry:
-            episodes[int(episode)] = {int(k["frame_index"]): float(k["reward"]) for k in entry["keypoints"]}
-        else:
-            episodes[int(episode)] = {int(frame): float(reward) for frame, reward in entry.items()}
-    return episodes
-
-
-def write_keypoints(path: str | Path, keypoints: dict[int, dict[int, float]]) -> None:
-    payload = {
-        str(episode): {"keypoints": [{"frame_index": f, "reward": r} for f, r in sorted(points.items())]}
-        for episode, points in sorted(keypoints.items())
-    }
-    Path(path).write_text(json.dumps(payload, indent=2))
-
-
 def frames_from(targets: dict[int, np.ndarray]) -> pd.DataFrame:
     """Per-episode reward arrays as rows."""
     if not targets:
@@ -122,34 +100,37 @@ def _interpolation(path, dataset_meta, start: float = INTERPOLATION_SPAN[0],
 
 @register("keypoints")
 def _keypoints(path, dataset_meta, **_) -> pd.DataFrame:
-    keypoints = read_keypoints(path)
+    try:
+        keypoints = label_files.read_keypoints(path)
+    except ValueError as err:
+        raise LabelError(str(err)) from err
     return frames_from({e: keypoint_targets(n, keypoints[e])
                         for e, n in episode_lengths(dataset_meta).items() if e in keypoints})
 
 
 @register("dataset")
 def _dataset(path, dataset_meta, **_) -> pd.DataFrame:
-    if "next.reward" not in dataset_meta.features:
+    if label_files.REWARD not in dataset_meta.features:
         raise LabelError("reward source 'dataset' needs a `next.reward` feature (run `python -m labeling.run` "
                          "first, or choose another source)")
     files = sorted((Path(dataset_meta.root) / "data").rglob("*.parquet"))
     # `labeling.run` marks frames it could not label; their episodes count as unlabeled.
-    has_mask = "reward.labeled" in dataset_meta.features
-    columns = ["episode_index", "frame_index", "next.reward"] + (["reward.labeled"] if has_mask else [])
+    has_mask = label_files.LABELED in dataset_meta.features
+    columns = ["episode_index", "frame_index", label_files.REWARD] + ([label_files.LABELED] if has_mask else [])
     frame = pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
     # LeRobot stores a (1,)-shaped feature as a length-1 array per row, or as a scalar.
     for column in columns[2:]:
         frame[column] = [float(np.asarray(v).reshape(-1)[0]) for v in frame[column]]
     if has_mask:
-        unlabeled = frame.loc[frame["reward.labeled"] == 0, "episode_index"].unique()
-        frame = frame[~frame.episode_index.isin(unlabeled)].drop(columns="reward.labeled")
-    return frame.rename(columns={"next.reward": "reward"})
+        unlabeled = frame.loc[frame[label_files.LABELED] == 0, "episode_index"].unique()
+        frame = frame[~frame.episode_index.isin(unlabeled)].drop(columns=label_files.LABELED)
+    return frame.rename(columns={label_files.REWARD: "reward"})
 
 
 @register("labels")
 def _labels(path, dataset_meta, **_) -> pd.DataFrame:
     """A `labeling.run` output (its labels/frames.parquet) or a labels parquet; unlabeled rows dropped."""
-    file = Path(path) / "labels" / "frames.parquet" if Path(path).is_dir() else Path(path)
+    file = label_files.frames_file(path) if Path(path).is_dir() else Path(path)
     if not file.is_file():
         raise LabelError(f"labels not found: {path} is neither a labeling.run output nor a parquet file")
     frame = pd.read_parquet(file)

@@ -18,9 +18,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
-
-class DatasetError(ValueError):
-    """A problem with the user's dataset or request, worth one line and exit code 2."""
+from common.cli import DatasetError
 
 
 @dataclass(frozen=True)

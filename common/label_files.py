@@ -1,0 +1,66 @@
+"""What a `labeling.run` output holds, named once for its writer and every reader.
+
+    <out>/                          a LeRobot dataset with the reward features below
+    <out>/labels/frames.parquet     per frame: episode_index, frame_index, index, score, expected,
+                                    reward, labeled, is_keyframe, instruction
+    <out>/labels/*.parquet          keyframes, negatives, verdicts, tasks, skipped; provenance.json
+    <out>/sarm_progress.parquet     LeRobot's RA-BC progress (index, episode_index, frame_index,
+                                    progress_sparse, progress_dense)
+    <out>/rewact_extensions/reward_keypoints.json   rewACT keypoints
+    <out>/labeling_summary.json     counts, calls and timings of the run
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REWARD = "next.reward"  # (score - 1) / 4 of the discrete label, 0 where unlabeled
+SCORE = "reward.score"  # 1-5, 0 where unlabeled
+EXPECTED = "reward.expected"  # the expected score under the model's probabilities
+LABELED = "reward.labeled"  # 1 where the frame has a label
+REWARD_FEATURES = {
+    REWARD: {"dtype": "float32", "shape": (1,), "names": None},
+    SCORE: {"dtype": "int64", "shape": (1,), "names": None},
+    EXPECTED: {"dtype": "float32", "shape": (1,), "names": None},
+    LABELED: {"dtype": "int64", "shape": (1,), "names": None},
+}
+LABELS_DIR = "labels"
+FRAMES_FILE = "frames.parquet"
+SUMMARY_FILE = "labeling_summary.json"
+# LeRobot's RA-BC sample weighting reads this file from the dataset root by default
+# (`--sample_weighting.type=rabc`).
+RABC_PROGRESS_FILE = "sarm_progress.parquet"
+KEYPOINTS_FILE = Path("rewact_extensions") / "reward_keypoints.json"
+
+
+def frames_file(out: str | Path) -> Path:
+    return Path(out) / LABELS_DIR / FRAMES_FILE
+
+
+def read_summary(out: str | Path) -> dict:
+    return json.loads((Path(out) / SUMMARY_FILE).read_text())
+
+
+def read_keypoints(path: str | Path) -> dict[int, dict[int, float]]:
+    """rewACT keypoint JSON, either `{ep: {frame: r}}` or `{ep: {"keypoints": [{frame_index, reward}]}}`.
+    Raises ValueError (the file's name and why) when it cannot be read."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read keypoints {path}: {err}") from err
+    episodes = {}
+    for episode, entry in raw.items():
+        if isinstance(entry, dict) and "keypoints" in entry:
+            episodes[int(episode)] = {int(k["frame_index"]): float(k["reward"]) for k in entry["keypoints"]}
+        else:
+            episodes[int(episode)] = {int(frame): float(reward) for frame, reward in entry.items()}
+    return episodes
+
+
+def write_keypoints(path: str | Path, keypoints: dict[int, dict[int, float]]) -> None:
+    payload = {
+        str(episode): {"keypoints": [{"frame_index": f, "reward": r} for f, r in sorted(points.items())]}
+        for episode, points in sorted(keypoints.items())
+    }
+    Path(path).write_text(json.dumps(payload, indent=2))
