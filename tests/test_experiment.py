@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rewact.ground_truth import read_ground_truth
-from labeling.dataset import EpisodeSource
+from common.dataset import EpisodeSource
+from common.ground_truth import read_ground_truth
 from training.augment import augmented_dataset, clip_episodes
 
 
@@ -90,3 +90,18 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     dense = record["labeling_summaries"]["heldout_labeled_100000"]
     assert dense["keyframes_scored"] == dense["frames"]  # every frame scored
     assert (results / "frontier" / "frontier.png").is_file()
+
+    # The ceiling ablation on the same splits (generated data reused): the experiment's (c) and the
+    # head on the encoder's image tokens, trained through stock lerobot-train and scored.
+    from training.ceiling import VARIANTS
+    from training.ceiling import main as ceiling
+
+    assert ceiling(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "ceiling"),
+                    "--batch-size", "2", "--variants", "0,3"]) == 0
+    report = json.loads((results / "ceiling" / "results.json").read_text())
+    chosen = [list(VARIANTS)[0], list(VARIANTS)[3]]
+    assert list(report["metrics"]) == ["interpolation (raw)", *chosen]
+    assert report["variants"][chosen[1]]["overrides"] == ["--policy.reward_features=encoder_images"]
+    config = json.loads((tmp_path / "work" / "ceiling_3" / "checkpoints" / "last" / "pretrained_model"
+                         / "config.json").read_text())
+    assert config["reward_features"] == "encoder_images" and config["label_source"] == "ground_truth"

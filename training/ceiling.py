@@ -1,0 +1,70 @@
+"""What limits RewACT's reward head when its labels are perfect? A small ablation, CPU.
+
+    python -m training.ceiling [--work outputs/experiment] [--preset full]
+        [--results docs/results/experiment_unflagged_failures/ceiling]
+
+RewACT is trained on the simulator's ground truth (row (c) of `training.experiment`, seed 0, on
+the same splits: generated here if `--work` lacks them) with one setting changed at a time:
+more steps, a heavier reward loss, and the head reading the encoder's image tokens instead of
+the decoder's action query. Every variant is scored on the held-out seeds with bootstrap
+intervals, overall and per failure kind. The pipeline's rows cannot beat this ceiling, so it is
+raised first. Finished steps are skipped when the command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from common.cli import run_cli
+from common.dataset import EpisodeSource
+from training.compare import compare
+from training.experiment import PRESETS, generate_splits, train_rewact
+
+# name -> (steps as a multiple of the preset's, lerobot overrides); the first is the experiment's (c).
+VARIANTS = {
+    "ground truth (the experiment's (c))": (1.0, []),
+    "2.5x steps": (2.5, []),
+    "reward loss weight 10": (1.0, ["--policy.reward_loss_weight=10"]),
+    "head on encoder image tokens": (1.0, ["--policy.reward_features=encoder_images"]),
+}
+SEED = 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    parser.add_argument("--work", type=Path, default=Path("outputs/experiment"))
+    parser.add_argument("--results", type=Path, default=Path("docs/results/experiment_unflagged_failures/ceiling"))
+    parser.add_argument("--variants", help="comma-separated indices into the variant list (default: all)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--data-seed", type=int, default=300)
+    args = parser.parse_args(argv)
+    preset, timings = PRESETS[args.preset], []
+    args.work.mkdir(parents=True, exist_ok=True)
+    train, heldout, _ = generate_splits(args.work, preset, preset.tasks, preset.heldout_task, args.data_seed,
+                                        args.image_size, timings)
+    chosen = list(VARIANTS) if not args.variants else [list(VARIANTS)[int(i)] for i in args.variants.split(",")]
+    sources, settings = {"interpolation (raw)": "interpolation"}, {}
+    for name in chosen:
+        index = list(VARIANTS).index(name)
+        scale, overrides = VARIANTS[name]
+        steps = max(1, round(preset.steps * scale))
+        sources[name] = train_rewact(name, train, ["--label-source", "ground_truth"], args.work / f"ceiling_{index}",
+                                     steps, args.batch_size, args.device, SEED, overrides, timings)
+        settings[name] = {"steps": steps, "overrides": overrides}
+    source = EpisodeSource.open(heldout)
+    report = compare(source, sources, source.episode_indices, args.results, samples=1000, seed=0)
+    report.update({"command": "python -m training.ceiling " + " ".join(argv if argv is not None else sys.argv[1:]),
+                   "variants": settings, "rewact_seed": SEED, "data_seed": args.data_seed, "timings": timings})
+    (args.results / "results.json").write_text(json.dumps(report, indent=2))
+    print((args.results / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
