@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.label_files import read_summary  # noqa: E402
 from labeling.run import main as label  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +38,7 @@ def timed_run(argv: list[str]) -> tuple[float, float, dict]:
     with contextlib.redirect_stdout(io.StringIO()):
         assert label(argv) == 0
     wall, cpu = time.perf_counter() - start, sum(driver.cpu_times()[:2]) - cpu_before
-    out = Path(argv[argv.index("--out") + 1])
-    return wall, cpu, json.loads((out / "labeling_summary.json").read_text())
+    return wall, cpu, read_summary(argv[argv.index("--out") + 1])
 
 
 def main() -> int:
@@ -55,6 +54,7 @@ def main() -> int:
                   "--image-size", "96", "--quiet"]
         runs = [("in-process", [])] + [(f"ray, {n} replica{'s' * (n > 1)}", ["--executor", "ray", "--replicas", str(n)])
                                        for n in map(int, args.replicas.split(","))]
+        timed_run([*common, "--out", f"{tmp}/warm-up", "--episodes", "0"])  # imports paid once, not by a row
         for index, (name, extra) in enumerate(runs):
             short_wall, _, short = timed_run(
                 [*common, "--out", f"{tmp}/short{index}", "--episodes", f"0-{args.warmup - 1}", *extra])

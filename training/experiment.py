@@ -34,6 +34,7 @@ import pandas as pd
 from common.cli import run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth
+from common.label_files import SUMMARY_FILE, read_summary
 from data.generate import GenerateConfig, generate
 from data.rollout import RolloutConfig
 from training.augment import augmented_dataset, clip_episodes
@@ -49,8 +50,10 @@ SMALL_REWACT = ["--policy.dim_model=128", "--policy.dim_feedforward=512", "--pol
 # Labelled episodes ending below this reward ((score 3.5 - 1) / 4) are not imitated: the labels'
 # successes mostly end at score 4, failures at 1-3.
 LABELS_IMITATE_MIN_FINAL = 0.625
-# Keyframe schemes of the cost-quality frontier: name -> (initial, max keyframes); 6/12 is the default.
-FRONTIER = {"3 keyframes": (3, 6), "12 keyframes": (12, 24), "every frame": (100_000, 100_000)}
+# Keyframe schemes of the cost-quality frontier, in order: name -> (initial, max keyframes), or None
+# for labeling.run's defaults (6/12), whose held-out labels the experiment has already made.
+FRONTIER = {"3 keyframes": (3, 6), "6 keyframes (default)": None, "12 keyframes": (12, 24),
+            "every frame": (100_000, 100_000)}
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def frontier_rows(heldout: EpisodeSource, labeled: dict[str, Path], out: Path, s
                      heldout.episode_indices, out, samples=1000, seed=seed)
     rows = []
     for name, path in labeled.items():
-        summary = json.loads((path / "labeling_summary.json").read_text())
+        summary = read_summary(path)
         metrics = report["metrics"][name]
         rows.append({"scheme": name, "calls_per_frame": summary["progress_calls_per_labeled_frame"],
                      "mae": metrics["mae"], "auroc": metrics["auroc"], "voc": metrics["voc"]})
@@ -283,13 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     frontier = None
     if preset.frontier:
         labeled = {}
-        for name, (initial, most) in FRONTIER.items():
-            out = work / f"heldout_labeled_{initial}"
-            label(heldout, out, ["--stages", "progress", "--initial-keyframes", str(initial),
-                                 "--max-keyframes", str(most)])
-            labeled[name] = out
-        labeled = {"3 keyframes": labeled["3 keyframes"], "6 keyframes (default)": work / "heldout_labeled",
-                   "12 keyframes": labeled["12 keyframes"], "every frame": labeled["every frame"]}
+        for name, scheme in FRONTIER.items():
+            labeled[name] = work / ("heldout_labeled" if scheme is None else f"heldout_labeled_{scheme[0]}")
+            if scheme is not None:
+                label(heldout, labeled[name], ["--stages", "progress", "--initial-keyframes", str(scheme[0]),
+                                               "--max-keyframes", str(scheme[1])])
         frontier = frontier_rows(EpisodeSource.open(heldout), labeled, args.results / "frontier", seed=0)
 
     record = {
@@ -302,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         "heldout_kinds": read_ground_truth(heldout)[1].kind.value_counts().to_dict(),
         "temporal_clip_negatives": len(clips), "rewact_overrides": SMALL_REWACT, "steps": steps,
         "labels_imitate_min_final_reward": LABELS_IMITATE_MIN_FINAL, "frontier": frontier, "timings": timings,
-        "labeling_summaries": {path.name: json.loads((path / "labeling_summary.json").read_text())
-                               for path in sorted(work.glob("*_labeled*")) if (path / "labeling_summary.json").is_file()},
+        "labeling_summaries": {path.name: read_summary(path) for path in sorted(work.glob("*_labeled*"))
+                               if (path / SUMMARY_FILE).is_file()},
     }
     (args.results / "experiment.json").write_text(json.dumps(record, indent=2))
     for split in reports:
