@@ -23,6 +23,7 @@ _PUBLIC = {
     "ClipSpec": "labeling.clips",
     "context_indices": "labeling.clips",
     "LabelingContext": "labeling.context",
+    "ANSWER_PREFIX": "labeling.progress",
     "ProgressConfig": "labeling.progress",
     "PROGRESS_SAMPLING": "labeling.progress",
     "progress_jobs": "labeling.progress",

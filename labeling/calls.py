@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from labeling.backends import SCORE_CHOICES, SamplingParams, VLMBackend, VLMRequest, VLMResponse
+from labeling.backends import SamplingParams, VLMBackend, VLMRequest, VLMResponse
 
 CACHE_VERSION = 3
 RETRY_NOTE = "\n\nYour previous reply could not be used ({reason}). Reply exactly in the format asked for."
@@ -262,8 +262,9 @@ class ModelCaller:
         if response.error:
             result.reason = f"backend error: {response.error}"
         elif response.choice_probs is not None:
-            result.probs = [response.choice_probs[c] for c in SCORE_CHOICES]  # the only choices asked for
-            result.value = 1 + max(range(len(result.probs)), key=result.probs.__getitem__)
+            # In the order the choices were asked; the likeliest is read by the stage's own parser.
+            result.probs = list(response.choice_probs.values())
+            result.value, result.reason = parse(max(response.choice_probs, key=response.choice_probs.get))
         else:
             result.value, result.reason = parse(response.text)
         return result

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.dataset import DatasetError, EpisodeSource
+from common.cli import DatasetError
+from common.dataset import EpisodeSource
 from labeling.calls import ModelCaller
 from labeling.clips import ClipImages, ClipSpec
 from labeling.prompts import PromptLibrary

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from common.cli import ConfigError, parse_episodes, run_cli
-from common.dataset import DatasetError, EpisodeSource
+from common.cli import ConfigError, DatasetError, parse_episodes, run_cli
+from common.dataset import EpisodeSource
 from labeling import negatives, progress, rewrite, validate
 from labeling.backends import BACKENDS, SamplingParams, make_backend
 from labeling.calls import CallCache, CallsConfig, CallStats, Job, ModelCaller

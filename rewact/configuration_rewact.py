@@ -15,6 +15,10 @@ REWARD_HEADS = ("distributional", "scalar")
 # the transformer encoder's image tokens (the scene, before it is turned into actions).
 REWARD_FEATURE_CHOICES = ("decoder", "encoder_images")
 TARGET_ENCODINGS = ("hl_gauss", "two_hot")
+# How the reward loss weighs frames: all alike, or each of `reward_balance_bins` equal slices of
+# the reward range alike (inverse label frequency), so the few frames at the end of a success or
+# a failure are not outvoted by the many mid-episode ones.
+REWARD_BALANCES = ("none", "label_frequency")
 
 
 @PreTrainedConfig.register_subclass("rewact")
@@ -42,6 +46,8 @@ class RewACTConfig(ACTConfig):
     # Width of the reward MLP's hidden layers as fractions of dim_model (rewACT: 1/2, 1/4).
     reward_hidden_fractions: tuple[float, ...] = (0.5, 0.25)
     reward_features: str = "decoder"
+    reward_balance: str = "none"
+    reward_balance_bins: int = 5
 
     label_source: str = "interpolation"
     labels_path: str | None = None
@@ -66,6 +72,10 @@ class RewACTConfig(ACTConfig):
             raise ValueError(
                 f"reward_target_encoding must be one of {TARGET_ENCODINGS}, got '{self.reward_target_encoding}'"
             )
+        if self.reward_balance not in REWARD_BALANCES:
+            raise ValueError(f"reward_balance must be one of {REWARD_BALANCES}, got '{self.reward_balance}'")
+        if self.reward_balance_bins < 1:
+            raise ValueError(f"reward_balance_bins must be >= 1, got {self.reward_balance_bins}")
         if self.label_source not in LABEL_SOURCES:
             raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got '{self.label_source}'")
         if self.label_source in NEEDS_PATH and not self.labels_path:

@@ -3,7 +3,8 @@ as one lookup table.
 
 The table is indexed by LeRobot's global frame `index` (which survives LeRobot's batch
 conversion) and holds, per frame: the reward target in [0, 1], whether the frame has a label
-at all, and whether it may train the action loss (frames of failed episodes may not).
+at all, whether it may train the action loss (frames of failed episodes may not), and its
+weight in the reward loss.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ class RewardTable:
     reward: torch.Tensor  # float32 (N,), target in [0, 1]
     labeled: torch.Tensor  # bool (N,), frame takes part in the reward loss
     imitate: torch.Tensor  # bool (N,), frame takes part in the action loss
+    weight: torch.Tensor  # float32 (N,), weight in the reward loss (mean 1 over labelled frames)
 
-    def lookup(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def lookup(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         index = index.long().cpu()
         if index.numel() and int(index.max()) >= len(self.reward):
             raise LabelError(f"frame index {int(index.max())} beyond the {len(self.reward)} labelled frames")
-        return self.reward[index], self.labeled[index], self.imitate[index]
+        return self.reward[index], self.labeled[index], self.imitate[index], self.weight[index]
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,20 @@ def build_reward_table(config, dataset_meta) -> RewardTable:
         imitate[span.start : span.start + span.length] = (
             torch.from_numpy(explicit) if explicit is not None else torch.tensor(ends_solved)
         )
-    return RewardTable(reward=reward, labeled=labeled, imitate=imitate)
+    weight = balance_weights(reward, labeled, config.reward_balance_bins if config.reward_balance != "none" else 0)
+    return RewardTable(reward=reward, labeled=labeled, imitate=imitate, weight=weight)
+
+
+def balance_weights(reward: torch.Tensor, labeled: torch.Tensor, bins: int) -> torch.Tensor:
+    """Per-frame reward-loss weights giving each of `bins` equal slices of [0, 1] the same total
+    weight among labelled frames (empty slices get none); `bins` 0: every frame weighs 1."""
+    weight = labeled.float()
+    if bins == 0 or not labeled.any():
+        return weight
+    slice_of = (reward * bins).long().clamp(max=bins - 1)
+    counts = torch.bincount(slice_of[labeled], minlength=bins).float()
+    weight[labeled] = 1.0 / counts[slice_of[labeled]]
+    return weight * labeled.sum() / weight.sum()
 
 
 def _short_list(items: list[int], limit: int = 10) -> str:

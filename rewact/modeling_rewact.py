@@ -20,7 +20,7 @@ from lerobot.utils.feature_utils import dataset_to_policy_features
 from torch import Tensor, nn
 
 from rewact.configuration_rewact import RewACTConfig
-from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED
+from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED, REWARD_WEIGHT
 
 
 class RewardHead(nn.Module):
@@ -161,7 +161,9 @@ class RewACTPolicy(ACTPolicy):
             else:
                 soft = two_hot_targets(target, self.reward_bin_edges)
             per_sample = -(soft * logits.log_softmax(dim=-1)).sum(dim=-1)
-        reward_loss = (per_sample * labeled).sum() / labeled.sum().clamp_min(1)
+        weight = batch.get(REWARD_WEIGHT)
+        weight = labeled.float() if weight is None else weight.to(target.device).float() * labeled
+        reward_loss = (per_sample * weight).sum() / weight.sum().clamp_min(1e-6)
         predicted, _ = self._reward_from_logits(logits.detach())
         loss_dict["reward_loss"] = reward_loss.item()
         loss_dict["reward_mae"] = ((predicted - target).abs() * labeled).sum().item() / max(int(labeled.sum()), 1)

@@ -29,6 +29,7 @@ from rewact.labels import RewardTable, build_reward_table
 
 REWARD_LABELED = "reward_labeled"
 REWARD_IMITATE = "reward_imitate"
+REWARD_WEIGHT = "reward_weight"
 
 
 @ProcessorStepRegistry.register(name="rewact_reward_targets")
@@ -43,10 +44,11 @@ class RewardTargetStep(ProcessorStep):
         extra = transition.get(TransitionKey.COMPLEMENTARY_DATA) or {}
         if self.table is None or "index" not in extra:
             return transition
-        reward, labeled, imitate = self.table.lookup(torch.as_tensor(extra["index"]))
+        reward, labeled, imitate, weight = self.table.lookup(torch.as_tensor(extra["index"]))
         transition = dict(transition)
         transition[TransitionKey.REWARD] = reward
-        transition[TransitionKey.COMPLEMENTARY_DATA] = {**extra, REWARD_LABELED: labeled, REWARD_IMITATE: imitate}
+        transition[TransitionKey.COMPLEMENTARY_DATA] = {**extra, REWARD_LABELED: labeled, REWARD_IMITATE: imitate,
+                                                        REWARD_WEIGHT: weight}
         return transition
 
     def get_config(self) -> dict[str, Any]:

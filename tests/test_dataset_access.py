@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from common.cli import parse_episodes
-from common.dataset import DatasetError, EpisodeSource
+from common.cli import DatasetError, parse_episodes
+from common.dataset import EpisodeSource
 
 
 def test_episode_metadata(demo_root):

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.cli import ConfigError
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth
 from training.augment import augmented_dataset, clip_episodes
@@ -60,13 +61,25 @@ def test_episodes_ending_below_the_threshold_are_not_imitated():
     assert list(table.frame_index) == [0, 1, 2, 0, 1, 2]
 
 
+@pytest.mark.parametrize("argument", [["--rows", "a,e"], ["--cameras", "corner2,wrist"]])
+def test_experiment_rejects_unknown_rows_and_cameras_before_any_work(tmp_path, argument, capsys):
+    from training.experiment import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--preset", "smoke", "--work", str(tmp_path / "work"), *argument])
+    assert exit_info.value.code == 2 and "unknown" in capsys.readouterr().err
+    assert not (tmp_path / "work" / "train").exists()
+
+
 @pytest.mark.slow
 def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     from training.experiment import main
 
     results = tmp_path / "results"
     assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results),
-                 "--batch-size", "2"]) == 0
+                 "--batch-size", "2", "--label-cameras", "topview"]) == 0
+    provenance = json.loads((tmp_path / "work" / "train_labeled" / "labels" / "provenance.json").read_text())
+    assert provenance["config"]["views"]["cameras"] == ["observation.images.topview"]  # RewACT still sees both
     record = json.loads((results / "experiment.json").read_text())
     assert record["command"].startswith("python -m training.experiment") and record["heldout_task"] == "push-v3"
     assert record["train_kinds"] == {"success": 1, "stall": 1}  # the labeler is never told which is which
@@ -91,17 +104,34 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     assert dense["keyframes_scored"] == dense["frames"]  # every frame scored
     assert (results / "frontier" / "frontier.png").is_file()
 
-    # The ceiling ablation on the same splits (generated data reused): the experiment's (c) and the
-    # head on the encoder's image tokens, trained through stock lerobot-train and scored.
+    # Run again for one row and seed with a RewACT option: nothing is generated or labelled again,
+    # the plain row's checkpoint is left alone, and the option's row is trained beside it.
+    checkpoint = tmp_path / "work" / "rewact_c_seed0" / "checkpoints" / "last"
+    trained_at = checkpoint.stat().st_mtime_ns
+    assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "rerun"),
+                 "--batch-size", "2", "--rows", "c", "--seeds", "0",
+                 "--rewact-option=--policy.reward_balance=label_frequency"]) == 0
+    rerun = json.loads((results / "rerun" / "experiment.json").read_text())
+    assert all(t["seconds"] < 5 for t in rerun["timings"] if t["step"].startswith(("generate", "label")))
+    assert checkpoint.stat().st_mtime_ns == trained_at
+    [balanced] = (tmp_path / "work").glob("rewact_c_seed0_*/checkpoints/last/pretrained_model/config.json")
+    assert json.loads(balanced.read_text())["reward_balance"] == "label_frequency"
+    report = json.loads((results / "rerun" / "heldout" / "results.json").read_text())
+    assert set(report["metrics"]) == {"interpolation (raw)", "reward VLM labels (raw)", "(c) RewACT on ground truth"}
+    with pytest.raises(ConfigError, match="recorded with views"):  # other views need another --work
+        main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--cameras", "corner2,behindGripper"])
+
+    # The ceiling ablation on the same splits (generated data reused): the head on the encoder's
+    # image tokens, trained through stock lerobot-train and scored.
     from training.ceiling import VARIANTS
     from training.ceiling import main as ceiling
 
     assert ceiling(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "ceiling"),
-                    "--batch-size", "2", "--variants", "0,3"]) == 0
+                    "--batch-size", "2", "--variants", "3"]) == 0
     report = json.loads((results / "ceiling" / "results.json").read_text())
-    chosen = [list(VARIANTS)[0], list(VARIANTS)[3]]
-    assert list(report["metrics"]) == ["interpolation (raw)", *chosen]
-    assert report["variants"][chosen[1]]["overrides"] == ["--policy.reward_features=encoder_images"]
+    chosen = list(VARIANTS)[3]
+    assert list(report["metrics"]) == ["interpolation (raw)", chosen]
+    assert report["variants"][chosen]["overrides"] == ["--policy.reward_features=encoder_images"]
     config = json.loads((tmp_path / "work" / "ceiling_3" / "checkpoints" / "last" / "pretrained_model"
                          / "config.json").read_text())
     assert config["reward_features"] == "encoder_images" and config["label_source"] == "ground_truth"

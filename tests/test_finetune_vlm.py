@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.dataset import DatasetError, EpisodeSource
+from common.cli import DatasetError
+from common.dataset import EpisodeSource
 from labeling.backends import SCORE_CHOICES, VLMBackend, VLMResponse, make_backend
 from labeling.backends.transformers_backend import encode_requests
 from labeling.calls import CallCache, ModelCaller

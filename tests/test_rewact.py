@@ -15,9 +15,9 @@ from common.label_files import read_keypoints, write_keypoints
 from common.reward_sources import LabelError, interpolation_targets, keypoint_targets
 from conftest import lerobot_train_command
 from rewact.configuration_rewact import RewACTConfig
-from rewact.labels import build_reward_table
+from rewact.labels import balance_weights, build_reward_table
 from rewact.modeling_rewact import RewACTPolicy, bin_edges, hl_gauss_targets, two_hot_targets
-from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED
+from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED, REWARD_WEIGHT
 
 TINY = dict(
     dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1,
@@ -172,12 +172,20 @@ def test_label_errors_are_clear(demo_meta, tmp_path):
         RewACTConfig(label_source="labels")
 
 
-def test_failure_frames_train_reward_but_not_actions():
+@pytest.fixture
+def deterministic_policy_and_batch():
+    """A policy without VAE sampling or dropout, so two forward passes differ only by their inputs,
+    and a batch of four labelled frames."""
     torch.manual_seed(0)
     policy = make_policy(use_vae=False, dropout=0.0)
     batch = make_batch(policy, batch_size=4)
-    batch[REWARD_IMITATE] = torch.tensor([False, True, True, True])
     batch[REWARD_LABELED] = torch.ones(4, dtype=torch.bool)
+    return policy, batch
+
+
+def test_failure_frames_train_reward_but_not_actions(deterministic_policy_and_batch):
+    policy, batch = deterministic_policy_and_batch
+    batch[REWARD_IMITATE] = torch.tensor([False, True, True, True])
     _, base = policy.forward(batch)
 
     changed_action = {**batch, "action": batch["action"].clone()}
@@ -194,6 +202,36 @@ def test_failure_frames_train_reward_but_not_actions():
     _, masked = policy.forward(unlabeled)
     _, masked_base = policy.forward({**batch, REWARD_LABELED: unlabeled[REWARD_LABELED]})
     assert masked["reward_loss"] == pytest.approx(masked_base["reward_loss"])
+
+
+def test_label_frequency_balance_gives_each_slice_of_the_reward_range_equal_weight(demo_meta):
+    reward = torch.tensor([0.0, 0.1, 0.15, 0.5, 1.0, 1.0, 0.3])
+    labeled = torch.tensor([True, True, True, True, True, True, False])
+    weight = balance_weights(reward, labeled, bins=2)
+    assert weight[~labeled].item() == 0 and weight[labeled].mean().item() == pytest.approx(1.0)
+    assert weight[:3].sum().item() == pytest.approx(weight[3:6].sum().item())  # [0, .5) and [.5, 1]
+    assert torch.equal(balance_weights(reward, labeled, bins=0), labeled.float())
+
+    truth = build_reward_table(RewACTConfig(label_source="ground_truth", reward_balance="label_frequency"), demo_meta)
+    slices = (truth.reward * 5).long().clamp(max=4)
+    totals = torch.bincount(slices, weights=truth.weight, minlength=5)
+    np.testing.assert_allclose(totals[totals > 0].numpy(), totals[totals > 0][0].item(), rtol=1e-4)
+    assert torch.equal(build_reward_table(RewACTConfig(label_source="ground_truth"), demo_meta).weight,
+                       torch.ones(len(truth.reward)))
+    with pytest.raises(ValueError, match="reward_balance must be one of"):
+        RewACTConfig(reward_balance="focal")
+
+
+def test_reward_weights_reweight_the_reward_loss_only(deterministic_policy_and_batch):
+    policy, batch = deterministic_policy_and_batch
+    _, plain = policy.forward(batch)
+    _, ones = policy.forward({**batch, REWARD_WEIGHT: torch.ones(4)})
+    assert ones["reward_loss"] == pytest.approx(plain["reward_loss"])
+    _, first_only = policy.forward({**batch, REWARD_WEIGHT: torch.tensor([1.0, 0.0, 0.0, 0.0])})
+    _, first_masked = policy.forward({**batch, REWARD_LABELED: torch.tensor([True, False, False, False])})
+    assert first_only["reward_loss"] == pytest.approx(first_masked["reward_loss"])
+    assert first_only["reward_loss"] != pytest.approx(plain["reward_loss"])
+    assert first_only["l1_loss"] == pytest.approx(plain["l1_loss"])
 
 
 def test_per_sample_loss_for_lerobot_sample_weighting():

@@ -1,12 +1,13 @@
 """What limits RewACT's reward head when its labels are perfect? A small ablation, CPU.
 
     python -m training.ceiling [--work outputs/experiment] [--preset full]
-        [--results docs/results/experiment_unflagged_failures/ceiling]
+        [--results docs/results/experiment_unflagged_failures/ceiling] [--cameras corner2,behindGripper]
 
 RewACT is trained on the simulator's ground truth (row (c) of `training.experiment`, seed 0, on
 the same splits: generated here if `--work` lacks them) with one setting changed at a time:
-more steps, a heavier reward loss, and the head reading the encoder's image tokens instead of
-the decoder's action query. Every variant is scored on the held-out seeds with bootstrap
+more steps, a heavier reward loss, the head reading the encoder's image tokens instead of
+the decoder's action query, and a reward loss that weighs each fifth of the reward range alike. `--cameras` records the splits from other views (a new `--work`).
+Every variant is scored on the held-out seeds with bootstrap
 intervals, overall and per failure kind. The pipeline's rows cannot beat this ceiling, so it is
 raised first. Finished steps are skipped when the command is run again.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from common.cli import run_cli
 from common.dataset import EpisodeSource
 from training.compare import compare
-from training.experiment import PRESETS, generate_splits, train_rewact
+from training.experiment import PRESETS, add_data_arguments, data_settings, generate_splits, train_rewact
 
 # name -> (steps as a multiple of the preset's, lerobot overrides); the first is the experiment's (c).
 VARIANTS = {
@@ -29,6 +30,7 @@ VARIANTS = {
     "2.5x steps": (2.5, []),
     "reward loss weight 10": (1.0, ["--policy.reward_loss_weight=10"]),
     "head on encoder image tokens": (1.0, ["--policy.reward_features=encoder_images"]),
+    "reward loss balanced over label values": (1.0, ["--policy.reward_balance=label_frequency"]),
 }
 SEED = 0
 
@@ -41,13 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", help="comma-separated indices into the variant list (default: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=96)
+    add_data_arguments(parser)
     parser.add_argument("--data-seed", type=int, default=300)
     args = parser.parse_args(argv)
-    preset, timings = PRESETS[args.preset], []
+    (preset, rollout), timings = data_settings(parser, args), []
     args.work.mkdir(parents=True, exist_ok=True)
     train, heldout, _ = generate_splits(args.work, preset, preset.tasks, preset.heldout_task, args.data_seed,
-                                        args.image_size, timings)
+                                        rollout, timings)
     chosen = list(VARIANTS) if not args.variants else [list(VARIANTS)[int(i)] for i in args.variants.split(",")]
     sources, settings = {"interpolation (raw)": "interpolation"}, {}
     for name in chosen:

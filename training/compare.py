@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 import training.predict  # noqa: F401  (registers the `rewact` reward source)
-from common.cli import parse_episodes, run_cli
-from common.dataset import DatasetError, EpisodeSource
+from common.cli import DatasetError, parse_episodes, run_cli
+from common.dataset import EpisodeSource
 from common.ground_truth import has_ground_truth, read_ground_truth
 from common.reward_sources import LabelError, read_rewards
 from training.metrics import EpisodeTruth, agreement, bootstrap

@@ -2,6 +2,8 @@
 
     python -m training.experiment [--preset quick|full] [--work outputs/experiment]
         [--results docs/results/experiment_unflagged_failures] [--model DIR_OR_HUB_ID --device cuda]
+        [--rows a,b,c --seeds 0] [--rewact-option=--policy.KEY=VALUE ...]
+        [--cameras corner2,topview --label-cameras corner2,topview] [--train-successes N --train-failures N]
 
 Splits (MetaWorld, disjoint seeds; the reward VLM was trained on seed 100 by `make reward-vlm`):
   train         expert successes plus ~25 % failures of all four kinds, nothing flagged: the
@@ -14,29 +16,32 @@ imitated), (a') interpolation over the true successes only (oracle filtering), (
 (b') the labels plus the pipeline's temporal-clip negatives, (c) ground truth, (d) ground truth
 plus those negatives; (a), (b), (c) from several training seeds. The full preset also measures
 the keyframe scheme's cost-quality frontier.
-Finished steps are skipped when the command is run again.
+Finished steps are skipped when the command is run again; `--rows`/`--seeds` train and score a
+subset, and `--rewact-option` trains every chosen row again with a RewACT setting changed (its
+checkpoints are kept apart from the plain ones).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.cli import run_cli
+from common.cli import ConfigError, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth
 from common.label_files import SUMMARY_FILE, read_summary
 from data.generate import GenerateConfig, generate
-from data.rollout import RolloutConfig
+from data.rollout import CAMERAS, FAILURE_KINDS, RolloutConfig
 from training.augment import augmented_dataset, clip_episodes
 from training.compare import compare, load_source
 
@@ -80,6 +85,15 @@ PRESETS = {
 }
 
 
+ROWS = ("a", "a'", "b", "b'", "c", "d")  # the RewACT rows, named by their tags in the variant names below
+HEADLINE_ROWS = ("a", "b", "c")
+
+
+def row_of(variant: str) -> str:
+    """The tag of a RewACT variant: "(b') RewACT on labels + negatives" -> "b'"."""
+    return variant.split()[0].strip("()")
+
+
 def step(name: str, done: Path, log: list, action) -> None:
     """Run `action` unless `done` exists; record how long it took."""
     start = time.perf_counter()
@@ -99,9 +113,8 @@ def run(command: list[str], log_file: Path) -> None:
 
 
 def generate_splits(work: Path, preset: Preset, tasks: tuple[str, ...], heldout_task: str, data_seed: int,
-                    image_size: int, timings: list) -> tuple[Path, Path, Path]:
+                    rollout: RolloutConfig, timings: list) -> tuple[Path, Path, Path]:
     """The train, held-out and held-out-task datasets under `work` (generated once)."""
-    rollout = RolloutConfig(image_size=image_size)
     train, heldout, heldout_task_root = work / "train", work / "heldout", work / "heldout_task"
     step("generate training episodes (unflagged failures)", train, timings, lambda: generate(GenerateConfig(
         out=train, tasks=tasks, successes=preset.train_successes, failures_per_task=preset.train_failures,
@@ -113,7 +126,44 @@ def generate_splits(work: Path, preset: Preset, tasks: tuple[str, ...], heldout_
             GenerateConfig(out=root, tasks=split_tasks, successes=preset.heldout_successes,
                            failures_per_kind=preset.heldout_failures_per_kind, rollout=rollout, seed=seed,
                            repo_id=f"local/{root.name}")))
+    heldout_per_task = preset.heldout_successes + preset.heldout_failures_per_kind * len(FAILURE_KINDS)
+    check_recorded_as(train, rollout, len(tasks) * (preset.train_successes + preset.train_failures))
+    check_recorded_as(heldout, rollout, len(tasks) * heldout_per_task)
+    check_recorded_as(heldout_task_root, rollout, heldout_per_task)
     return train, heldout, heldout_task_root
+
+
+def check_recorded_as(root: Path, rollout: RolloutConfig, episodes: int) -> None:
+    """A work directory reused with other views, image size or split size would silently mix runs."""
+    source = EpisodeSource.open(root)
+    features = source.meta.features
+    recorded = {key.removeprefix("observation.images."): tuple(features[key]["shape"][:2])
+                for key in features if key.startswith("observation.images.")}
+    wanted = {camera: (rollout.image_size, rollout.image_size) for camera in rollout.cameras}
+    if recorded != wanted or len(source.episode_indices) != episodes:
+        raise ConfigError(f"{root} was recorded with views {recorded} and {len(source.episode_indices)} episodes, "
+                          f"not {wanted} and {episodes}: choose another --work")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the generated splits are recorded: views, image size and the training split's size."""
+    parser.add_argument("--image-size", type=int, default=RolloutConfig.image_size)
+    parser.add_argument("--cameras", default=",".join(RolloutConfig.cameras),
+                        help=f"comma-separated views to record, from {','.join(CAMERAS)}")
+    parser.add_argument("--train-successes", type=int, help="training successes per task (default: the preset's)")
+    parser.add_argument("--train-failures", type=int, help="training failures per task, kinds dealt round robin "
+                        "(default: the preset's)")
+
+
+def data_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Preset, RolloutConfig]:
+    """The preset with the command line's split sizes, and the recording settings."""
+    cameras = tuple(args.cameras.split(","))
+    if unknown := sorted(set(cameras) - set(CAMERAS)):
+        parser.error(f"unknown camera(s) {', '.join(unknown)}; choose from {', '.join(CAMERAS)}")
+    preset = PRESETS[args.preset]
+    preset = replace(preset, train_successes=args.train_successes or preset.train_successes,
+                     train_failures=args.train_failures or preset.train_failures)
+    return preset, RolloutConfig(cameras=cameras, image_size=args.image_size)
 
 
 def train_rewact(name: str, dataset: Path, label_args: list[str], out: Path, steps: int, batch_size: int,
@@ -205,10 +255,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout-task", help="a task kept out of training (default: the preset's)")
     parser.add_argument("--steps", type=int, help="RewACT training steps (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--image-size", type=int, default=96)
+    add_data_arguments(parser)
+    parser.add_argument("--label-cameras", help="comma-separated views labeling.run shows the VLM (default: all "
+                        "recorded); the reward VLM was trained on corner2,topview")
+    parser.add_argument("--rows", help=f"comma-separated RewACT rows to train, from {','.join(ROWS)} (default: all)")
+    parser.add_argument("--seeds", help="comma-separated RewACT seeds of the headline rows (default: the preset's)")
+    parser.add_argument("--rewact-option", action="append", default=[], metavar="--policy.KEY=VALUE",
+                        help="a lerobot-train override added to every RewACT row, e.g. "
+                        "--rewact-option=--policy.reward_balance=label_frequency (repeatable)")
     parser.add_argument("--data-seed", type=int, default=300, help="train; held-out +100; held-out task +200")
     args = parser.parse_args(argv)
-    preset = PRESETS[args.preset]
+    preset, rollout = data_settings(parser, args)
+    if args.seeds:
+        preset = replace(preset, seeds=tuple(int(seed) for seed in args.seeds.split(",")))
+    rows = tuple(args.rows.split(",")) if args.rows else ROWS
+    if unknown := sorted(set(rows) - set(ROWS)):
+        parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     tasks = tuple(args.tasks.split(",")) if args.tasks else preset.tasks
     heldout_task, steps = args.heldout_task or preset.heldout_task, args.steps or preset.steps
     if heldout_task in tasks:
@@ -218,12 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     work, timings = args.work, []
     work.mkdir(parents=True, exist_ok=True)
     train, heldout, heldout_task_root = generate_splits(work, preset, tasks, heldout_task, args.data_seed,
-                                                        args.image_size, timings)
+                                                        rollout, timings)
+
+    label_cameras = ["--cameras", *args.label_cameras.split(",")] if args.label_cameras else []
 
     def label(dataset: Path, out: Path, extra: list[str]) -> None:
         step(f"labeling.run on {dataset.name} -> {out.name}", out, timings, lambda: run(
             [sys.executable, "-m", "labeling.run", "--dataset", str(dataset), "--out", str(out), "--model", args.model,
-             "--device", args.device, "--image-size", str(args.image_size), "--quiet", *extra],
+             "--device", args.device, "--image-size", str(args.image_size), "--quiet", *label_cameras, *extra],
             work / f"label_{out.name}.log"))
 
     label(train, work / "train_labeled", [])
@@ -232,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
 
     train_source = EpisodeSource.open(train)
     truth_frames, truth_episodes = read_ground_truth(train)
-    truth = {e: rows.sort_values("frame_index").progress.to_numpy() for e, rows in truth_frames.groupby("episode_index")}
+    truth = {e: frames.sort_values("frame_index").progress.to_numpy()
+             for e, frames in truth_frames.groupby("episode_index")}
     labels = load_source(f"labels:{work / 'train_labeled'}", train_source, train_source.episode_indices)
     clips = clip_episodes(work / "train_labeled")
     for name, rewards, min_final in (("labels", labels, LABELS_IMITATE_MIN_FINAL), ("truth", truth, 1.0)):
@@ -255,18 +320,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     runs = {}  # source name -> (variant, seed)
     for variant in variants:
-        headline = variant[:3] in ("(a)", "(b)", "(c)")
+        if row_of(variant) not in rows:
+            continue
+        headline = row_of(variant) in HEADLINE_ROWS
         for seed in preset.seeds if headline else preset.seeds[:1]:
             runs[f"{variant} [seed {seed}]" if headline and len(preset.seeds) > 1 else variant] = (variant, seed)
 
+    # Rows trained with other options live beside the plain ones, so a re-run never mixes them.
+    options_tag = f"_{hashlib.sha1(' '.join(args.rewact_option).encode()).hexdigest()[:8]}" if args.rewact_option else ""
     sources = {"interpolation (raw)": "interpolation"}
-    for index, (name, (variant, seed)) in enumerate(runs.items()):
+    for name, (variant, seed) in runs.items():
         dataset, label_args, variant_overrides = variants[variant]
-        sources[name] = train_rewact(name, dataset, label_args, work / f"rewact_{index:02d}", steps, args.batch_size,
-                                     args.device, seed, variant_overrides, timings)
+        checkpoint_dir = work / f"rewact_{row_of(variant).replace("'", "_prime")}_seed{seed}{options_tag}"
+        sources[name] = train_rewact(name, dataset, label_args, checkpoint_dir, steps, args.batch_size,
+                                     args.device, seed, [*variant_overrides, *args.rewact_option], timings)
 
     headline = {variant: [n for n, (v, _) in runs.items() if v == variant]
-                for variant in variants if variant[:3] in ("(a)", "(b)", "(c)")}
+                for variant in variants if row_of(variant) in HEADLINE_ROWS and row_of(variant) in rows}
     reports = {}
     for split, root, labeled in (("heldout", heldout, "heldout_labeled"),
                                  ("heldout_task", heldout_task_root, "heldout_task_labeled")):
@@ -301,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "reward_vlm": args.model, "tasks": list(tasks), "heldout_task": heldout_task,
         "train_kinds": truth_episodes.kind.value_counts().to_dict(),
         "heldout_kinds": read_ground_truth(heldout)[1].kind.value_counts().to_dict(),
-        "temporal_clip_negatives": len(clips), "rewact_overrides": SMALL_REWACT, "steps": steps,
+        "temporal_clip_negatives": len(clips), "rewact_overrides": [*SMALL_REWACT, *args.rewact_option], "steps": steps,
         "labels_imitate_min_final_reward": LABELS_IMITATE_MIN_FINAL, "frontier": frontier, "timings": timings,
         "labeling_summaries": {path.name: read_summary(path) for path in sorted(work.glob("*_labeled*"))
                                if (path / SUMMARY_FILE).is_file()},

@@ -38,13 +38,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import parse_episodes, run_cli
-from common.dataset import DatasetError, EpisodeSource
-from labeling import (DEFAULT_PROMPTS_DIR, LAYOUTS, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec, ProgressConfig,
-                      PromptLibrary, encode_requests, processor_options)
+from common.cli import DatasetError, parse_episodes, run_cli
+from common.dataset import EpisodeSource
+from labeling import (ANSWER_PREFIX, DEFAULT_PROMPTS_DIR, LAYOUTS, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec,
+                      ProgressConfig, PromptLibrary, encode_requests, processor_options)
 from training.vlm_examples import Example, RequestBuilder, negative_examples, read_targets, sample_examples
 
-ANSWER_PREFIX = "ANSWER: "  # what the progress stage prefills; the digit after it is the score
 LANGUAGE_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Only the language model's projections: Qwen2.5-VL's vision blocks reuse the MLP names.
 LORA_TARGETS = r".*language_model.*\.(" + "|".join(LANGUAGE_PROJECTIONS) + r")"

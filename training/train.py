@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.cli import run_cli
-from common.dataset import DatasetError, EpisodeSource
+from common.cli import DatasetError, run_cli
+from common.dataset import EpisodeSource
 from common.reward_sources import LabelError
 from rewact.configuration_rewact import LABEL_SOURCES, RewACTConfig
 from rewact.labels import build_reward_table

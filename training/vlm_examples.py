@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common.dataset import DatasetError, EpisodeSource
+from common.cli import DatasetError
+from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth
 from common.label_files import frames_file
 from common.scale import SCORES, nearest_score, reward_to_score
