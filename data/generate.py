@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from common.dataset_writer import create_dataset
 from common.ground_truth import write_ground_truth
 from data.rollout import (ACTION_NAMES, CAMERAS, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode, MetaWorldSim,
                           RolloutConfig, silence_expert_warnings)
@@ -84,8 +85,6 @@ def features(config: GenerateConfig) -> dict:
 
 def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = True) -> Path:
     """Write the dataset to `config.out`; built in a sibling temp dir and renamed when complete."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     out = config.out
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
@@ -100,7 +99,7 @@ def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = T
         for task, kind, index in tqdm(config.episode_plan(), desc="episodes", disable=not progress):
             sim = sims.get(task) or sims.setdefault(task, MetaWorldSim(task, config.rollout))
             if dataset is None:
-                dataset = LeRobotDataset.create(
+                dataset = create_dataset(
                     repo_id=config.repo_id,
                     fps=sim.fps,
                     features=features(config),

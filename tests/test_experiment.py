@@ -1,6 +1,7 @@
 """The experiment's pieces: negatives become real-frame failure episodes; the whole run, small."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,33 @@ def test_episodes_ending_below_the_threshold_are_not_imitated():
     assert list(table.frame_index) == [0, 1, 2, 0, 1, 2]
 
 
+def test_checkpoint_tags_name_every_setting_that_differs_from_the_preset():
+    from training.experiment import PRESETS, settings_tag
+
+    full = PRESETS["full"]
+    assert settings_tag(full, full.steps, full.batch_size, []) == ""
+    assert settings_tag(full, 1000, full.batch_size, []) == "_1000steps"
+    assert settings_tag(full, full.steps, 8, []) == "_batch8"
+    balanced = settings_tag(full, full.steps, full.batch_size, ["--policy.reward_balance=label_frequency"])
+    assert balanced.startswith("_") and balanced != settings_tag(full, full.steps, full.batch_size,
+                                                                 ["--policy.reward_loss_weight=10"])
+
+
+def test_a_checkpoint_trained_otherwise_is_refused_not_scored(tmp_path, monkeypatch):
+    import training.experiment as experiment
+
+    out = tmp_path / "rewact_c_seed0"
+    (out / "checkpoints" / "last").mkdir(parents=True)
+    trained = ["--dataset", "train", "--steps", "400", "--batch-size", "16", "--seed", "0", "--",
+               *experiment.SMALL_REWACT]
+    (out / experiment.TRAINED_WITH).write_text(json.dumps(trained))
+    monkeypatch.setattr(experiment, "run", lambda *args: pytest.fail("nothing should be trained"))
+    assert experiment.train_rewact("c", Path("train"), [], out, 400, 16, "cpu", 0, [], []) == \
+        f"rewact:{out / 'checkpoints' / 'last'}"
+    with pytest.raises(ConfigError, match="was trained with"):
+        experiment.train_rewact("c", Path("train"), [], out, 1000, 16, "cpu", 0, [], [])
+
+
 @pytest.mark.parametrize("argument", [["--rows", "a,e"], ["--cameras", "corner2,wrist"]])
 def test_experiment_rejects_unknown_rows_and_cameras_before_any_work(tmp_path, argument, capsys):
     from training.experiment import main
@@ -77,7 +105,7 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
 
     results = tmp_path / "results"
     assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results),
-                 "--batch-size", "2", "--label-cameras", "topview"]) == 0
+                 "--label-cameras", "topview"]) == 0
     provenance = json.loads((tmp_path / "work" / "train_labeled" / "labels" / "provenance.json").read_text())
     assert provenance["config"]["views"]["cameras"] == ["observation.images.topview"]  # RewACT still sees both
     record = json.loads((results / "experiment.json").read_text())
@@ -104,18 +132,19 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     assert dense["keyframes_scored"] == dense["frames"]  # every frame scored
     assert (results / "frontier" / "frontier.png").is_file()
 
-    # Run again for one row and seed with a RewACT option: nothing is generated or labelled again,
-    # the plain row's checkpoint is left alone, and the option's row is trained beside it.
+    # Run again for one row and seed with a RewACT option and other steps: nothing is generated or
+    # labelled again, the plain row's checkpoint is left alone, and the new row is trained beside it.
     checkpoint = tmp_path / "work" / "rewact_c_seed0" / "checkpoints" / "last"
     trained_at = checkpoint.stat().st_mtime_ns
     assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "rerun"),
-                 "--batch-size", "2", "--rows", "c", "--seeds", "0",
+                 "--steps", "3", "--rows", "c", "--seeds", "0",
                  "--rewact-option=--policy.reward_balance=label_frequency"]) == 0
     rerun = json.loads((results / "rerun" / "experiment.json").read_text())
     assert all(t["seconds"] < 5 for t in rerun["timings"] if t["step"].startswith(("generate", "label")))
     assert checkpoint.stat().st_mtime_ns == trained_at
-    [balanced] = (tmp_path / "work").glob("rewact_c_seed0_*/checkpoints/last/pretrained_model/config.json")
-    assert json.loads(balanced.read_text())["reward_balance"] == "label_frequency"
+    [balanced] = (tmp_path / "work").glob("rewact_c_seed0_3steps_*/checkpoints/last/pretrained_model")
+    assert json.loads((balanced / "config.json").read_text())["reward_balance"] == "label_frequency"
+    assert json.loads((balanced / "train_config.json").read_text())["steps"] == 3
     report = json.loads((results / "rerun" / "heldout" / "results.json").read_text())
     assert set(report["metrics"]) == {"interpolation (raw)", "reward VLM labels (raw)", "(c) RewACT on ground truth"}
     with pytest.raises(ConfigError, match="recorded with views"):  # other views need another --work
@@ -127,7 +156,7 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     from training.ceiling import main as ceiling
 
     assert ceiling(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "ceiling"),
-                    "--batch-size", "2", "--variants", "3"]) == 0
+                    "--variants", "3"]) == 0
     report = json.loads((results / "ceiling" / "results.json").read_text())
     chosen = list(VARIANTS)[3]
     assert list(report["metrics"]) == ["interpolation (raw)", chosen]

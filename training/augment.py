@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from common.dataset import EpisodeSource
+from common.dataset_writer import create_dataset
 
 STATE, ACTION = "observation.state", "action"
 
@@ -36,14 +37,12 @@ def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards
     (without `imitate` every source episode is imitated); clip frames take the reward of the
     frame they copy and `imitate=False`.
     """
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     source = EpisodeSource.open(source_root)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     features = {k: v for k, v in source.meta.features.items()
                 if k.startswith("observation.") or k == ACTION}
-    target = LeRobotDataset.create(repo_id=f"local/{out.name}", fps=source.fps, features=features, root=staging,
+    target = create_dataset(repo_id=f"local/{out.name}", fps=source.fps, features=features, root=staging,
                                    robot_type=source.meta.robot_type, use_videos=bool(source.meta.video_keys))
     table = pd.concat([pd.read_parquet(f) for f in sorted((source.root / "data").rglob("*.parquet"))])
     plan = [(e, source.episode(e).length - 1, True) for e in source.episode_indices]

@@ -5,11 +5,12 @@
 
 RewACT is trained on the simulator's ground truth (row (c) of `training.experiment`, seed 0, on
 the same splits: generated here if `--work` lacks them) with one setting changed at a time:
-more steps, a heavier reward loss, the head reading the encoder's image tokens instead of
-the decoder's action query, and a reward loss that weighs each fifth of the reward range alike. `--cameras` records the splits from other views (a new `--work`).
-Every variant is scored on the held-out seeds with bootstrap
-intervals, overall and per failure kind. The pipeline's rows cannot beat this ceiling, so it is
-raised first. Finished steps are skipped when the command is run again.
+more steps, a heavier reward loss, the head reading the encoder's image tokens instead of the
+decoder's action query, and a reward loss that weighs each fifth of the reward range alike.
+`--cameras` and the split sizes record other splits (in a new `--work`). Every variant is scored
+on the held-out seeds with bootstrap intervals, overall and per failure kind. The pipeline's rows
+cannot beat this ceiling, so it is raised first. Finished steps are skipped when the command is
+run again.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("docs/results/experiment_unflagged_failures/ceiling"))
     parser.add_argument("--variants", help="comma-separated indices into the variant list (default: all)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, help="RewACT batch size (default: the preset's)")
     add_data_arguments(parser)
     parser.add_argument("--data-seed", type=int, default=300)
     args = parser.parse_args(argv)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         scale, overrides = VARIANTS[name]
         steps = max(1, round(preset.steps * scale))
         sources[name] = train_rewact(name, train, ["--label-source", "ground_truth"], args.work / f"ceiling_{index}",
-                                     steps, args.batch_size, args.device, SEED, overrides, timings)
+                                     steps, args.batch_size or preset.batch_size, args.device, SEED, overrides, timings)
         settings[name] = {"steps": steps, "overrides": overrides}
     source = EpisodeSource.open(heldout)
     report = compare(source, sources, source.episode_indices, args.results, samples=1000, seed=0)

@@ -17,8 +17,9 @@ imitated), (a') interpolation over the true successes only (oracle filtering), (
 plus those negatives; (a), (b), (c) from several training seeds. The full preset also measures
 the keyframe scheme's cost-quality frontier.
 Finished steps are skipped when the command is run again; `--rows`/`--seeds` train and score a
-subset, and `--rewact-option` trains every chosen row again with a RewACT setting changed (its
-checkpoints are kept apart from the plain ones).
+subset, and `--steps`, `--batch-size` or `--rewact-option` train every chosen row again with a
+RewACT setting changed (in checkpoint directories named by the settings that differ from the
+preset's, kept apart from the plain ones; a checkpoint trained otherwise is never reused).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ SMALL_REWACT = ["--policy.dim_model=128", "--policy.dim_feedforward=512", "--pol
 # Labelled episodes ending below this reward ((score 3.5 - 1) / 4) are not imitated: the labels'
 # successes mostly end at score 4, failures at 1-3.
 LABELS_IMITATE_MIN_FINAL = 0.625
+TRAINED_WITH = "trained_with.json"  # in each RewACT checkpoint directory: the settings it was trained with
 # Keyframe schemes of the cost-quality frontier, in order: name -> (initial, max keyframes), or None
 # for labeling.run's defaults (6/12), whose held-out labels the experiment has already made.
 FRONTIER = {"3 keyframes": (3, 6), "6 keyframes (default)": None, "12 keyframes": (12, 24),
@@ -70,6 +72,7 @@ class Preset:
     heldout_successes: int
     heldout_failures_per_kind: int
     steps: int
+    batch_size: int
     seeds: tuple[int, ...]  # RewACT training seeds of the headline rows (a), (b), (c)
     frontier: bool
 
@@ -77,11 +80,14 @@ class Preset:
 TASKS = ("pick-place-v3", "push-v3", "reach-v3")
 PRESETS = {
     # ~90 min on a 2-core CPU (RewACT trains at about 1 s per step here: 9 runs of 400 steps).
-    "full": Preset(TASKS, "push-back-v3", 12, 4, 4, 2, steps=400, seeds=(0, 1), frontier=True),
+    "full": Preset(TASKS, "push-back-v3", 12, 4, 4, 2, steps=400, batch_size=16, seeds=(0, 1),
+                   frontier=True),
     # ~20 min: the same composition, fewer episodes and steps, one seed.
-    "quick": Preset(TASKS, "push-back-v3", 6, 2, 2, 1, steps=150, seeds=(0,), frontier=False),
+    "quick": Preset(TASKS, "push-back-v3", 6, 2, 2, 1, steps=150, batch_size=16, seeds=(0,),
+                    frontier=False),
     # Plumbing check for the test suite (~3 min); its numbers mean nothing.
-    "smoke": Preset(("reach-v3",), "push-v3", 1, 1, 1, 1, steps=2, seeds=(0,), frontier=True),
+    "smoke": Preset(("reach-v3",), "push-v3", 1, 1, 1, 1, steps=2, batch_size=2, seeds=(0,),
+                    frontier=True),
 }
 
 
@@ -168,13 +174,34 @@ def data_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def train_rewact(name: str, dataset: Path, label_args: list[str], out: Path, steps: int, batch_size: int,
                  device: str, seed: int, overrides: list[str], timings: list) -> str:
-    """Train the experiment's small RewACT once; the reward source naming its checkpoint."""
-    command = [sys.executable, "-m", "training.train", "--dataset", str(dataset), *label_args, "--out", str(out),
-               "--steps", str(steps), "--batch-size", str(batch_size), "--device", device, "--seed", str(seed),
-               "--log-freq", "100", "--", *SMALL_REWACT, *overrides]
-    step(f"train {name}", out / "checkpoints" / "last", timings, lambda: (
-        shutil.rmtree(out, ignore_errors=True), run(command, out.parent / f"{out.name}.log")))
+    """Train the experiment's small RewACT once; the reward source naming its checkpoint.
+
+    The training settings are recorded beside the checkpoint, and a checkpoint trained otherwise
+    is refused rather than scored as if it were this one.
+    """
+    settings = ["--dataset", str(dataset), *label_args, "--steps", str(steps), "--batch-size", str(batch_size),
+                "--seed", str(seed), "--", *SMALL_REWACT, *overrides]
+    recorded = out / TRAINED_WITH
+    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
+        raise ConfigError(f"{out} was trained with {' '.join(json.loads(recorded.read_text()))}, not "
+                          f"{' '.join(settings)}: choose another --work or remove it")
+    command = [sys.executable, "-m", "training.train", *settings[:settings.index("--")], "--out", str(out),
+               "--device", device, "--log-freq", "100", *settings[settings.index("--"):]]
+
+    def train() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        run(command, out.parent / f"{out.name}.log")
+        recorded.write_text(json.dumps(settings))
+
+    step(f"train {name}", out / "checkpoints" / "last", timings, train)
     return f"rewact:{out / 'checkpoints' / 'last'}"
+
+
+def settings_tag(preset: Preset, steps: int, batch_size: int, options: list[str]) -> str:
+    """A checkpoint directory suffix naming every RewACT setting that differs from the preset's."""
+    tag = f"_{steps}steps" if steps != preset.steps else ""
+    tag += f"_batch{batch_size}" if batch_size != preset.batch_size else ""
+    return tag + (f"_{hashlib.sha1(' '.join(options).encode()).hexdigest()[:8]}" if options else "")
 
 
 def rewards_with_imitation(rewards: dict[int, np.ndarray], min_final: float) -> pd.DataFrame:
@@ -254,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", help="comma-separated training tasks (default: the preset's)")
     parser.add_argument("--heldout-task", help="a task kept out of training (default: the preset's)")
     parser.add_argument("--steps", type=int, help="RewACT training steps (default: the preset's)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, help="RewACT batch size (default: the preset's)")
     add_data_arguments(parser)
     parser.add_argument("--label-cameras", help="comma-separated views labeling.run shows the VLM (default: all "
                         "recorded); the reward VLM was trained on corner2,topview")
@@ -273,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     tasks = tuple(args.tasks.split(",")) if args.tasks else preset.tasks
     heldout_task, steps = args.heldout_task or preset.heldout_task, args.steps or preset.steps
+    batch_size = args.batch_size or preset.batch_size
     if heldout_task in tasks:
         parser.error(f"the held-out task {heldout_task} is also a training task")
     if REWARD_VLM_TRAIN_SEED in (args.data_seed, args.data_seed + 100, args.data_seed + 200):
@@ -326,13 +354,13 @@ def main(argv: list[str] | None = None) -> int:
         for seed in preset.seeds if headline else preset.seeds[:1]:
             runs[f"{variant} [seed {seed}]" if headline and len(preset.seeds) > 1 else variant] = (variant, seed)
 
-    # Rows trained with other options live beside the plain ones, so a re-run never mixes them.
-    options_tag = f"_{hashlib.sha1(' '.join(args.rewact_option).encode()).hexdigest()[:8]}" if args.rewact_option else ""
+    # Rows trained with other settings live beside the preset's, so a re-run never mixes them.
+    tag = settings_tag(preset, steps, batch_size, args.rewact_option)
     sources = {"interpolation (raw)": "interpolation"}
     for name, (variant, seed) in runs.items():
         dataset, label_args, variant_overrides = variants[variant]
-        checkpoint_dir = work / f"rewact_{row_of(variant).replace("'", "_prime")}_seed{seed}{options_tag}"
-        sources[name] = train_rewact(name, dataset, label_args, checkpoint_dir, steps, args.batch_size,
+        checkpoint_dir = work / f"rewact_{row_of(variant).replace("'", "_prime")}_seed{seed}{tag}"
+        sources[name] = train_rewact(name, dataset, label_args, checkpoint_dir, steps, batch_size,
                                      args.device, seed, [*variant_overrides, *args.rewact_option], timings)
 
     headline = {variant: [n for n, (v, _) in runs.items() if v == variant]
