@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import EpisodeTruth, bootstrap, episode_metrics, order_correlations
+from training.metrics import EpisodeTruth, bootstrap, episode_metrics, order_correlations, paired_bootstrap
 
 # Two successes climbing to 1, one stall ending at 0.5 (score 3), one drop ending at 0 (score 1).
 PROGRESS = {0: [0.0, 0.5, 1.0], 1: [0.0, 0.25, 0.5, 1.0], 2: [0.0, 0.25, 0.5], 3: [0.0, 0.5, 0.0]}
@@ -78,6 +78,17 @@ def test_bootstrap_interval_contains_the_estimate_and_is_degenerate_for_perfect(
     assert perfect["mae"] == (0.0, 0.0, 0.0)
 
 
+def test_paired_bootstrap_is_the_difference_on_the_same_resamples():
+    perfect = {e.index: e.progress for e in EPISODES}
+    flat = {e.index: np.full(len(e.progress), 0.5) for e in EPISODES}  # no order, every final at 0.5
+    paired = paired_bootstrap(EPISODES, perfect, flat, samples=200)
+    point = {k: episode_metrics(EPISODES, perfect)[k] - episode_metrics(EPISODES, flat)[k] for k in ("mae", "auroc")}
+    assert paired["mae"][0] == pytest.approx(point["mae"]) and paired["auroc"][0] == pytest.approx(point["auroc"])
+    # the perfect source beats the flat one on every resample
+    assert paired["auroc"][1] > 0 and paired["mae"][2] < 0
+    assert paired_bootstrap(EPISODES, flat, flat, samples=50)["mae"] == (0.0, 0.0, 0.0)
+
+
 def run(*args):
     return subprocess.run([sys.executable, "-m", "training.compare", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
@@ -87,13 +98,17 @@ def test_compare_writes_table_json_and_plots(demo_root, tmp_path):
     rewards = pd.read_parquet(demo_root / "ground_truth" / "frames.parquet")[["episode_index", "frame_index", "progress"]]
     rewards.rename(columns={"progress": "reward"}).to_parquet(tmp_path / "truth.parquet")
     result = run("--dataset", demo_root, "--out", tmp_path / "out", "--bootstrap", 50,
-                 "--source", "interp=interpolation", f"oracle=labels:{tmp_path / 'truth.parquet'}")  # README's form
+                 "--source", "interp=interpolation", f"oracle=labels:{tmp_path / 'truth.parquet'}",  # README's form
+                 "--pair", "oracle", "interp")
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     assert report["metrics"]["oracle"]["spearman"][0] == pytest.approx(1.0)
     assert report["metrics"]["oracle"]["auroc"][0] == 1.0
     assert report["metrics"]["interp"]["auroc"][0] == 0.5  # every episode ends at 1
     assert "| oracle |" in (tmp_path / "out" / "results.md").read_text()
+    difference = report["paired"]["oracle - interp"]
+    assert difference["auroc"][0] == pytest.approx(0.5) and difference["mae"][0] < 0
+    assert "| oracle - interp |" in (tmp_path / "out" / "results.md").read_text()
     for plot in ("curves.png", "metrics.png"):
         assert (tmp_path / "out" / plot).stat().st_size > 10_000
 
@@ -109,6 +124,9 @@ def test_compare_bad_sources_are_one_line_errors(demo_root, tmp_path, cli):
     assert result.returncode == 2 and "episode 0 has 2 rewards" in result.stderr
     result = cli("training.compare", "--dataset", demo_root, "--out", tmp_path / "o", "--source", "x=magic")
     assert result.returncode == 2 and "unknown reward source 'magic'" in result.stderr
+    result = cli("training.compare", "--dataset", demo_root, "--out", tmp_path / "o", "--source", "a=interpolation",
+                 "--pair", "a", "b")
+    assert result.returncode == 2 and "--pair names b, which is not a --source name" in result.stderr
 
 
 def test_without_ground_truth_only_agreement_is_reported(demo_root, tmp_path):

@@ -122,6 +122,7 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
         assert all(len(v) == 3 for metrics in report["metrics"].values() for v in metrics.values())
         assert set(report["seed_spread"]) == {"(a) RewACT on interpolation", "(b) RewACT on labels",
                                               "(c) RewACT on ground truth"}
+        assert set(report["paired"]) == {"(b) RewACT on labels - (a) RewACT on interpolation"}
         for name in ("results.md", "seeds.md", "curves.png", "metrics.png"):
             assert (results / split / name).is_file()
     assert [row["scheme"] for row in record["frontier"]] == [

@@ -8,7 +8,9 @@
 
 A source is NAME=KIND[:PATH], KIND[:PATH] as every tool here names reward sources
 (`common.reward_sources`: interpolation, keypoints, dataset, labels, ground_truth, rewact).
-Writes results.md, results.json, curves.png and metrics.png to --out.
+`--pair A B` (repeatable) also reports metric(A) - metric(B) with a paired bootstrap interval:
+both scored on the same resampled episodes, so it can separate sources whose own intervals
+overlap. Writes results.md, results.json, curves.png and metrics.png to --out.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +29,13 @@ from common.cli import DatasetError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import has_ground_truth, read_ground_truth
 from common.reward_sources import LabelError, read_rewards
-from training.metrics import EpisodeTruth, agreement, bootstrap
+from training.metrics import EpisodeTruth, agreement, bootstrap, paired_bootstrap
 
 HEADLINE = [("mae", "MAE (1-5) ↓"), ("exact", "exact ↑"), ("within_one", "within-1 ↑"), ("spearman", "Spearman ↑"),
             ("kendall", "Kendall τ ↑"), ("voc", "VOC ↑"), ("auroc", "AUROC ↑"), ("f1", "F1 ↑"),
             ("false_success_rate", "false success ↓"), ("false_success_at_95", "false success @95 % TPR ↓")]
+PAIRED = [("mae", "Δ MAE (1-5)"), ("voc", "Δ VOC"), ("auroc", "Δ AUROC"),
+          ("false_success_at_95", "Δ false success @95 % TPR")]
 
 
 def load_truth(source: EpisodeSource, episodes: list[int]) -> list[EpisodeTruth] | None:
@@ -88,6 +93,15 @@ def markdown(results: dict[str, dict], truth: list[EpisodeTruth]) -> str:
     return "\n".join(lines)
 
 
+def paired_markdown(paired: dict[str, dict]) -> str:
+    lines = ["Paired differences (A - B, both on the same resampled episodes; an interval clear of 0 "
+             "separates the two):", "", "| A - B | " + " | ".join(label for _, label in PAIRED) + " |",
+             "|---|" + "---|" * len(PAIRED)]
+    lines += [f"| {pair} | " + " | ".join(_cell(metrics[key]) for key, _ in PAIRED) + " |"
+              for pair, metrics in paired.items()]
+    return "\n".join(lines)
+
+
 def _cell(value: tuple[float, float, float]) -> str:
     estimate, low, high = value
     return "n/a" if np.isnan(estimate) else f"{estimate:.2f} [{low:.2f}, {high:.2f}]"
@@ -142,7 +156,10 @@ def plot_metrics(path: Path, results: dict[str, dict]) -> None:
 
 
 def compare(source: EpisodeSource, specs: dict[str, str], episodes: list[int], out: Path,
-            samples: int = 1000, seed: int = 0) -> dict:
+            samples: int = 1000, seed: int = 0, pairs: Sequence[tuple[str, str]] = ()) -> dict:
+    """Score every source; `pairs` (A, B) of source names also get metric(A) - metric(B), paired."""
+    if unknown := sorted({name for pair in pairs for name in pair} - set(specs)):
+        raise DatasetError(f"--pair names {', '.join(unknown)}, which is not a --source name")
     rewards = {name: load_source(spec, source, episodes) for name, spec in specs.items()}
     out.mkdir(parents=True, exist_ok=True)
     truth = load_truth(source, episodes)
@@ -156,9 +173,12 @@ def compare(source: EpisodeSource, specs: dict[str, str], episodes: list[int], o
         (out / "results.md").write_text("\n".join(text) + "\n")
     else:
         results = {name: bootstrap(truth, values, samples, seed) for name, values in rewards.items()}
+        paired = {f"{a} - {b}": paired_bootstrap(truth, rewards[a], rewards[b], samples, seed) for a, b in pairs}
         report = {"ground_truth": True, "episodes": episodes, "bootstrap_samples": samples, "seed": seed,
-                  "metrics": {n: {k: list(v) for k, v in m.items()} for n, m in results.items()}}
-        (out / "results.md").write_text(markdown(results, truth) + "\n")
+                  "metrics": {n: {k: list(v) for k, v in m.items()} for n, m in results.items()},
+                  "paired": {n: {k: list(v) for k, v in m.items()} for n, m in paired.items()}}
+        text = markdown(results, truth) + ("\n\n" + paired_markdown(paired) if paired else "")
+        (out / "results.md").write_text(text + "\n")
         plot_curves(out / "curves.png", truth, rewards, source.fps)
         plot_metrics(out / "metrics.png", results)
     report["sources"] = specs
@@ -173,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="one or more per flag; the flag may be repeated")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--episodes", help="e.g. 0,3,5-9 (default: all)")
+    parser.add_argument("--pair", nargs=2, action="append", default=[], metavar=("A", "B"),
+                        help="two source names: report metric(A) - metric(B) with a paired interval (repeatable)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -186,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     episodes = parse_episodes(args.episodes) or source.episode_indices
     for episode in episodes:
         source.episode(episode)
-    report = compare(source, specs, episodes, args.out, args.bootstrap, args.seed)
+    report = compare(source, specs, episodes, args.out, args.bootstrap, args.seed, [tuple(p) for p in args.pair])
     print((args.out / "results.md").read_text())
     plots = ", curves.png, metrics.png" if report["ground_truth"] else ""
     print(f"wrote {args.out}/results.md, results.json{plots}")

@@ -93,6 +93,7 @@ PRESETS = {
 
 ROWS = ("a", "a'", "b", "b'", "c", "d")  # the RewACT rows, named by their tags in the variant names below
 HEADLINE_ROWS = ("a", "b", "c")
+PAIRED_ROWS = (("b", "a"),)  # the labels against interpolation, seed by seed, with paired intervals
 
 
 def row_of(variant: str) -> str:
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
 
     headline = {variant: [n for n, (v, _) in runs.items() if v == variant]
                 for variant in variants if row_of(variant) in HEADLINE_ROWS and row_of(variant) in rows}
+    trained = {(row_of(variant), seed): name for name, (variant, seed) in runs.items()}
+    pairs = [(trained[first, seed], trained[second, seed]) for first, second in PAIRED_ROWS for seed in preset.seeds
+             if (first, seed) in trained and (second, seed) in trained]
     reports = {}
     for split, root, labeled in (("heldout", heldout, "heldout_labeled"),
                                  ("heldout_task", heldout_task_root, "heldout_task_labeled")):
@@ -374,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                          "reward VLM labels (raw)": f"labels:{work / labeled}",
                          **{k: v for k, v in sources.items() if k != "interpolation (raw)"}}
         out = args.results / split
-        reports[split] = compare(source, split_sources, source.episode_indices, out, samples=1000, seed=0)
+        reports[split] = compare(source, split_sources, source.episode_indices, out, samples=1000, seed=0,
+                                 pairs=pairs)
         spread = headline_spread(reports[split]["metrics"], headline)
         (out / "seeds.md").write_text(spread_markdown(spread, preset.seeds) + "\n")
         reports[split]["seed_spread"] = spread

@@ -12,7 +12,9 @@ how labels are stored, `next.reward = (score - 1) / 4`). Per source:
   from failures, F1 and false-success rate of "final score rounds to 5", overall and per
   failure kind; and the false-success rate at the threshold that recognises 95 % of the
   true successes (like FPR at fixed TPR), with that threshold;
-- 95 % bootstrap intervals, resampling episodes.
+- 95 % bootstrap intervals, resampling episodes; and for two sources on the same episodes,
+  the interval of their difference from the same resamples (paired), which can separate two
+  sources whose own intervals overlap.
 """
 
 from __future__ import annotations
@@ -137,10 +139,30 @@ def bootstrap(episodes: list[EpisodeTruth], rewards: dict[int, np.ndarray], samp
               seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """(estimate, low, high) per metric; the interval is the 2.5-97.5 percentile over resampled episodes."""
     stats = per_episode(episodes, rewards)
-    estimate = aggregate(stats, np.ones(len(episodes)))
+    return _percentiles(aggregate(stats, np.ones(len(episodes))),
+                        [aggregate(stats, weights) for weights in _resamples(len(episodes), samples, seed)])
+
+
+def paired_bootstrap(episodes: list[EpisodeTruth], rewards_a: dict[int, np.ndarray], rewards_b: dict[int, np.ndarray],
+                     samples: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """(estimate, low, high) of metric(a) - metric(b) per metric, both scored on the same resampled episodes."""
+    stats_a, stats_b = per_episode(episodes, rewards_a), per_episode(episodes, rewards_b)
+
+    def difference(weights: np.ndarray) -> dict[str, float]:
+        a, b = aggregate(stats_a, weights), aggregate(stats_b, weights)
+        return {name: a[name] - b[name] for name in a if name in b}
+
+    return _percentiles(difference(np.ones(len(episodes))),
+                        [difference(weights) for weights in _resamples(len(episodes), samples, seed)])
+
+
+def _resamples(episodes: int, samples: int, seed: int) -> list[np.ndarray]:
+    """How many times each episode is drawn, per bootstrap resample."""
     rng = np.random.default_rng(seed)
-    draws = [aggregate(stats, np.bincount(rng.integers(0, len(episodes), len(episodes)), minlength=len(episodes)))
-             for _ in range(samples)]
+    return [np.bincount(rng.integers(0, episodes, episodes), minlength=episodes) for _ in range(samples)]
+
+
+def _percentiles(estimate: dict[str, float], draws: list[dict[str, float]]) -> dict[str, tuple[float, float, float]]:
     intervals = {}
     for name, value in estimate.items():
         values = np.array([draw[name] for draw in draws])
