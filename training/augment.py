@@ -43,7 +43,7 @@ def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards
     features = {k: v for k, v in source.meta.features.items()
                 if k.startswith("observation.") or k == ACTION}
     target = create_dataset(repo_id=f"local/{out.name}", fps=source.fps, features=features, root=staging,
-                                   robot_type=source.meta.robot_type, use_videos=bool(source.meta.video_keys))
+                            robot_type=source.meta.robot_type, use_videos=bool(source.meta.video_keys))
     table = pd.concat([pd.read_parquet(f) for f in sorted((source.root / "data").rglob("*.parquet"))])
     plan = [(e, source.episode(e).length - 1, True) for e in source.episode_indices]
     plan += [(int(row.episode), int(row.end), False) for row in clips.itertuples()]

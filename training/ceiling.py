@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=300)
     args = parser.parse_args(argv)
     (preset, rollout), timings = data_settings(parser, args), []
+    batch_size = args.batch_size or preset.batch_size
     args.work.mkdir(parents=True, exist_ok=True)
     train, heldout, _ = generate_splits(args.work, preset, preset.tasks, preset.heldout_task, args.data_seed,
                                         rollout, timings)
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         scale, overrides = VARIANTS[name]
         steps = max(1, round(preset.steps * scale))
         sources[name] = train_rewact(name, train, ["--label-source", "ground_truth"], args.work / f"ceiling_{index}",
-                                     steps, args.batch_size or preset.batch_size, args.device, SEED, overrides, timings)
+                                     steps, batch_size, args.device, SEED, overrides, timings)
         settings[name] = {"steps": steps, "overrides": overrides}
     source = EpisodeSource.open(heldout)
     report = compare(source, sources, source.episode_indices, args.results, samples=1000, seed=0)
