@@ -3,6 +3,8 @@
     <out>/                          a LeRobot dataset with the reward features below
     <out>/labels/frames.parquet     per frame: episode_index, frame_index, index, score, expected,
                                     reward, labeled, is_keyframe, instruction
+    <out>/labels/episodes.parquet   per episode: episode_index, labeled, success (the run's outcome
+                                    verdict from the labels), final_expected, reason
     <out>/labels/*.parquet          keyframes, negatives, verdicts, tasks, skipped; provenance.json
     <out>/sarm_progress.parquet     LeRobot's RA-BC progress (index, episode_index, frame_index,
                                     progress_sparse, progress_dense)
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pandas as pd
 
 REWARD = "next.reward"  # (score - 1) / 4 of the discrete label, 0 where unlabeled
 SCORE = "reward.score"  # 1-5, 0 where unlabeled
@@ -27,6 +31,7 @@ REWARD_FEATURES = {
 }
 LABELS_DIR = "labels"
 FRAMES_FILE = "frames.parquet"
+EPISODES_FILE = "episodes.parquet"
 SUMMARY_FILE = "labeling_summary.json"
 # LeRobot's RA-BC sample weighting reads this file from the dataset root by default
 # (`--sample_weighting.type=rabc`).
@@ -36,6 +41,22 @@ KEYPOINTS_FILE = Path("rewact_extensions") / "reward_keypoints.json"
 
 def frames_file(out: str | Path) -> Path:
     return Path(out) / LABELS_DIR / FRAMES_FILE
+
+
+def episodes_file(out: str | Path) -> Path:
+    return Path(out) / LABELS_DIR / EPISODES_FILE
+
+
+def read_outcomes(out: str | Path) -> dict[int, bool]:
+    """Episode -> success, the outcome a labeling run decided from its labels, for every episode
+    it labeled. Raises ValueError (naming the file) for an output without outcomes."""
+    path = episodes_file(out)
+    try:
+        table = pd.read_parquet(path, columns=["episode_index", "labeled", "success"])
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: no episode outcomes ({err}); re-run labeling.run to write them") from err
+    table = table[table["labeled"]]
+    return dict(zip(table["episode_index"].astype(int), table["success"].astype(bool), strict=True))
 
 
 def read_summary(out: str | Path) -> dict:
