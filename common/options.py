@@ -1,0 +1,144 @@
+"""One way to declare a command's options: a documented dataclass, turned into a command line.
+
+Each field of the dataclass is an option, written once: its flag is the field's name with dashes
+(`n_step` -> `--n-step`, or `flag=`), its type comes from the annotation, its default from the
+field and its help from `option(help=...)`. A field whose type is itself a dataclass contributes
+its own fields as flags of the same command (so a nested run configuration keeps flat flags), and
+the parsed values are handed to the dataclasses' constructors, so `__post_init__` checks them as
+it would any other caller's. `as_record` gives the whole parsed configuration back as JSON-ready
+data for provenance.
+
+    @dataclass(frozen=True)
+    class AdvantageOptions:
+        \"\"\"Per-frame advantages from a reward source.\"\"\"
+        dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+        n_step: int = option(50, help="frames ahead the advantage looks")
+
+    options = parse_options(AdvantageOptions, argv, prog="python -m training.advantage")
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+_META = "command_option"
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None,
+           default_factory: Callable[[], Any] | Any = dataclasses.MISSING, choices: tuple | None = None,
+           parse: Callable[[str], Any] | None = None, positional: bool = False) -> Any:
+    """A dataclass field that is also a command-line option. `parse` turns the raw text into the
+    value after the command line is read (so its errors reach the user as they are); `choices`
+    restricts the text; `positional` takes the value without a flag."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={_META: {"help": help, "flag": flag, "choices": choices, "parse": parse,
+                                               "positional": positional}})
+
+
+def parse_options(cls: type[T], argv: list[str] | None = None, *, prog: str | None = None) -> T:
+    """Read `argv` (default: sys.argv[1:]) into an instance of the dataclass `cls`."""
+    description = (cls.__doc__ or "").strip().split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    _add_fields(parser, cls, prefix="", seen={})
+    return _build(cls, vars(parser.parse_args(argv)), prefix="")
+
+
+def as_record(options: Any) -> dict:
+    """The parsed options as JSON-ready data (paths as text), for provenance."""
+    return _jsonable(dataclasses.asdict(options))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str, seen: dict[str, str]) -> None:
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        dest = prefix + field.name
+        if dataclasses.is_dataclass(kind):
+            _add_fields(parser, kind, dest + ".", seen)
+            continue
+        meta = field.metadata.get(_META)
+        if meta is None:
+            continue  # not a command-line option: set by the command itself
+        flag = meta["flag"] or "--" + field.name.replace("_", "-")
+        if flag in seen:
+            raise TypeError(f"{cls.__name__}.{field.name}: flag {flag} already used by {seen[flag]}")
+        seen[flag] = dest
+        parser_kwargs = _argparse_kwargs(kind, field, meta)
+        if meta["positional"]:
+            parser.add_argument(dest, metavar=field.name.upper(), **parser_kwargs)
+        else:
+            parser.add_argument(flag, dest=dest, **parser_kwargs)
+
+
+def _argparse_kwargs(kind: Any, field: dataclasses.Field, meta: dict) -> dict:
+    required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+    default = None if required else (field.default if field.default is not dataclasses.MISSING
+                                     else field.default_factory())
+    kwargs: dict[str, Any] = {"help": meta["help"] + ("" if required or default in (None, False, (), [])
+                                                        else f" (default: {_shown(default)})")}
+    if not meta["positional"]:
+        kwargs["required"] = required
+    kwargs["default"] = default
+    kind = _without_none(kind)
+    if meta["parse"] is not None:
+        return kwargs  # the raw text, parsed after reading
+    if kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+        return kwargs
+    origin = typing.get_origin(kind)
+    if origin in (tuple, list):
+        kwargs["nargs"] = "*"
+        kind = typing.get_args(kind)[0]
+    if typing.get_origin(kind) is Literal:
+        kwargs["choices"] = typing.get_args(kind)
+        kind = type(kwargs["choices"][0])
+    if meta["choices"] is not None:
+        kwargs["choices"] = meta["choices"]
+    kwargs["type"] = kind
+    return kwargs
+
+
+def _without_none(kind: Any) -> Any:
+    """`X | None` -> X."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return kind
+
+
+def _shown(default: Any) -> str:
+    return ",".join(map(str, default)) if isinstance(default, tuple | list) else str(default)
+
+
+def _build(cls: type[T], values: dict[str, Any], prefix: str) -> T:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        dest = prefix + field.name
+        if dataclasses.is_dataclass(hints[field.name]):
+            kwargs[field.name] = _build(hints[field.name], values, dest + ".")
+        elif field.metadata.get(_META) is not None:
+            value = values[dest]
+            meta = field.metadata[_META]
+            if meta["parse"] is not None and isinstance(value, str):
+                value = meta["parse"](value)
+            elif typing.get_origin(_without_none(hints[field.name])) is tuple and value is not None:
+                value = tuple(value)
+            kwargs[field.name] = value
+    return cls(**kwargs)
