@@ -43,12 +43,12 @@ reward-vlm: setup
 # about 90 min on a 2-core CPU; PRESET=quick for a ~20-minute version. Finished steps are skipped.
 PRESET ?= full
 experiment: setup
-	$(PY) -m training.experiment --preset $(PRESET)
+	$(PY) -m training.experiments.unflagged_failures --preset $(PRESET)
 
 # What limits RewACT's reward head on ground truth (docs/results/experiment_unflagged_failures/ceiling):
 # four RewACT trainings on the experiment's splits (generated here if missing), about 40 min here.
 ceiling: setup
-	$(PY) -m training.ceiling --work outputs/experiment
+	$(PY) -m training.experiments.ceiling --work outputs/experiment
 
 # Whole suite, offline. pytest's "no tests collected" (exit 5) fails like any other error.
 test: setup

@@ -76,7 +76,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from data.tiny_vlm import build_tiny_vlm
+            from training.reward_vlm.models import build_tiny_vlm
 
             model = str(build_tiny_vlm("qwen2_5_vl", Path(tmp) / "tiny"))
         source = EpisodeSource.open(args.dataset)

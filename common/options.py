@@ -33,13 +33,15 @@ _META = "command_option"
 
 def option(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None,
            default_factory: Callable[[], Any] | Any = dataclasses.MISSING, choices: tuple | None = None,
-           parse: Callable[[str], Any] | None = None, positional: bool = False) -> Any:
+           parse: Callable[[str], Any] | None = None, positional: bool = False, metavar: str | tuple[str, ...] | None = None) -> Any:
     """A dataclass field that is also a command-line option. `parse` turns the raw text into the
     value after the command line is read (so its errors reach the user as they are); `choices`
-    restricts the text; `positional` takes the value without a flag."""
+    restricts the text; `positional` takes the value without a flag. A tuple or list field takes
+    several values and may be repeated (`--source a b --source c`); one of fixed-size tuples takes
+    that many values each time (`--pair A B --pair C D`)."""
     return dataclasses.field(default=default, default_factory=default_factory,
                              metadata={_META: {"help": help, "flag": flag, "choices": choices, "parse": parse,
-                                               "positional": positional}})
+                                               "positional": positional, "metavar": metavar}})
 
 
 def parse_options(cls: type[T], argv: list[str] | None = None, *, prog: str | None = None) -> T:
@@ -94,16 +96,23 @@ def _argparse_kwargs(kind: Any, field: dataclasses.Field, meta: dict) -> dict:
     if not meta["positional"]:
         kwargs["required"] = required
     kwargs["default"] = default
+    if meta["metavar"]:
+        kwargs["metavar"] = meta["metavar"]
     kind = _without_none(kind)
     if meta["parse"] is not None:
         return kwargs  # the raw text, parsed after reading
     if kind is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
         return kwargs
-    origin = typing.get_origin(kind)
-    if origin in (tuple, list):
-        kwargs["nargs"] = "*"
+    if typing.get_origin(kind) in (tuple, list):
+        # argparse would extend the default in place: start from None, the field's default after.
+        kwargs["default"] = None
         kind = typing.get_args(kind)[0]
+        if typing.get_origin(kind) is tuple:
+            kwargs.update(nargs=len(typing.get_args(kind)), action="append")
+            kind = typing.get_args(kind)[0]
+        else:
+            kwargs.update(nargs="+", action="extend")
     if typing.get_origin(kind) is Literal:
         kwargs["choices"] = typing.get_args(kind)
         kind = type(kwargs["choices"][0])
@@ -136,9 +145,12 @@ def _build(cls: type[T], values: dict[str, Any], prefix: str) -> T:
         elif field.metadata.get(_META) is not None:
             value = values[dest]
             meta = field.metadata[_META]
+            kind = _without_none(hints[field.name])
             if meta["parse"] is not None and isinstance(value, str):
                 value = meta["parse"](value)
-            elif typing.get_origin(_without_none(hints[field.name])) is tuple and value is not None:
-                value = tuple(value)
+            elif typing.get_origin(kind) in (tuple, list):
+                if value is None:
+                    continue  # the field's default
+                value = typing.get_origin(kind)(tuple(v) if isinstance(v, list) else v for v in value)
             kwargs[field.name] = value
     return cls(**kwargs)

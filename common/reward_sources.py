@@ -9,7 +9,7 @@ with reward in [0, 1].
     labels:PATH        a `labeling.run` output directory, or a parquet of
                        (episode_index, frame_index, reward[, imitate])
     ground_truth       the simulator sidecar of a generated benchmark (experiments only)
-    rewact:CHECKPOINT  a trained RewACT's predictions (registered by `training.predict`)
+    rewact:CHECKPOINT  a trained RewACT's predictions (registered by `training.evaluation.predict`)
 """
 
 from __future__ import annotations

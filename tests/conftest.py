@@ -66,7 +66,7 @@ def image_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny random-weight Qwen2-VL, Qwen2.5-VL and Qwen3-VL checkpoints, built once."""
-    from data.tiny_vlm import FAMILIES, build_tiny_vlm
+    from training.reward_vlm.models import FAMILIES, build_tiny_vlm
 
     root = tmp_path_factory.mktemp("tiny_vlm")
     return {family: build_tiny_vlm(family, root / family) for family in FAMILIES}

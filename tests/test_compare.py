@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.metrics import EpisodeTruth, bootstrap, episode_metrics, order_correlations, paired_bootstrap
+from training.evaluation.metrics import EpisodeTruth, bootstrap, episode_metrics, order_correlations, paired_bootstrap
 
 # Two successes climbing to 1, one stall ending at 0.5 (score 3), one drop ending at 0 (score 1).
 PROGRESS = {0: [0.0, 0.5, 1.0], 1: [0.0, 0.25, 0.5, 1.0], 2: [0.0, 0.25, 0.5], 3: [0.0, 0.5, 0.0]}

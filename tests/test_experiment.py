@@ -10,7 +10,7 @@ import pytest
 from common.cli import ConfigError
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth
-from training.augment import augmented_dataset, clip_episodes
+from training.experiments.augment import augmented_dataset, clip_episodes
 
 
 def test_temporal_clips_become_non_imitated_episodes_of_real_frames(demo_root, tmp_path, monkeypatch):
@@ -45,7 +45,7 @@ def test_temporal_clips_become_non_imitated_episodes_of_real_frames(demo_root, t
 
 
 def test_seed_spread_is_the_mean_min_and_max_of_the_seeds_point_estimates():
-    from training.experiment import headline_spread
+    from training.experiments.unflagged_failures import headline_spread
 
     metrics = {"(a) [seed 0]": {"mae": [1.0, 0.8, 1.2]}, "(a) [seed 1]": {"mae": [0.6, 0.5, 0.7]},
                "(b)": {"mae": [0.4, 0.3, 0.5]}}
@@ -54,7 +54,7 @@ def test_seed_spread_is_the_mean_min_and_max_of_the_seeds_point_estimates():
 
 
 def test_episodes_ending_below_the_threshold_are_not_imitated():
-    from training.experiment import rewards_with_imitation
+    from training.experiments.unflagged_failures import rewards_with_imitation
 
     table = rewards_with_imitation({3: np.array([0.0, 0.5, 0.75]), 4: np.array([0.0, 0.75, 0.5])}, 0.625)
     assert table.groupby("episode_index").imitate.agg(["all", "any"]).to_dict("index") == {
@@ -63,7 +63,7 @@ def test_episodes_ending_below_the_threshold_are_not_imitated():
 
 
 def test_checkpoint_tags_name_every_setting_that_differs_from_the_preset():
-    from training.experiment import PRESETS, settings_tag
+    from training.experiments.unflagged_failures import PRESETS, settings_tag
 
     full = PRESETS["full"]
     assert settings_tag(full, full.steps, full.batch_size, []) == ""
@@ -75,7 +75,7 @@ def test_checkpoint_tags_name_every_setting_that_differs_from_the_preset():
 
 
 def test_a_checkpoint_trained_otherwise_is_refused_not_scored(tmp_path, monkeypatch):
-    import training.experiment as experiment
+    import training.experiments.unflagged_failures as experiment
 
     out = tmp_path / "rewact_c_seed0"
     (out / "checkpoints" / "last").mkdir(parents=True)
@@ -91,7 +91,7 @@ def test_a_checkpoint_trained_otherwise_is_refused_not_scored(tmp_path, monkeypa
 
 @pytest.mark.parametrize("argument", [["--rows", "a,e"], ["--cameras", "corner2,wrist"]])
 def test_experiment_rejects_unknown_rows_and_cameras_before_any_work(tmp_path, argument, capsys):
-    from training.experiment import main
+    from training.experiments.unflagged_failures import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--preset", "smoke", "--work", str(tmp_path / "work"), *argument])
@@ -101,7 +101,7 @@ def test_experiment_rejects_unknown_rows_and_cameras_before_any_work(tmp_path, a
 
 @pytest.mark.slow
 def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
-    from training.experiment import main
+    from training.experiments.unflagged_failures import main
 
     results = tmp_path / "results"
     assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results),
@@ -109,7 +109,7 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     provenance = json.loads((tmp_path / "work" / "train_labeled" / "labels" / "provenance.json").read_text())
     assert provenance["config"]["views"]["cameras"] == ["observation.images.topview"]  # RewACT still sees both
     record = json.loads((results / "experiment.json").read_text())
-    assert record["command"].startswith("python -m training.experiment") and record["heldout_task"] == "push-v3"
+    assert record["command"].startswith("python -m training.experiments.unflagged_failures") and record["heldout_task"] == "push-v3"
     assert record["train_kinds"] == {"success": 1, "stall": 1}  # the labeler is never told which is which
     assert set(record["heldout_kinds"]) == {"success", "stall", "near_miss", "drop", "reached_then_reset"}
     for split in ("heldout", "heldout_task"):
@@ -153,8 +153,8 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
 
     # The ceiling ablation on the same splits (generated data reused): the head on the encoder's
     # image tokens, trained through stock lerobot-train and scored.
-    from training.ceiling import VARIANTS
-    from training.ceiling import main as ceiling
+    from training.experiments.ceiling import VARIANTS
+    from training.experiments.ceiling import main as ceiling
 
     assert ceiling(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "ceiling"),
                     "--variants", "3"]) == 0

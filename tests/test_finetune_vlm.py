@@ -18,8 +18,9 @@ from labeling.progress import SAMPLING as PROGRESS_SAMPLING
 from labeling.progress import ProgressConfig, score_progress
 from labeling.prompts import PromptLibrary
 from training import finetune_vlm
-from training.finetune_vlm import FinetuneConfig, batch_indices, main, prepare_trainable, two_hot
-from training.vlm_examples import Example, RequestBuilder, read_targets, sample_examples
+from training.finetune_vlm import main
+from training.reward_vlm.finetune import FinetuneConfig, batch_indices, prepare_trainable, two_hot
+from training.reward_vlm.examples import Example, RequestBuilder, read_targets, sample_examples
 
 
 class RecordingBackend(VLMBackend):

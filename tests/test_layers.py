@@ -1,6 +1,7 @@
 """The packages stand in layers: `common` at the bottom, `labeling`, `rewact` and `data` on it,
-`training` on top. A lower layer never imports a higher one, and `training` uses only what
-`labeling` exports."""
+`training` on top. A lower layer never imports a higher one, `training` uses only what
+`labeling` exports, and no module imports a command (library code never depends on a command
+line; experiments share code through `training.experiments.workbench`, not through each other)."""
 
 import ast
 import subprocess
@@ -63,3 +64,28 @@ def test_labeling_loads_no_ground_truth_code():
             "'common.reward_sources', 'rewact', 'training'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr[-2000:]
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def is_command(path: Path) -> bool:
+    """A module run as `python -m ...`: it has `main` and the `__main__` guard."""
+    text = path.read_text()
+    return "\ndef main(" in text and 'if __name__ == "__main__":' in text
+
+
+def test_no_module_imports_a_command():
+    sources = [path for package in OURS for path in (REPO / package).rglob("*.py")]
+    commands = {module_name(path) for path in sources if is_command(path)}
+    assert {"labeling.run", "training.compare", "training.finetune_vlm"} <= commands
+    wrong = [f"{path.relative_to(REPO)}: {module}" for path in sources for module, names in imports_of(path)
+             if module in commands or any(f"{module}.{name}" in commands for name in names)]
+    assert not wrong, wrong
+
+
+def test_training_library_sits_in_purpose_packages():
+    """The top of `training/` holds only commands; library code lives in its sub-packages."""
+    top = [path for path in (REPO / "training").glob("*.py") if path.name != "__init__.py"]
+    assert top and all(is_command(path) for path in top), [p.name for p in top if not is_command(p)]

@@ -80,3 +80,17 @@ def test_a_flag_declared_twice_is_refused():
 
     with pytest.raises(TypeError, match="--model"):
         parse_options(Clash, [])
+
+
+@dataclass(frozen=True)
+class Repeated:
+    source: tuple[str, ...] = option(help="one or more, repeatable")
+    pair: tuple[tuple[str, str], ...] = option((), help="two names, repeatable")
+    tags: tuple[str, ...] = option(("x",), help="defaults kept unless given")
+
+
+def test_repeated_and_fixed_size_values():
+    parsed = parse_options(Repeated, ["--source", "a", "b", "--source", "c", "--pair", "a", "b", "--pair", "c", "a"])
+    assert parsed == Repeated(source=("a", "b", "c"), pair=(("a", "b"), ("c", "a")))
+    assert parse_options(Repeated, ["--source", "a", "--tags", "y"]).tags == ("y",)
+    assert parse_options(Repeated, ["--source", "a"]).tags == ("x",)

@@ -46,7 +46,7 @@ def test_installed_wheel_runs_labeling_away_from_the_source_tree(wheel, tmp_path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
-    where = subprocess.run([python, "-c", "import labeling, data.generate, training.experiment, prompts; "
+    where = subprocess.run([python, "-c", "import labeling, data.generate, training.experiments.unflagged_failures, prompts; "
                             "print(labeling.__file__, prompts.__file__)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert where.returncode == 0, where.stderr

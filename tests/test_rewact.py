@@ -317,7 +317,7 @@ def test_checkpoint_from_another_layout_is_rejected():
 
 @pytest.mark.slow
 def test_stock_lerobot_train_then_reload_predicts_every_frame(demo_root, tmp_path):
-    from training.predict import load_policy, predict_rewards
+    from training.evaluation.predict import load_policy, predict_rewards
 
     cmd = lerobot_train_command(demo_root, tmp_path / "run", "rewact", "--policy.dim_model=64",
                                 "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1")

@@ -23,7 +23,7 @@ from common.dataset import EpisodeSource
 from common.ground_truth import has_ground_truth, read_ground_truth
 from common.reward_sources import LabelError
 from rewact.labels import per_frame_labels
-from training.predict import load_policy, predict_rewards
+from training.evaluation.predict import load_policy, predict_rewards
 
 CURVE_COLOURS = {"prediction": (31, 119, 180), "label": (255, 127, 14), "ground truth": (44, 160, 44)}
 

@@ -24,7 +24,7 @@ from common.scale import SCORES, nearest_score, reward_to_score
 from data.ground_truth import fractional_score
 from labeling import (ClipImages, ClipSpec, EpisodeLabels, LabelingContext, ProgressConfig, PromptLibrary, VLMRequest,
                       context_indices, progress_jobs)
-from training.compare import load_source  # compare's reader: both agree on every format
+from training.evaluation.scoring import load_source  # compare's reader: both agree on every format
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """What limits RewACT's reward head when its labels are perfect? A small ablation, CPU.
 
-    python -m training.ceiling [--work outputs/experiment] [--preset full]
+    python -m training.experiments.ceiling [--work outputs/experiment] [--preset full]
         [--results docs/results/experiment_unflagged_failures/ceiling] [--cameras corner2,behindGripper]
 
-RewACT is trained on the simulator's ground truth (row (c) of `training.experiment`, seed 0, on
+RewACT is trained on the simulator's ground truth (row (c) of `training.experiments.unflagged_failures`, seed 0, on
 the same splits: generated here if `--work` lacks them) with one setting changed at a time:
 more steps, a heavier reward loss, the head reading the encoder's image tokens instead of the
 decoder's action query, and a reward loss that weighs each fifth of the reward range alike.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from common.cli import run_cli
 from common.dataset import EpisodeSource
-from training.compare import compare
-from training.experiment import PRESETS, add_data_arguments, data_settings, generate_splits, train_rewact
+from training.evaluation.scoring import compare
+from training.experiments.workbench import PRESETS, add_data_arguments, data_settings, generate_splits, train_rewact
 
 # name -> (steps as a multiple of the preset's, lerobot overrides); the first is the experiment's (c).
 VARIANTS = {
@@ -37,7 +37,7 @@ SEED = 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.ceiling", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.experiments.ceiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--work", type=Path, default=Path("outputs/experiment"))
     parser.add_argument("--results", type=Path, default=Path("docs/results/experiment_unflagged_failures/ceiling"))
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         settings[name] = {"steps": steps, "overrides": overrides}
     source = EpisodeSource.open(heldout)
     report = compare(source, sources, source.episode_indices, args.results, samples=1000, seed=0)
-    report.update({"command": "python -m training.ceiling " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report.update({"command": "python -m training.experiments.ceiling " + " ".join(argv if argv is not None else sys.argv[1:]),
                    "variants": settings, "rewact_seed": SEED, "data_seed": args.data_seed, "timings": timings})
     (args.results / "results.json").write_text(json.dumps(report, indent=2))
     print((args.results / "results.md").read_text())

@@ -1,6 +1,5 @@
-"""Build tiny random-weight Qwen-VL checkpoints on disk, for tests and the offline demo.
-
-    python -m data.tiny_vlm --family qwen2_5_vl --out outputs/tiny-qwen2_5_vl
+"""Qwen-VL checkpoints built from scratch on disk: tiny random ones for tests and benchmarks,
+and the small one `training.finetune_vlm --init small` trains.
 
 No pretrained weights exist on these machines, so the labeling pipeline is exercised with
 models that have the real architecture, processor, tokenizer and chat template of Qwen2-VL,
@@ -10,8 +9,6 @@ hundred thousand random parameters. Their answers are noise; the code path is th
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -179,16 +176,3 @@ def build_tiny_vlm(family: str, out: str | Path, seed: int = 0, size: str = "tin
     build_processor(family, tokenizer).save_pretrained(out)
     return out
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data.tiny_vlm", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", choices=FAMILIES, default="qwen2_5_vl")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    print(f"wrote {build_tiny_vlm(args.family, args.out, args.seed)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Do the pipeline's labels beat interpolation on data with unflagged failures? One command, CPU.
 
-    python -m training.experiment [--preset quick|full] [--work outputs/experiment]
+    python -m training.experiments.unflagged_failures [--preset quick|full] [--work outputs/experiment]
         [--results docs/results/experiment_unflagged_failures] [--model DIR_OR_HUB_ID --device cuda]
         [--rows a,b,c --seeds 0] [--rewact-option=--policy.KEY=VALUE ...]
         [--cameras corner2,topview --label-cameras corner2,topview] [--train-successes N --train-failures N]
@@ -25,70 +25,37 @@ preset's, kept apart from the plain ones; a checkpoint trained otherwise is neve
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.cli import ConfigError, run_cli
+from common.cli import run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth
 from common.label_files import SUMMARY_FILE, read_summary
-from data.generate import GenerateConfig, generate
-from data.rollout import CAMERAS, FAILURE_KINDS, RolloutConfig
-from training.augment import augmented_dataset, clip_episodes
-from training.compare import compare, load_source
+from training.evaluation.scoring import compare, load_source
+from training.experiments.augment import augmented_dataset, clip_episodes
+from training.experiments.workbench import (PRESETS, SMALL_REWACT, add_data_arguments, data_settings, generate_splits,
+                                           run, settings_tag, step, train_rewact)
 
-REWARD_VLM = Path(__file__).resolve().parents[1] / "models" / "metaworld-reward-vlm"
+REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
 REWARD_VLM_TRAIN_SEED = 100  # outputs/reward_vlm/train in the Makefile's reward-vlm target
-# RewACT sized for a 2-core CPU: the ResNet18 backbone stays, the transformer shrinks, and
-# the learning rate rises from ACT's 1e-5 (at which the reward head barely moves in 1000 steps).
-SMALL_REWACT = ["--policy.dim_model=128", "--policy.dim_feedforward=512", "--policy.n_encoder_layers=2",
-                "--policy.chunk_size=20", "--policy.n_action_steps=20", "--policy.latent_dim=16",
-                "--policy.optimizer_lr=3e-4", "--policy.optimizer_lr_backbone=1e-4"]
 # Labelled episodes ending below this reward ((score 3.5 - 1) / 4) are not imitated: the labels'
 # successes mostly end at score 4, failures at 1-3.
 LABELS_IMITATE_MIN_FINAL = 0.625
-TRAINED_WITH = "trained_with.json"  # in each RewACT checkpoint directory: the settings it was trained with
 # Keyframe schemes of the cost-quality frontier, in order: name -> (initial, max keyframes), or None
 # for labeling.run's defaults (6/12), whose held-out labels the experiment has already made.
 FRONTIER = {"3 keyframes": (3, 6), "6 keyframes (default)": None, "12 keyframes": (12, 24),
             "every frame": (100_000, 100_000)}
 
 
-@dataclass(frozen=True)
-class Preset:
-    tasks: tuple[str, ...]
-    heldout_task: str
-    train_successes: int  # per task
-    train_failures: int  # per task, kinds dealt round robin over tasks
-    heldout_successes: int
-    heldout_failures_per_kind: int
-    steps: int
-    batch_size: int
-    seeds: tuple[int, ...]  # RewACT training seeds of the headline rows (a), (b), (c)
-    frontier: bool
 
 
-TASKS = ("pick-place-v3", "push-v3", "reach-v3")
-PRESETS = {
-    # ~90 min on a 2-core CPU (RewACT trains at about 1 s per step here: 9 runs of 400 steps).
-    "full": Preset(TASKS, "push-back-v3", 12, 4, 4, 2, steps=400, batch_size=16, seeds=(0, 1),
-                   frontier=True),
-    # ~20 min: the same composition, fewer episodes and steps, one seed.
-    "quick": Preset(TASKS, "push-back-v3", 6, 2, 2, 1, steps=150, batch_size=16, seeds=(0,),
-                    frontier=False),
-    # Plumbing check for the test suite (~3 min); its numbers mean nothing.
-    "smoke": Preset(("reach-v3",), "push-v3", 1, 1, 1, 1, steps=2, batch_size=2, seeds=(0,),
-                    frontier=True),
-}
 
 
 ROWS = ("a", "a'", "b", "b'", "c", "d")  # the RewACT rows, named by their tags in the variant names below
@@ -101,108 +68,20 @@ def row_of(variant: str) -> str:
     return variant.split()[0].strip("()")
 
 
-def step(name: str, done: Path, log: list, action) -> None:
-    """Run `action` unless `done` exists; record how long it took."""
-    start = time.perf_counter()
-    if done.exists():
-        print(f"[experiment] {name}: already done ({done})", flush=True)
-    else:
-        print(f"[experiment] {name} ...", flush=True)
-        action()
-    log.append({"step": name, "seconds": round(time.perf_counter() - start, 1)})
 
 
-def run(command: list[str], log_file: Path) -> None:
-    with log_file.open("w") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} ... failed (exit {result.returncode}); see {log_file}")
 
 
-def generate_splits(work: Path, preset: Preset, tasks: tuple[str, ...], heldout_task: str, data_seed: int,
-                    rollout: RolloutConfig, timings: list) -> tuple[Path, Path, Path]:
-    """The train, held-out and held-out-task datasets under `work` (generated once)."""
-    train, heldout, heldout_task_root = work / "train", work / "heldout", work / "heldout_task"
-    step("generate training episodes (unflagged failures)", train, timings, lambda: generate(GenerateConfig(
-        out=train, tasks=tasks, successes=preset.train_successes, failures_per_task=preset.train_failures,
-        rollout=rollout, seed=data_seed, repo_id="local/train")))
-    for name, root, split_tasks, seed in (("held-out episodes", heldout, tasks, data_seed + 100),
-                                          ("held-out task episodes", heldout_task_root, (heldout_task,),
-                                           data_seed + 200)):
-        step(f"generate {name}", root, timings, lambda root=root, split_tasks=split_tasks, seed=seed: generate(
-            GenerateConfig(out=root, tasks=split_tasks, successes=preset.heldout_successes,
-                           failures_per_kind=preset.heldout_failures_per_kind, rollout=rollout, seed=seed,
-                           repo_id=f"local/{root.name}")))
-    heldout_per_task = preset.heldout_successes + preset.heldout_failures_per_kind * len(FAILURE_KINDS)
-    check_recorded_as(train, rollout, len(tasks) * (preset.train_successes + preset.train_failures))
-    check_recorded_as(heldout, rollout, len(tasks) * heldout_per_task)
-    check_recorded_as(heldout_task_root, rollout, heldout_per_task)
-    return train, heldout, heldout_task_root
 
 
-def check_recorded_as(root: Path, rollout: RolloutConfig, episodes: int) -> None:
-    """A work directory reused with other views, image size or split size would silently mix runs."""
-    source = EpisodeSource.open(root)
-    features = source.meta.features
-    recorded = {key.removeprefix("observation.images."): tuple(features[key]["shape"][:2])
-                for key in features if key.startswith("observation.images.")}
-    wanted = {camera: (rollout.image_size, rollout.image_size) for camera in rollout.cameras}
-    if recorded != wanted or len(source.episode_indices) != episodes:
-        raise ConfigError(f"{root} was recorded with views {recorded} and {len(source.episode_indices)} episodes, "
-                          f"not {wanted} and {episodes}: choose another --work")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """How the generated splits are recorded: views, image size and the training split's size."""
-    parser.add_argument("--image-size", type=int, default=RolloutConfig.image_size)
-    parser.add_argument("--cameras", default=",".join(RolloutConfig.cameras),
-                        help=f"comma-separated views to record, from {','.join(CAMERAS)}")
-    parser.add_argument("--train-successes", type=int, help="training successes per task (default: the preset's)")
-    parser.add_argument("--train-failures", type=int, help="training failures per task, kinds dealt round robin "
-                        "(default: the preset's)")
 
 
-def data_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Preset, RolloutConfig]:
-    """The preset with the command line's split sizes, and the recording settings."""
-    cameras = tuple(args.cameras.split(","))
-    if unknown := sorted(set(cameras) - set(CAMERAS)):
-        parser.error(f"unknown camera(s) {', '.join(unknown)}; choose from {', '.join(CAMERAS)}")
-    preset = PRESETS[args.preset]
-    preset = replace(preset, train_successes=args.train_successes or preset.train_successes,
-                     train_failures=args.train_failures or preset.train_failures)
-    return preset, RolloutConfig(cameras=cameras, image_size=args.image_size)
 
 
-def train_rewact(name: str, dataset: Path, label_args: list[str], out: Path, steps: int, batch_size: int,
-                 device: str, seed: int, overrides: list[str], timings: list) -> str:
-    """Train the experiment's small RewACT once; the reward source naming its checkpoint.
-
-    The training settings are recorded beside the checkpoint, and a checkpoint trained otherwise
-    is refused rather than scored as if it were this one.
-    """
-    settings = ["--dataset", str(dataset), *label_args, "--steps", str(steps), "--batch-size", str(batch_size),
-                "--seed", str(seed), "--", *SMALL_REWACT, *overrides]
-    recorded = out / TRAINED_WITH
-    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
-        raise ConfigError(f"{out} was trained with {' '.join(json.loads(recorded.read_text()))}, not "
-                          f"{' '.join(settings)}: choose another --work or remove it")
-    command = [sys.executable, "-m", "training.train", *settings[:settings.index("--")], "--out", str(out),
-               "--device", device, "--log-freq", "100", *settings[settings.index("--"):]]
-
-    def train() -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        run(command, out.parent / f"{out.name}.log")
-        recorded.write_text(json.dumps(settings))
-
-    step(f"train {name}", out / "checkpoints" / "last", timings, train)
-    return f"rewact:{out / 'checkpoints' / 'last'}"
 
 
-def settings_tag(preset: Preset, steps: int, batch_size: int, options: list[str]) -> str:
-    """A checkpoint directory suffix naming every RewACT setting that differs from the preset's."""
-    tag = f"_{steps}steps" if steps != preset.steps else ""
-    tag += f"_batch{batch_size}" if batch_size != preset.batch_size else ""
-    return tag + (f"_{hashlib.sha1(' '.join(options).encode()).hexdigest()[:8]}" if options else "")
 
 
 def rewards_with_imitation(rewards: dict[int, np.ndarray], min_final: float) -> pd.DataFrame:
@@ -272,7 +151,7 @@ def plot_frontier(path: Path, rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.experiment", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.experiments.unflagged_failures", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--work", type=Path, default=Path("outputs/experiment"))
     parser.add_argument("--results", type=Path, default=Path("docs/results/experiment_unflagged_failures"))
@@ -397,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         frontier = frontier_rows(EpisodeSource.open(heldout), labeled, args.results / "frontier", seed=0)
 
     record = {
-        "command": "python -m training.experiment " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m training.experiments.unflagged_failures " + " ".join(argv if argv is not None else sys.argv[1:]),
         "preset": args.preset, "arguments": {k: str(v) for k, v in vars(args).items()},
         "seeds": {"train": args.data_seed, "heldout": args.data_seed + 100, "heldout_task": args.data_seed + 200,
                   "reward_vlm_train": REWARD_VLM_TRAIN_SEED, "rewact": list(preset.seeds)},

@@ -1,0 +1,1 @@
+"""Scoring reward sources against ground truth: metrics, bootstrap intervals, RewACT predictions."""

@@ -1,0 +1,1 @@
+"""Research drivers (each a command) and what they share (`workbench`)."""
