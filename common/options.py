@@ -84,6 +84,8 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str, seen: d
         if meta["positional"]:
             parser.add_argument(dest, metavar=field.name.upper(), **parser_kwargs)
         else:
+            if "choices" not in parser_kwargs and parser_kwargs.get("action") is not argparse.BooleanOptionalAction:
+                parser_kwargs.setdefault("metavar", field.name.upper())
             parser.add_argument(flag, dest=dest, **parser_kwargs)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from common.options import option
 from labeling.backends import SamplingParams, VLMBackend, VLMRequest, VLMResponse
 
 CACHE_VERSION = 3
@@ -36,9 +37,10 @@ Parser = Callable[[str | None], tuple[Any, str | None]]
 class CallsConfig:
     """How answers are asked for, retried and judged."""
 
-    max_retries: int = 2  # re-asks of an unreadable answer, with a format reminder
+    max_retries: int = option(2, help="re-asks of an unreadable answer, with a format reminder")
     retry_temperature: float = 0.7  # greedy decoding would repeat the unreadable answer
-    max_missing: float = 0.5  # share of unreadable progress answers above which a run fails
+    max_missing: float = option(0.5, help="fail (exit 1, nothing written) when more than this share of progress "
+                                          "answers is unreadable")
 
 
 @dataclass(frozen=True)

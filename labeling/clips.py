@@ -7,15 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.dataset import EpisodeSource
+from common.options import option
 
 LAYOUTS = ("tile", "separate")
 
 
 @dataclass(frozen=True)
 class ClipSpec:
-    cameras: tuple[str, ...]  # dataset camera keys
-    layout: str = "tile"  # tile: one image per moment, views side by side; separate: one per view
-    image_size: int | None = 224  # cap on the longer side of each view (never upscaled); None: as recorded
+    cameras: tuple[str, ...] = option((), help="camera keys or short names in the prompt (default: all)")
+    layout: str = option("tile", flag="--camera-layout", choices=LAYOUTS,
+                         help="tile: views side by side in one image per moment; separate: one image per view")
+    image_size: int | None = option(224, help="at most this many pixels on the longer side of each view "
+                                              "(never upscaled)")
 
     def views_text(self) -> str:
         names = ", ".join(camera.removeprefix("observation.images.") for camera in self.cameras)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from common.cli import ConfigError
+from common.options import option
+from labeling.backends import BACKENDS
 from labeling.calls import CallsConfig
 from labeling.clips import ClipSpec
 from labeling.context import LabelingContext
@@ -16,17 +18,26 @@ STAGES = ("rewrite", "progress", "negatives", "validate")
 BAD_EPISODE_POLICIES = ("fail", "skip")
 
 
+def parse_stages(spec: str) -> tuple[str, ...]:
+    """'progress,rewrite' -> ('rewrite', 'progress'): the stages named, in the order they run."""
+    named = [s.strip() for s in spec.split(",") if s.strip()]
+    return tuple(s for s in STAGES if s in named) + tuple(sorted(set(named) - set(STAGES)))
+
+
 @dataclass(frozen=True)
 class BackendConfig:
     """Which model answers, and how it is reached."""
 
-    name: str = "transformers"  # transformers | openai | vllm
-    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"  # hub id or local checkpoint; the served name for openai
-    base_urls: tuple[str, ...] = ("http://localhost:8000/v1",)  # openai; replicas spread over them
-    device: str = "auto"  # transformers
-    dtype: str = "auto"  # transformers, vllm
-    batch_size: int = 4  # transformers: requests per forward pass
-    concurrency: int = 8  # openai: requests in flight
+    name: str = option("transformers", flag="--backend", choices=BACKENDS, help="what answers the requests")
+    model: str = option("Qwen/Qwen2.5-VL-7B-Instruct",
+                        help="hub id or local checkpoint (transformers/vllm); served name (openai)")
+    base_urls: tuple[str, ...] = option(("http://localhost:8000/v1",), flag="--base-url",
+                                        help="OpenAI-compatible server(s) (--backend openai); Ray replicas are "
+                                             "spread over several")
+    device: str = option("auto", help="transformers: auto, cpu, cuda, cuda:1")
+    dtype: str = option("auto", help="transformers, vllm: auto, float32, bfloat16, float16")
+    batch_size: int = option(4, help="transformers: requests per forward pass")
+    concurrency: int = option(8, help="openai: requests in flight")
 
     def options(self, views: ClipSpec, progress: ProgressConfig, replica: int = 0) -> dict:
         """Keyword arguments of `make_backend` for this backend (replica `replica` of a pool)."""
@@ -40,32 +51,36 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class RewriteConfig:
-    paraphrases: int = 2
+    paraphrases: int = option(2, help="paraphrases of each rewritten instruction")
 
 
 @dataclass(frozen=True)
 class NegativesConfig:
-    counterfactuals: int = 3  # alternative instructions proposed per episode (described from
-    # progress.context_frames frames, so one vLLM image limit covers every stage)
+    # Described from progress.context_frames frames, so one vLLM image limit covers every stage.
+    counterfactuals: int = option(3, help="alternative instructions proposed per episode")
 
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    fraction: float = 0.2  # share of each episode's scored keyframes re-checked
+    fraction: float = option(0.2, flag="--validate-fraction", help="share of each episode's scored keyframes "
+                                                                   "re-checked by validation")
 
 
 @dataclass(frozen=True)
 class LabelingConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
-    views: ClipSpec = field(default_factory=lambda: ClipSpec(cameras=()))
+    views: ClipSpec = field(default_factory=ClipSpec)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
     rewrite: RewriteConfig = field(default_factory=RewriteConfig)
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
-    stages: tuple[str, ...] = STAGES
-    episodes_per_group: int = LabelingContext.episodes_per_group
-    on_bad_episode: str = "fail"  # an unreadable episode ends the run, or is skipped and recorded
+    stages: tuple[str, ...] = option(STAGES, parse=parse_stages,
+                                     help=f"comma-separated subset of {','.join(STAGES)}")
+    episodes_per_group: int = option(LabelingContext.episodes_per_group, help="episodes decoded and batched together")
+    on_bad_episode: str = option("fail", choices=BAD_EPISODE_POLICIES,
+                                 help="an episode whose frames cannot be read: end the run, or leave it unlabeled "
+                                      "and record why")
 
     def __post_init__(self):
         unknown = set(self.stages) - set(STAGES)
@@ -79,8 +94,3 @@ class LabelingConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
-
-def parse_stages(spec: str) -> tuple[str, ...]:
-    """'progress,rewrite' -> ('rewrite', 'progress'): the stages named, in the order they run."""
-    named = [s.strip() for s in spec.split(",") if s.strip()]
-    return tuple(s for s in STAGES if s in named) + tuple(sorted(set(named) - set(STAGES)))

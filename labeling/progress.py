@@ -25,6 +25,7 @@ from itertools import pairwise
 import numpy as np
 from tqdm import tqdm
 
+from common.options import option
 from common.scale import HIGHEST, LOWEST
 from labeling.backends import SCORE_CHOICES, SamplingParams, VLMRequest
 from labeling.calls import Job
@@ -42,12 +43,15 @@ FILLS = ("unimodal", "isotonic", "linear")
 
 @dataclass(frozen=True)
 class ProgressConfig:
-    initial_keyframes: int = 6
-    max_keyframes: int = 12
-    context_frames: int = 6
-    jump_threshold: float = 1.0
-    fill: str = "unimodal"
-    min_drop: float = 1.0  # levels lost after the peak before the unimodal fill keeps a regression
+    initial_keyframes: int = option(6, help="keyframes scored first, spread over each episode")
+    max_keyframes: int = option(12, help="model calls per episode, at most")
+    context_frames: int = option(6, help="frames shown per call")
+    jump_threshold: float = option(1.0, help="score jump between neighbouring keyframes that asks for the frame "
+                                             "between them")
+    fill: str = option("unimodal", choices=FILLS,
+                       help="unimodal: never decreasing unless the keyframes fall --min-drop levels after their peak; "
+                            "isotonic: never decreasing; linear: keyframes joined as scored")
+    min_drop: float = option(1.0, help="unimodal fill: levels lost after the peak to keep a regression")
 
 
 def initial_keyframes(length: int, count: int) -> list[int]:

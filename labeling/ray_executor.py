@@ -22,7 +22,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.cli import ConfigError
 from common.dataset import EpisodeSource
+from common.options import option
 from labeling.backends import BackendUnavailable, make_backend
 from labeling.calls import CallCache, CallStats, ModelCaller
 from labeling.config import LabelingConfig
@@ -38,10 +40,15 @@ RESTARTS = 3  # per replica, and retries per episode after a replica died
 
 @dataclass(frozen=True)
 class RayOptions:
-    address: str | None = None  # None: start a local cluster; "auto": join the one `ray start` made
-    replicas: int = 1
-    gpus_per_replica: float = 0.0
-    cpus_per_replica: float = 1.0
+    address: str | None = option(None, flag="--ray-address", help="Ray cluster to join ('auto' after `ray start`; "
+                                                                  "default: start a local one)")
+    replicas: int = option(1, help="ray: backends labeling episodes in parallel")
+    gpus_per_replica: float = option(0.0, help="ray: GPUs each replica reserves")
+    cpus_per_replica: float = option(1.0, help="ray: CPUs each replica reserves")
+
+    def __post_init__(self):
+        if self.replicas < 1:
+            raise ConfigError(f"--replicas must be >= 1, got {self.replicas}")
 
 
 @dataclass

@@ -12,104 +12,59 @@ killed run resumes where it stopped, and re-running a finished one calls nothing
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
 from common.cli import ConfigError, DatasetError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
+from common.options import as_record, option, parse_options
 from labeling import negatives, progress, rewrite, validate
-from labeling.backends import BACKENDS, SamplingParams, make_backend
-from labeling.calls import CallCache, CallsConfig, CallStats, Job, ModelCaller
-from labeling.clips import LAYOUTS, ClipSpec, context_indices
-from labeling.config import (BAD_EPISODE_POLICIES, STAGES, BackendConfig, LabelingConfig, NegativesConfig,
-                             RewriteConfig, ValidationConfig, parse_stages)
+from labeling.backends import SamplingParams, make_backend
+from labeling.calls import CallCache, CallStats, Job, ModelCaller
+from labeling.clips import context_indices
+from labeling.config import LabelingConfig
 from labeling.context import LabelingContext
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes, check_missing, check_not_all_skipped, label_episodes, rewrites
-from labeling.progress import FILLS, ProgressConfig, initial_keyframes, naive_prefix_cost
+from labeling.progress import initial_keyframes, naive_prefix_cost
 from labeling.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary
+from labeling.ray_executor import RayOptions
 from labeling.records import EpisodeLabels
 
 EXECUTORS = ("local", "ray")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m labeling.run", description=__doc__.split("\n\n")[0])
-    add = parser.add_argument
-    add("--dataset", required=True, help="hub repo id or local LeRobot dataset directory")
-    add("--out", type=Path, required=True, help="output dataset directory (must not exist unless --overwrite)")
-    add("--backend", choices=BACKENDS, default=BackendConfig.name)
-    add("--model", default=BackendConfig.model, help="hub id or local checkpoint (transformers/vllm); served name (openai)")
-    add("--base-url", nargs="+", default=list(BackendConfig().base_urls),
-        help="OpenAI-compatible server(s) (--backend openai); Ray replicas are spread over several")
-    add("--device", default=BackendConfig.device, help="transformers: auto, cpu, cuda, cuda:1")
-    add("--dtype", default=BackendConfig.dtype, help="transformers, vllm: auto, float32, bfloat16, float16")
-    add("--batch-size", type=int, default=BackendConfig.batch_size, help="transformers: requests per forward pass")
-    add("--concurrency", type=int, default=BackendConfig.concurrency, help="openai: requests in flight")
-    add("--episodes", help="e.g. 0,3,5-9 (default: all)")
-    add("--cameras", nargs="*", help="camera keys or short names in the prompt (default: all)")
-    add("--camera-layout", choices=LAYOUTS, default=ClipSpec.layout, help="views side by side, or one image per view")
-    add("--image-size", type=int, default=ClipSpec.image_size, help="at most this many pixels on the longer side of each view (never upscaled)")
-    add("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
-    add("--paraphrases", type=int, default=RewriteConfig.paraphrases)
-    add("--initial-keyframes", type=int, default=ProgressConfig.initial_keyframes)
-    add("--max-keyframes", type=int, default=ProgressConfig.max_keyframes, help="model calls per episode, at most")
-    add("--context-frames", type=int, default=ProgressConfig.context_frames, help="frames shown per call")
-    add("--jump-threshold", type=float, default=ProgressConfig.jump_threshold)
-    add("--fill", choices=FILLS, default=ProgressConfig.fill,
-        help="unimodal: never decreasing unless the keyframes fall --min-drop levels after their peak; "
-             "isotonic: never decreasing; linear: keyframes joined as scored")
-    add("--min-drop", type=float, default=ProgressConfig.min_drop, help="unimodal fill: levels lost to keep a regression")
-    add("--counterfactuals", type=int, default=NegativesConfig.counterfactuals, help="alternative instructions per episode")
-    add("--validate-fraction", type=float, default=ValidationConfig.fraction,
-        help="share of keyframes re-checked by validation")
-    add("--max-retries", type=int, default=CallsConfig.max_retries, help="re-asks for an unreadable answer")
-    add("--max-missing", type=float, default=CallsConfig.max_missing,
-        help="fail (exit 1, nothing written) when more than this share of progress answers is unreadable")
-    add("--on-bad-episode", choices=BAD_EPISODE_POLICIES, default=LabelingConfig.on_bad_episode,
-        help="an episode whose frames cannot be read: end the run, or leave it unlabeled and record why")
-    add("--episodes-per-group", type=int, default=LabelingContext.episodes_per_group,
-        help="episodes decoded and batched together")
-    add("--executor", choices=EXECUTORS, default="local", help="local: this process; ray: replicas on a Ray cluster")
-    add("--ray-address", help="Ray cluster to join ('auto' after `ray start`; default: start a local one)")
-    add("--replicas", type=int, default=1, help="ray: backends labeling episodes in parallel")
-    add("--gpus-per-replica", type=float, default=0.0, help="ray: GPUs each replica reserves")
-    add("--cpus-per-replica", type=float, default=1.0, help="ray: CPUs each replica reserves")
-    add("--prompts-dir", type=Path, default=DEFAULT_PROMPTS_DIR)
-    add("--cache-dir", type=Path, help="resume cache (default: <out>.cache)")
-    add("--overwrite", action="store_true")
-    add("--dry-run", action="store_true", help="print the prompts that would be sent; call nothing")
-    add("--quiet", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+@dataclass(frozen=True)
+class RunOptions:
+    """Label a LeRobot dataset with per-frame 1-5 progress scores and synthetic failures."""
+
+    dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    out: Path = option(help="output dataset directory (must not exist unless --overwrite)")
+    labeling: LabelingConfig = field(default_factory=LabelingConfig)
+    episodes: list[int] | None = option(None, help="e.g. 0,3,5-9 (default: all)", parse=parse_episodes)
+    executor: str = option("local", choices=EXECUTORS, help="local: this process; ray: replicas on a Ray cluster")
+    ray: RayOptions = field(default_factory=RayOptions)
+    prompts_dir: Path = option(DEFAULT_PROMPTS_DIR, help="the prompt files")
+    cache_dir: Path | None = option(None, help="resume cache (default: <out>.cache)")
+    overwrite: bool = option(False, help="replace --out")
+    dry_run: bool = option(False, help="print the prompts that would be sent; call nothing")
+    quiet: bool = option(False, help="no progress bars")
+
+    def __post_init__(self):
+        if len(self.labeling.backend.base_urls) > 1 and self.executor != "ray":
+            raise ConfigError("several --base-url are spread over Ray replicas: add --executor ray --replicas N")
 
 
-def build_config(args: argparse.Namespace, source: EpisodeSource) -> LabelingConfig:
-    """The run's whole configuration from the command line, checked against the dataset."""
-    if len(args.base_url) > 1 and args.executor != "ray":
-        raise ConfigError("several --base-url are spread over Ray replicas: add --executor ray --replicas N")
-    views = ClipSpec(cameras=source.check_cameras(args.cameras), layout=args.camera_layout, image_size=args.image_size)
+def with_dataset_views(config: LabelingConfig, source: EpisodeSource) -> LabelingConfig:
+    """The configuration with its views checked against the dataset (short camera names resolved)."""
+    views = replace(config.views, cameras=source.check_cameras(config.views.cameras))
     if not views.cameras:
         raise DatasetError(f"{source.root} has no camera features to show the model")
-    return LabelingConfig(
-        backend=BackendConfig(name=args.backend, model=args.model, base_urls=tuple(args.base_url), device=args.device,
-                              dtype=args.dtype, batch_size=args.batch_size, concurrency=args.concurrency),
-        views=views,
-        progress=ProgressConfig(initial_keyframes=args.initial_keyframes, max_keyframes=args.max_keyframes,
-                                context_frames=args.context_frames, jump_threshold=args.jump_threshold,
-                                fill=args.fill, min_drop=args.min_drop),
-        rewrite=RewriteConfig(paraphrases=args.paraphrases),
-        negatives=NegativesConfig(counterfactuals=args.counterfactuals),
-        validation=ValidationConfig(fraction=args.validate_fraction),
-        calls=CallsConfig(max_retries=args.max_retries, max_missing=args.max_missing),
-        stages=parse_stages(args.stages),
-        episodes_per_group=args.episodes_per_group,
-        on_bad_episode=args.on_bad_episode,
-    )
+    return replace(config, views=views)
 
 
 def render_request(stage: str, prompt_file: str, job: Job, params: SamplingParams, images_per_frame: int) -> str:
@@ -199,7 +154,7 @@ def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpis
 
 
 def provenance(backend: dict, prompts: PromptLibrary, config: LabelingConfig, source: EpisodeSource,
-               episodes: list[int], executor: dict, started: str) -> dict:
+               episodes: list[int], executor: dict, started: str, run_options: dict) -> dict:
     used = {stage: {"name": name, "sha256": prompts.get(name).sha256} for stage, name in (
         ("rewrite", rewrite.PROMPT), ("progress", progress.PROMPT), ("counterfactual", negatives.COUNTERFACTUAL_PROMPT),
         ("describe", negatives.DESCRIBE_PROMPT), ("validate", validate.PROMPT))}
@@ -213,6 +168,7 @@ def provenance(backend: dict, prompts: PromptLibrary, config: LabelingConfig, so
                      "counterfactual": asdict(negatives.counterfactual_sampling(config.negatives.counterfactuals)),
                      "validate": asdict(validate.SAMPLING), "retry_temperature": config.calls.retry_temperature},
         "config": config.as_dict(),
+        "run_options": run_options,  # the command's other options; `config` holds the labeling settings
         "executor": executor,
         "dataset": {"repo_id": source.repo_id, "root": str(source.root), "episodes": episodes},
         "command": ["python", "-m", "labeling.run", *sys.argv[1:]],
@@ -238,32 +194,28 @@ def label_here(source: EpisodeSource, config: LabelingConfig, prompts: PromptLib
     return result, task_rewrites, caller.stats, backend.describe(), backend.image_tokens_measured, {"executor": "local"}
 
 
-def label_on_ray(args: argparse.Namespace, config: LabelingConfig, episodes: list[int], cache: CallCache):
-    from labeling.ray_executor import RayOptions, run_on_ray
+def label_on_ray(args: RunOptions, config: LabelingConfig, episodes: list[int], cache: CallCache):
+    from labeling.ray_executor import run_on_ray
 
-    options = RayOptions(address=args.ray_address, replicas=args.replicas, gpus_per_replica=args.gpus_per_replica,
-                         cpus_per_replica=args.cpus_per_replica)
-    run = run_on_ray(args.dataset, config, args.prompts_dir, episodes, cache, options, progress=not args.quiet)
-    executor = {"executor": "ray", **asdict(options), "episodes_by_replica": run.episodes_by_replica}
+    run = run_on_ray(args.dataset, config, args.prompts_dir, episodes, cache, args.ray, progress=not args.quiet)
+    executor = {"executor": "ray", **asdict(args.ray), "episodes_by_replica": run.episodes_by_replica}
     return run.labeled, run.rewrites, run.stats, run.backend, run.image_tokens_measured, executor
 
 
 def main(argv: list[str] | None = None) -> int:
     started_clock, started = time.perf_counter(), datetime.now(UTC).isoformat()
-    args = parse_args(argv)
+    args = parse_options(RunOptions, argv, prog="python -m labeling.run")
     source = EpisodeSource.open(args.dataset)
-    episodes = parse_episodes(args.episodes) or source.episode_indices
+    episodes = args.episodes or source.episode_indices
     for episode in episodes:
         source.episode(episode)  # raises a one-line error for an unknown episode
-    config = build_config(args, source)
+    config = with_dataset_views(args.labeling, source)
     prompts = PromptLibrary(args.prompts_dir)
     if args.dry_run:
         print(dry_run(LabelingContext(source, None, prompts, config.views, episodes), config))
         return 0
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists (pass --overwrite to replace it)")
-    if args.replicas < 1:
-        raise ConfigError(f"--replicas must be >= 1, got {args.replicas}")
 
     cache_path = (args.cache_dir or args.out.with_name(args.out.name + ".cache")) / "calls.sqlite"
     cache = CallCache(cache_path)
@@ -278,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(stats, measured, result, time.perf_counter() - started_clock,
                         {"episodes_by_replica": executor["episodes_by_replica"]} if args.executor == "ray" else None)
     write_outputs(args.out, source, result.labels, result.negatives, result.verdicts, task_rewrites,
-                  provenance(backend, prompts, config, source, episodes, executor, started), summary,
+                  provenance(backend, prompts, config, source, episodes, executor, started,
+                             {k: v for k, v in as_record(args).items() if k != "labeling"}), summary,
                   result.skipped, overwrite=args.overwrite)
     cache.close()
     width = max(map(len, summary))
