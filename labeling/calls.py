@@ -6,9 +6,10 @@ the choices whose probabilities were read), the backend, model and revision, and
 format.
 So an edited prompt or rubric, another image size or camera layout, or another model can
 never be served an old answer. The cache holds raw answers (text and score probabilities),
-and they are parsed when read, so a parser fix reaches cached answers too; transport
-failures are never stored. Answers are committed to SQLite as each batch returns, so a run
-killed at any point resumes without repeating a finished call.
+and they are parsed when read, so a parser fix reaches cached answers too. A request the
+backend answered with an error is neither stored nor asked again with a format reminder:
+the model never sees a transport or HTTP error. Answers are committed to SQLite as each
+batch returns, so a run killed at any point resumes without repeating a finished call.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from common.cli import RunFailed
 from labeling.backends import SamplingParams, VLMBackend, VLMRequest, VLMResponse
 
 CACHE_VERSION = 3
@@ -39,6 +41,9 @@ class CallsConfig:
     max_retries: int = 2  # re-asks of an unreadable answer, with a format reminder
     retry_temperature: float = 0.7  # greedy decoding would repeat the unreadable answer
     max_missing: float = 0.5  # share of unreadable progress answers above which a run fails
+    # Progress answers after which the running share is judged, so a model or server that
+    # answers nothing readable ends the run early; fewer would let a few bad first answers do it.
+    missing_sample: int = 50
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class CallResult:
     prompt_tokens: int = 0
     image_tokens: int = 0
     cached: bool = False  # the last answer came from the resume cache
+    failed: bool = False  # the backend answered with an error, not the model: never asked again
 
     @property
     def expected(self) -> float | None:
@@ -167,14 +173,48 @@ class CallCache:
         self.connection.close()
 
 
+class MissingBudget:
+    """Ends a run once too many progress answers are unreadable, judged as they arrive: the
+    running share once `sample` answers are in, the whole share when the stage is done."""
+
+    stage = "progress"
+
+    def __init__(self, max_missing: float, raw_answers: str | Path, sample: int = CallsConfig.missing_sample):
+        self.max_missing = max_missing
+        self.raw_answers = raw_answers  # where the user can read them
+        self.sample = sample
+        self.answers = 0
+        self.missing: Counter = Counter()  # reasons
+
+    def record(self, stage: str, reasons: list[str | None]) -> None:
+        """Final answers of `stage`: None for a readable one, else why it is not."""
+        if stage == self.stage:
+            self.answers += len(reasons)
+            self.missing.update(reason for reason in reasons if reason is not None)
+
+    def check(self, final: bool = False) -> None:
+        count = sum(self.missing.values())
+        if self.answers < (1 if final else self.sample) or count <= self.max_missing * self.answers:
+            return
+        reason, times = self.missing.most_common(1)[0]
+        raise RunFailed(
+            f"{count} of {'' if final else 'the first '}{self.answers} progress answers were unreadable "
+            f"(most often: {reason}, {times}x), more than --max-missing {self.max_missing:g}; nothing was written. "
+            f"The raw answers are in {self.raw_answers} (table calls); check the model and server "
+            "(does it follow the prompt? return logprobs?)"
+        )
+
+
 class ModelCaller:
     def __init__(self, backend: VLMBackend, cache: CallCache, max_retries: int = CallsConfig.max_retries,
-                 progress: bool = True, retry_temperature: float = CallsConfig.retry_temperature):
+                 progress: bool = True, retry_temperature: float = CallsConfig.retry_temperature,
+                 budget: MissingBudget | None = None):
         self.backend = backend
         self.cache = cache
         self.max_retries = max_retries
         self.retry_temperature = retry_temperature
         self.progress = progress
+        self.budget = budget  # checked after every batch of jobs
         self.stats = CallStats()
         identity = backend.describe()
         self.identity = {k: v for k, v in identity.items() if k not in ("device", "base_url", "logprobs")}
@@ -187,7 +227,8 @@ class ModelCaller:
             show_progress: bool = True) -> list[CallResult]:
         """Answer every job (`params.choices`: read their probabilities). Unreadable answers
         are asked again as text (with a format reminder, sampled) up to `max_retries` times,
-        each from the cache where that exact request was answered before."""
+        each from the cache where that exact request was answered before; a backend error is
+        final."""
         requests = [job.request for job in jobs]
         episodes = [job.about.get("episode") for job in jobs]
         # Greedy decoding would repeat the unreadable answer: retries are sampled.
@@ -207,10 +248,12 @@ class ModelCaller:
                                         show_progress and not attempt)
             for i, (response, cached) in zip(pending, responses, strict=True):
                 results[i] = self._read(response, parse, results[i], cached)
-            pending = [i for i in pending if results[i].value is None]
-        for result in results:
-            if result.value is None:
-                self.stats.missing[result.reason or "unknown"] += 1
+            pending = [i for i in pending if results[i].value is None and not results[i].failed]
+        reasons = [result.reason or "unknown" if result.value is None else None for result in results]
+        self.stats.missing.update(reason for reason in reasons if reason is not None)
+        if self.budget is not None:
+            self.budget.record(stage, reasons)
+            self.budget.check()
         return results
 
     def _responses(self, stage: str, requests: list[VLMRequest], episodes: list[int | None], params: SamplingParams,
@@ -260,7 +303,7 @@ class ModelCaller:
                             prompt_tokens=before.prompt_tokens + response.prompt_tokens,
                             image_tokens=before.image_tokens + response.image_tokens)
         if response.error:
-            result.reason = f"backend error: {response.error}"
+            result.reason, result.failed = f"backend error: {response.error}", True
         elif response.choice_probs is not None:
             # In the order the choices were asked; the likeliest is read by the stage's own parser.
             result.probs = list(response.choice_probs.values())
