@@ -2,8 +2,8 @@
 
 A call's cache key is derived here, from everything that determines the answer: the
 rendered prompt, the answer prefix, the pixels of every image, the sampling parameters (with
-the choices whose probabilities were read), the backend, model and revision, and the cache
-format.
+the choices whose probabilities were read), the backend's identity (model, revision and
+whatever else of its own changes answers), and the cache format.
 So an edited prompt or rubric, another image size or camera layout, or another model can
 never be served an old answer. The cache holds raw answers (text and score probabilities),
 and they are parsed when read, so a parser fix reaches cached answers too. A request the
@@ -216,11 +216,11 @@ class ModelCaller:
         self.progress = progress
         self.budget = budget  # checked after every batch of jobs
         self.stats = CallStats()
-        identity = backend.describe()
-        self.identity = {k: v for k, v in identity.items() if k not in ("device", "base_url", "logprobs")}
 
-    def key(self, stage: str, request: VLMRequest, params: SamplingParams) -> str:
-        material = {"v": CACHE_VERSION, "stage": stage, "model": self.identity, **request_material(request, params)}
+    def key(self, stage: str, request: VLMRequest, params: SamplingParams, identity: dict | None = None) -> str:
+        """`identity`: the backend's as the request was asked (default: as it is now)."""
+        material = {"v": CACHE_VERSION, "stage": stage, "model": identity or self.backend.identity(),
+                    **request_material(request, params)}
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def run(self, stage: str, jobs: list[Job], params: SamplingParams, parse: Parser,
@@ -258,8 +258,10 @@ class ModelCaller:
 
     def _responses(self, stage: str, requests: list[VLMRequest], episodes: list[int | None], params: SamplingParams,
                    show_progress: bool) -> list[tuple[VLMResponse, bool]]:
-        """(response, from cache) per request; new answers are stored unless the call failed."""
-        keys = [self.key(stage, request, params) for request in requests]
+        """(response, from cache) per request; new answers are stored unless the call failed,
+        each under the backend identity it was asked with."""
+        identity = self.backend.identity()
+        keys = [self.key(stage, request, params, identity) for request in requests]
         hits = self.cache.get_many(keys)
         answered: list[tuple[VLMResponse, bool] | None] = [
             (VLMResponse(**hits[key]), True) if key in hits else None for key in keys]
@@ -277,8 +279,10 @@ class ModelCaller:
                 batch = [requests[i] for i in chunk]
                 responses = self.backend.generate(batch, params)
                 self._count(stage, responses)
-                self.cache.put_many([(keys[i], stage, _raw(response), episodes[i])
-                                     for i, response in zip(chunk, responses, strict=True) if response.error is None])
+                self.cache.put_many([
+                    (self.key(stage, requests[i], params, response.identity) if response.identity else keys[i],
+                     stage, _raw(response), episodes[i])
+                    for i, response in zip(chunk, responses, strict=True) if response.error is None])
                 for i, response in zip(chunk, responses, strict=True):
                     answered[i] = (response, False)
                 bar.update(len(chunk))

@@ -1,5 +1,7 @@
 """The caller: cache keys, resume, and 30+ malformed answers through parse -> retry -> missing."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -193,6 +195,34 @@ def test_a_backend_error_is_final_and_never_shown_to_the_model(tmp_path):
     asked = [request.prompt for request, _ in backend.sent]
     assert asked.count("a long episode") == 1 and not any("HTTP" in prompt for prompt in asked)
     assert caller.stats.missing == {"backend error: HTTP 400: context too long": 1}
+
+
+class DegradingBackend(ScriptedBackend):
+    """Loses a feature while answering its first batch, as an OpenAI server that refuses the prefill."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = ["logprobs", "prefill"]
+
+    def identity(self):
+        return {**super().identity(), "features": list(self.features)}
+
+    def _generate_text(self, requests, params):
+        self.features = ["logprobs"]
+        return [replace(answer, identity=self.identity()) for answer in super()._generate_text(requests, params)]
+
+
+def test_answers_are_cached_under_the_features_they_were_asked_with(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    backend = DegradingBackend()
+    caller = ModelCaller(backend, cache, progress=False)
+    request = VLMRequest(prompt="**Answer:** 2")
+    asked_with_prefill = caller.key("progress", request, TEXT)
+    caller.run("progress", [Job(about={}, request=request)], TEXT, parse)
+    assert cache.get_many([asked_with_prefill]) == {}  # not the key of the request it was not
+    again = ModelCaller(backend, cache, progress=False)  # the backend now asks without prefill
+    assert again.run("progress", [Job(about={}, request=request)], TEXT, parse)[0].cached
+    assert again.stats.model_calls == 0
 
 
 def test_the_missing_budget_ends_a_run_as_unreadable_answers_arrive(tmp_path):
