@@ -223,6 +223,11 @@ def test_vllm_answers_are_keyed_by_dtype_and_hub_revision(monkeypatch, tmp_path)
         != cache_key(first)
     publish("b" * 40)  # main moved on: new weights
     assert cache_key(make_backend("vllm", "org/model", dtype="bfloat16")) != cache_key(first)
+    weights = tmp_path / "model.gguf"  # vLLM also takes a single weights file
+    weights.write_bytes(b"v1")
+    before = cache_key(make_backend("vllm", str(weights)))
+    weights.write_bytes(b"v2 retrained")
+    assert cache_key(make_backend("vllm", str(weights))) != before
 
 
 def test_vllm_is_started_for_the_most_images_a_run_sends():

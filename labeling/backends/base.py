@@ -90,21 +90,28 @@ class VLMBackend(ABC):
 
 
 def model_revision(model: str, config=None) -> str | None:
-    """Which weights `model` names: for a local directory a fingerprint of its files (name,
-    size, modification time); for a hub id the commit it was loaded at (from the loaded
-    config, else the snapshot the hub cache resolves it to)."""
+    """Which weights `model` names: for a local directory (or single weights file, as vLLM
+    takes a GGUF) a fingerprint of its files (name, size, modification time); for a hub id
+    the commit it was loaded at (from the loaded config, else the snapshot the hub cache
+    resolves it to)."""
     path = Path(model)
-    if path.is_dir():
+    if path.exists():
+        files = [path] if path.is_file() else sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
         digest = hashlib.sha256()
-        for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")):
+        for file in files:
             stat = file.stat()
             digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
         return "local:" + digest.hexdigest()[:16]
     commit = getattr(config, "_commit_hash", None)
     if commit is None:
         from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.errors import HFValidationError
 
-        cached = try_to_load_from_cache(model, "config.json")  # .../snapshots/<commit>/config.json
+        try:
+            cached = try_to_load_from_cache(model, "config.json")  # .../snapshots/<commit>/config.json
+        except HFValidationError:  # neither a local path nor a hub id: nothing to resolve
+            cached = None
         commit = Path(cached).parent.name if isinstance(cached, str) else None
     return commit
 
