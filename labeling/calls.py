@@ -2,13 +2,14 @@
 
 A call's cache key is derived here, from everything that determines the answer: the
 rendered prompt, the answer prefix, the pixels of every image, the sampling parameters (with
-the choices whose probabilities were read), the backend, model and revision, and the cache
-format.
+the choices whose probabilities were read), the backend's identity (model, revision and
+whatever else of its own changes answers), and the cache format.
 So an edited prompt or rubric, another image size or camera layout, or another model can
 never be served an old answer. The cache holds raw answers (text and score probabilities),
-and they are parsed when read, so a parser fix reaches cached answers too; transport
-failures are never stored. Answers are committed to SQLite as each batch returns, so a run
-killed at any point resumes without repeating a finished call.
+and they are parsed when read, so a parser fix reaches cached answers too. A request the
+backend answered with an error is neither stored nor asked again with a format reminder:
+the model never sees a transport or HTTP error. Answers are committed to SQLite as each
+batch returns, so a run killed at any point resumes without repeating a finished call.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from common.cli import RunFailed
 from common.options import option
 from labeling.backends import SamplingParams, VLMBackend, VLMRequest, VLMResponse
 
@@ -41,6 +43,9 @@ class CallsConfig:
     retry_temperature: float = 0.7  # greedy decoding would repeat the unreadable answer
     max_missing: float = option(0.5, help="fail (exit 1, nothing written) when more than this share of progress "
                                           "answers is unreadable")
+    # Progress answers after which the running share is judged, so a model or server that
+    # answers nothing readable ends the run early; fewer would let a few bad first answers do it.
+    missing_sample: int = 50
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class CallResult:
     prompt_tokens: int = 0
     image_tokens: int = 0
     cached: bool = False  # the last answer came from the resume cache
+    failed: bool = False  # the backend answered with an error, not the model: never asked again
 
     @property
     def expected(self) -> float | None:
@@ -169,27 +175,62 @@ class CallCache:
         self.connection.close()
 
 
+class MissingBudget:
+    """Ends a run once too many progress answers are unreadable, judged as they arrive: the
+    running share once `sample` answers are in, the whole share when the stage is done."""
+
+    stage = "progress"
+
+    def __init__(self, max_missing: float, raw_answers: str | Path, sample: int = CallsConfig.missing_sample):
+        self.max_missing = max_missing
+        self.raw_answers = raw_answers  # where the user can read them
+        self.sample = sample
+        self.answers = 0
+        self.missing: Counter = Counter()  # reasons
+
+    def record(self, stage: str, reasons: list[str | None]) -> None:
+        """Final answers of `stage`: None for a readable one, else why it is not."""
+        if stage == self.stage:
+            self.answers += len(reasons)
+            self.missing.update(reason for reason in reasons if reason is not None)
+
+    def check(self, final: bool = False) -> None:
+        count = sum(self.missing.values())
+        if self.answers < (1 if final else self.sample) or count <= self.max_missing * self.answers:
+            return
+        reason, times = self.missing.most_common(1)[0]
+        raise RunFailed(
+            f"{count} of {'' if final else 'the first '}{self.answers} progress answers were unreadable "
+            f"(most often: {reason}, {times}x), more than --max-missing {self.max_missing:g}; nothing was written. "
+            f"The raw answers are in {self.raw_answers} (table calls); check the model and server "
+            "(does it follow the prompt? return logprobs?)"
+        )
+
+
 class ModelCaller:
     def __init__(self, backend: VLMBackend, cache: CallCache, max_retries: int = CallsConfig.max_retries,
-                 progress: bool = True, retry_temperature: float = CallsConfig.retry_temperature):
+                 progress: bool = True, retry_temperature: float = CallsConfig.retry_temperature,
+                 budget: MissingBudget | None = None):
         self.backend = backend
         self.cache = cache
         self.max_retries = max_retries
         self.retry_temperature = retry_temperature
         self.progress = progress
+        self.budget = budget  # checked after every batch of jobs
         self.stats = CallStats()
-        identity = backend.describe()
-        self.identity = {k: v for k, v in identity.items() if k not in ("device", "base_url", "logprobs")}
 
-    def key(self, stage: str, request: VLMRequest, params: SamplingParams) -> str:
-        material = {"v": CACHE_VERSION, "stage": stage, "model": self.identity, **request_material(request, params)}
+    def key(self, stage: str, request: VLMRequest, params: SamplingParams, identity: dict | None = None) -> str:
+        """`identity`: the backend's as the request was asked (default: as it is now)."""
+        material = {"v": CACHE_VERSION, "stage": stage, "model": identity or self.backend.identity(),
+                    **request_material(request, params)}
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def run(self, stage: str, jobs: list[Job], params: SamplingParams, parse: Parser,
             show_progress: bool = True) -> list[CallResult]:
         """Answer every job (`params.choices`: read their probabilities). Unreadable answers
         are asked again as text (with a format reminder, sampled) up to `max_retries` times,
-        each from the cache where that exact request was answered before."""
+        each from the cache where that exact request was answered before; a backend error is
+        final."""
         requests = [job.request for job in jobs]
         episodes = [job.about.get("episode") for job in jobs]
         # Greedy decoding would repeat the unreadable answer: retries are sampled.
@@ -209,16 +250,20 @@ class ModelCaller:
                                         show_progress and not attempt)
             for i, (response, cached) in zip(pending, responses, strict=True):
                 results[i] = self._read(response, parse, results[i], cached)
-            pending = [i for i in pending if results[i].value is None]
-        for result in results:
-            if result.value is None:
-                self.stats.missing[result.reason or "unknown"] += 1
+            pending = [i for i in pending if results[i].value is None and not results[i].failed]
+        reasons = [result.reason or "unknown" if result.value is None else None for result in results]
+        self.stats.missing.update(reason for reason in reasons if reason is not None)
+        if self.budget is not None:
+            self.budget.record(stage, reasons)
+            self.budget.check()
         return results
 
     def _responses(self, stage: str, requests: list[VLMRequest], episodes: list[int | None], params: SamplingParams,
                    show_progress: bool) -> list[tuple[VLMResponse, bool]]:
-        """(response, from cache) per request; new answers are stored unless the call failed."""
-        keys = [self.key(stage, request, params) for request in requests]
+        """(response, from cache) per request; new answers are stored unless the call failed,
+        each under the backend identity it was asked with."""
+        identity = self.backend.identity()
+        keys = [self.key(stage, request, params, identity) for request in requests]
         hits = self.cache.get_many(keys)
         answered: list[tuple[VLMResponse, bool] | None] = [
             (VLMResponse(**hits[key]), True) if key in hits else None for key in keys]
@@ -236,8 +281,10 @@ class ModelCaller:
                 batch = [requests[i] for i in chunk]
                 responses = self.backend.generate(batch, params)
                 self._count(stage, responses)
-                self.cache.put_many([(keys[i], stage, _raw(response), episodes[i])
-                                     for i, response in zip(chunk, responses, strict=True) if response.error is None])
+                self.cache.put_many([
+                    (self.key(stage, requests[i], params, response.identity) if response.identity else keys[i],
+                     stage, _raw(response), episodes[i])
+                    for i, response in zip(chunk, responses, strict=True) if response.error is None])
                 for i, response in zip(chunk, responses, strict=True):
                     answered[i] = (response, False)
                 bar.update(len(chunk))
@@ -262,7 +309,7 @@ class ModelCaller:
                             prompt_tokens=before.prompt_tokens + response.prompt_tokens,
                             image_tokens=before.image_tokens + response.image_tokens)
         if response.error:
-            result.reason = f"backend error: {response.error}"
+            result.reason, result.failed = f"backend error: {response.error}", True
         elif response.choice_probs is not None:
             # In the order the choices were asked; the likeliest is read by the stage's own parser.
             result.probs = list(response.choice_probs.values())

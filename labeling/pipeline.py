@@ -3,10 +3,8 @@ one at a time on a Ray replica. Both executors run exactly this."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from common.cli import RunFailed
 from labeling.config import LabelingConfig
@@ -56,18 +54,6 @@ def label_episodes(ctx: LabelingContext, config: LabelingConfig, instructions: d
     kept = [e for e in labels if e not in ctx.skipped]
     return LabeledEpisodes({e: labels[e] for e in kept}, [n for n in negatives if n.episode not in ctx.skipped],
                            [v for v in verdicts if v.episode not in ctx.skipped], dict(ctx.skipped))
-
-
-def check_missing(labels: dict[int, EpisodeLabels], max_missing: float, cache_path: Path) -> None:
-    keyframes = [k for label in labels.values() for k in label.keyframes.values()]
-    missing = [k.reason or "unknown" for k in keyframes if k.expected is None]
-    if keyframes and len(missing) / len(keyframes) > max_missing:
-        reason, count = Counter(missing).most_common(1)[0]
-        raise RunFailed(
-            f"{len(missing)} of {len(keyframes)} progress answers were unreadable (most often: {reason}, {count}x), "
-            f"more than --max-missing {max_missing:g}; nothing was written. The raw answers are in {cache_path} "
-            "(table calls); check the model and server (does it follow the prompt? return logprobs?)"
-        )
 
 
 def check_not_all_skipped(result: LabeledEpisodes, episodes: list[int]) -> None:

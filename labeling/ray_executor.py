@@ -26,7 +26,7 @@ from common.cli import ConfigError
 from common.dataset import EpisodeSource
 from common.options import option
 from labeling.backends import BackendUnavailable, make_backend
-from labeling.calls import CallCache, CallStats, ModelCaller
+from labeling.calls import CallCache, CallStats, MissingBudget, ModelCaller
 from labeling.config import LabelingConfig
 from labeling.context import LabelingContext
 from labeling.pipeline import LabeledEpisodes, label_episodes, rewrites
@@ -110,7 +110,8 @@ def _new_rows(cache: CallCache, seeded: list) -> list:
 
 
 def run_on_ray(dataset: str, config: LabelingConfig, prompts_dir: Path, episodes: list[int], cache: CallCache,
-               options: RayOptions, progress: bool = True) -> RayRun:
+               options: RayOptions, budget: MissingBudget, progress: bool = True) -> RayRun:
+    """`budget` is judged on every finished episode's progress answers, as they stream in."""
     try:
         import ray
         from ray.util import ActorPool
@@ -148,10 +149,15 @@ def run_on_ray(dataset: str, config: LabelingConfig, prompts_dir: Path, episodes
                 cache.put_many(result.calls)  # streamed: a killed driver keeps every finished episode
                 labeled.add(result.labeled)
                 stats.add(result.stats)
+                budget.record(budget.stage, [k.reason or "unknown" if k.expected is None else None
+                                             for label in result.labeled.labels.values()
+                                             for k in label.keyframes.values()])
+                budget.check()
                 by_replica[result.replica] = by_replica.get(result.replica, 0) + 1
                 bar.update(1)
                 bar.set_postfix(calls=stats.model_calls, cached=stats.cached_calls,
                                 eps=f"{bar.n / (time.perf_counter() - started):.2f}/s")
+        budget.check(final=True)
         return RayRun(labeled, task_rewrites, stats, backend, measured, dict(sorted(by_replica.items())))
     finally:
         if started_here:

@@ -24,12 +24,12 @@ from common.dataset import EpisodeSource
 from common.options import as_record, option, parse_options
 from labeling import negatives, progress, rewrite, validate
 from labeling.backends import SamplingParams, make_backend
-from labeling.calls import CallCache, CallStats, Job, ModelCaller
+from labeling.calls import CallCache, CallStats, Job, MissingBudget, ModelCaller
 from labeling.clips import context_indices
 from labeling.config import LabelingConfig
 from labeling.context import LabelingContext
 from labeling.output import write_outputs
-from labeling.pipeline import LabeledEpisodes, check_missing, check_not_all_skipped, label_episodes, rewrites
+from labeling.pipeline import LabeledEpisodes, check_not_all_skipped, label_episodes, rewrites
 from labeling.progress import initial_keyframes, naive_prefix_cost
 from labeling.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary
 from labeling.ray_executor import RayOptions
@@ -179,25 +179,26 @@ def provenance(backend: dict, prompts: PromptLibrary, config: LabelingConfig, so
 
 
 def label_here(source: EpisodeSource, config: LabelingConfig, prompts: PromptLibrary, episodes: list[int],
-               cache: CallCache, cache_path: Path, quiet: bool):
+               cache: CallCache, budget: MissingBudget, quiet: bool):
     """In this process: every stage over all episodes, a group of episodes at a time."""
     backend = make_backend(config.backend.name, config.backend.model,
                            **config.backend.options(config.views, config.progress))
     caller = ModelCaller(backend, cache, config.calls.max_retries, progress=not quiet,
-                         retry_temperature=config.calls.retry_temperature)
+                         retry_temperature=config.calls.retry_temperature, budget=budget)
     ctx = LabelingContext(source, caller, prompts, config.views, episodes, config.episodes_per_group,
                           skip_bad_episodes=config.on_bad_episode == "skip")
     task_rewrites = rewrites(ctx, config)
     instructions = {e: task_rewrites[source.episode(e).task].instruction for e in episodes}
     result = label_episodes(ctx, config, instructions,
-                            after_progress=lambda labels: check_missing(labels, config.calls.max_missing, cache_path))
+                            after_progress=lambda labels: budget.check(final=True))
     return result, task_rewrites, caller.stats, backend.describe(), backend.image_tokens_measured, {"executor": "local"}
 
 
-def label_on_ray(args: RunOptions, config: LabelingConfig, episodes: list[int], cache: CallCache):
+def label_on_ray(args: RunOptions, config: LabelingConfig, episodes: list[int], cache: CallCache,
+                 budget: MissingBudget):
     from labeling.ray_executor import run_on_ray
 
-    run = run_on_ray(args.dataset, config, args.prompts_dir, episodes, cache, args.ray, progress=not args.quiet)
+    run = run_on_ray(args.dataset, config, args.prompts_dir, episodes, cache, args.ray, budget, progress=not args.quiet)
     executor = {"executor": "ray", **asdict(args.ray), "episodes_by_replica": run.episodes_by_replica}
     return run.labeled, run.rewrites, run.stats, run.backend, run.image_tokens_measured, executor
 
@@ -219,12 +220,12 @@ def main(argv: list[str] | None = None) -> int:
 
     cache_path = (args.cache_dir or args.out.with_name(args.out.name + ".cache")) / "calls.sqlite"
     cache = CallCache(cache_path)
+    budget = MissingBudget(config.calls.max_missing, cache_path, config.calls.missing_sample)
     if args.executor == "ray":
-        result, task_rewrites, stats, backend, measured, executor = label_on_ray(args, config, episodes, cache)
-        check_missing(result.labels, config.calls.max_missing, cache_path)
+        result, task_rewrites, stats, backend, measured, executor = label_on_ray(args, config, episodes, cache, budget)
     else:
         result, task_rewrites, stats, backend, measured, executor = label_here(
-            source, config, prompts, episodes, cache, cache_path, args.quiet)
+            source, config, prompts, episodes, cache, budget, args.quiet)
     check_not_all_skipped(result, episodes)
 
     summary = summarize(stats, measured, result, time.perf_counter() - started_clock,

@@ -74,17 +74,18 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture
 def fake_openai(tmp_path):
-    """Start tests/fake_openai_server.py; yields a factory(**flags) -> (base_url, log path)."""
+    """Start tests/fake_openai_server.py; yields start(*flags, fail_first=.., ...) -> (base_url, log path)."""
     import subprocess
     import sys
 
     processes = []
 
-    def start(fail_first: int = 0, reject_logprobs: bool = False, unreadable: bool = False,
+    def start(*options: str, fail_first: int = 0, reject_logprobs: bool = False, unreadable: bool = False,
               reject_prefill: bool = False):
+        """`options`: further flags of the server, e.g. "--api-key", "k"."""
         log = tmp_path / f"requests{len(processes)}.jsonl"
         cmd = [sys.executable, str(REPO_ROOT / "tests" / "fake_openai_server.py"), "--log", str(log),
-               "--fail-first", str(fail_first), "--max-seconds", "300"]
+               "--fail-first", str(fail_first), "--max-seconds", "300", *options]
         if reject_logprobs:
             cmd.append("--reject-logprobs")
         if unreadable:

@@ -1,9 +1,13 @@
 """The caller: cache keys, resume, and 30+ malformed answers through parse -> retry -> missing."""
 
-import numpy as np
+from dataclasses import replace
 
+import numpy as np
+import pytest
+
+from common.cli import RunFailed
 from labeling.backends import SCORE_CHOICES, SamplingParams, VLMBackend, VLMRequest, VLMResponse
-from labeling.calls import CallCache, Job, ModelCaller
+from labeling.calls import CallCache, Job, MissingBudget, ModelCaller
 from labeling.parsing import parse_score
 
 # first answer -> answer after the format reminder
@@ -169,3 +173,72 @@ def test_answers_are_filed_by_episode_and_an_older_cache_gains_the_column(tmp_pa
     assert cache.rows_of(4) == [("k1", "progress", {"text": "ANSWER: 3"}, 4)]
     assert cache.rows_of(None) == [("k0", "rewrite", {"text": "x"}, None)]
     assert len(cache.rows()) == 3 and cache.get_many(["k0"]) == {"k0": {"text": "x"}}
+
+
+class RefusingBackend(ScriptedBackend):
+    """Answers a prompt about a long context with the server's HTTP 400, like a context-length refusal."""
+
+    def _generate_text(self, requests, params):
+        self.sent += [(request, params) for request in requests if "long" in request.prompt]
+        answers = iter(super()._generate_text([r for r in requests if "long" not in r.prompt], params))
+        return [VLMResponse(error="HTTP 400: context too long") if "long" in r.prompt else next(answers)
+                for r in requests]
+
+
+def test_a_backend_error_is_final_and_never_shown_to_the_model(tmp_path):
+    backend = RefusingBackend()
+    caller = ModelCaller(backend, CallCache(tmp_path / "c.sqlite"), max_retries=2, progress=False)
+    jobs = [Job(about={}, request=VLMRequest(prompt=prompt)) for prompt in ("a long episode", "ANSWER: 7")]
+    refused, retried = caller.run("progress", jobs, SCORED, parse)
+    assert refused.value is None and refused.failed and refused.reason == "backend error: HTTP 400: context too long"
+    assert retried.value == 3 and not retried.failed  # an unreadable answer is still asked again
+    asked = [request.prompt for request, _ in backend.sent]
+    assert asked.count("a long episode") == 1 and not any("HTTP" in prompt for prompt in asked)
+    assert caller.stats.missing == {"backend error: HTTP 400: context too long": 1}
+
+
+class DegradingBackend(ScriptedBackend):
+    """Loses a feature while answering its first batch, as an OpenAI server that refuses the prefill."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = ["logprobs", "prefill"]
+
+    def identity(self):
+        return {**super().identity(), "features": list(self.features)}
+
+    def _generate_text(self, requests, params):
+        self.features = ["logprobs"]
+        return [replace(answer, identity=self.identity()) for answer in super()._generate_text(requests, params)]
+
+
+def test_answers_are_cached_under_the_features_they_were_asked_with(tmp_path):
+    cache = CallCache(tmp_path / "c.sqlite")
+    backend = DegradingBackend()
+    caller = ModelCaller(backend, cache, progress=False)
+    request = VLMRequest(prompt="**Answer:** 2")
+    asked_with_prefill = caller.key("progress", request, TEXT)
+    caller.run("progress", [Job(about={}, request=request)], TEXT, parse)
+    assert cache.get_many([asked_with_prefill]) == {}  # not the key of the request it was not
+    again = ModelCaller(backend, cache, progress=False)  # the backend now asks without prefill
+    assert again.run("progress", [Job(about={}, request=request)], TEXT, parse)[0].cached
+    assert again.stats.model_calls == 0
+
+
+def test_the_missing_budget_ends_a_run_as_unreadable_answers_arrive(tmp_path):
+    backend = ScriptedBackend()
+    caller = ModelCaller(backend, CallCache(tmp_path / "c.sqlite"), max_retries=0, progress=False,
+                         budget=MissingBudget(0.5, "the cache", sample=10))
+    readable = [Job(about={}, request=VLMRequest(prompt=f"**Answer:** 2{'.' * i}")) for i in range(4)]
+    unreadable = [Job(about={}, request=VLMRequest(prompt=f"The arm moves.{'.' * i}")) for i in range(4)]
+    caller.run("progress", readable, TEXT, parse)
+    caller.run("validate", unreadable, TEXT, parse)  # other stages' answers are not judged
+    caller.run("progress", unreadable, TEXT, parse)  # 4 of 8: under the sample, under the share
+    with pytest.raises(RunFailed, match=r"^8 of the first 12 progress answers were unreadable \(most often: no score"):
+        caller.run("progress", unreadable[:1] + [Job(about={}, request=VLMRequest(prompt=f"?{'?' * i}"))
+                                                 for i in range(3)], TEXT, parse)
+    budget = MissingBudget(0.5, "the cache", sample=10)
+    budget.record("progress", ["no score", "no score", None])
+    budget.check()  # 3 answers: judged only at the end
+    with pytest.raises(RunFailed, match=r"^2 of 3 progress answers were unreadable"):
+        budget.check(final=True)

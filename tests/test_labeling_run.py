@@ -156,7 +156,7 @@ def test_openai_backend_runs_every_stage_with_negatives_and_verdicts(demo_root, 
     assert set(verdicts.loc[verdicts.target == "progress", "action"]) == {"relabel"}
     frames = pd.read_parquet(out / "labels" / "frames.parquet")
     assert frames.score.isin([4, 5]).all() and frames.score.eq(4).sum() > len(frames) / 2
-    assert len(log.read_text().splitlines()) == summary["model_calls"]
+    assert len(log.read_text().splitlines()) == 1 + summary["model_calls"]  # and the preflight
 
 
 @pytest.mark.slow
@@ -237,6 +237,31 @@ def test_a_run_whose_answers_are_unreadable_fails_and_writes_nothing(demo_root, 
     assert line.startswith("error: 12 of 12 progress answers were unreadable") and "calls.sqlite" in line
     assert not out.exists() and not (tmp_path / "labeled.partial").exists()
     assert (tmp_path / "labeled.cache" / "calls.sqlite").is_file()  # the raw answers are kept
+
+
+def test_unreadable_answers_end_the_run_as_they_arrive(demo_root, fake_openai, tmp_path, cli):
+    base_url, log = fake_openai(unreadable=True)
+    result = cli("labeling.run", "--dataset", demo_root, "--out", tmp_path / "o", "--backend", "openai",
+                 "--base-url", base_url, "--model", "served", "--stages", "progress", "--max-retries", "0",
+                 "--episodes-per-group", "2", "--image-size", "64", "--quiet")
+    assert result.returncode == 1, result.stderr[-1000:]
+    assert result.stderr.startswith("error: 60 of the first 60 progress answers were unreadable")
+    assert len(log.read_text().splitlines()) == 1 + 60  # the preflight, then 10 of the 14 episodes, not all
+
+
+@pytest.mark.parametrize("server, model, message", [
+    (("--api-key", "right"), "served", "refused the API key (HTTP 401: Incorrect API key provided.)"),
+    (("--model", "served-a"), "served-b", "serves no model 'served-b' (it serves: served-a)"),
+], ids=["401", "404"])
+def test_a_wrong_key_or_model_ends_the_run_before_any_episode_is_read(demo_root, fake_openai, tmp_path, cli,
+                                                                       monkeypatch, server, model, message):
+    base_url, log = fake_openai(*server)
+    monkeypatch.setenv("OPENAI_API_KEY", "wrong")
+    monkeypatch.setattr("labeling.context.ClipImages", lambda *args: pytest.fail("an episode was decoded"))
+    result = cli("labeling.run", "--dataset", demo_root, "--out", tmp_path / "o", "--backend", "openai",
+                 "--base-url", base_url, "--model", model, "--quiet")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+    assert not log.exists()  # not one completion was asked
 
 
 def test_dry_run_prints_prompts_and_loads_no_model(demo_root, tmp_path):

@@ -89,7 +89,7 @@ def test_http_labels_equal_the_in_process_transformers_labels(vllm_server, tmp_p
     local = label(tmp_path / "local", "--backend", "transformers", "--model", str(MODEL), "--dtype", "float32",
                   "--device", "cpu")
     backend = json.loads((tmp_path / "http" / "labels" / "provenance.json").read_text())["backend"]
-    assert backend["prefill"] and backend["logprobs"]  # vLLM accepted continue_final_message and logprobs
+    assert backend["features"] == ["logprobs", "prefill"]  # vLLM accepted continue_final_message and logprobs
     assert served.probs.notna().all() and served.expected.notna().all()  # every score read from logprobs
     common = served.index.intersection(local.index)
     assert len(common) >= 0.9 * len(local)  # refinement follows the scores: almost the same keyframes

@@ -51,7 +51,10 @@ class VLMResponse:
     choice_mass: float | None = None  # the choices' share of the whole next-token distribution
     prompt_tokens: int = 0
     image_tokens: int = 0
-    error: str | None = None
+    error: str | None = None  # why there is no answer (HTTP status, malformed reply): never asked again
+    # The backend's identity when this request was asked, where it can change during a run
+    # (an OpenAI server's refused feature): the answer is cached under it.
+    identity: dict | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -77,22 +80,40 @@ class VLMBackend(ABC):
     def _score_choices(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
         """Probabilities of each of `params.choices` as the next token after `answer_prefix`."""
 
-    def describe(self) -> dict:
-        """What produced the labels, for provenance."""
+    def identity(self) -> dict:
+        """Everything about this backend that changes its answers: part of every cache key."""
         return {"backend": self.name, "model": self.model}
+
+    def describe(self) -> dict:
+        """What produced the labels, for provenance: the identity and how it ran."""
+        return self.identity()
 
 
 def model_revision(model: str, config=None) -> str | None:
-    """Which weights `model` names: the hub commit a checkpoint was loaded at, or for a local
-    directory a fingerprint of its files (name, size, modification time)."""
+    """Which weights `model` names: for a local directory (or single weights file, as vLLM
+    takes a GGUF) a fingerprint of its files (name, size, modification time); for a hub id
+    the commit it was loaded at (from the loaded config, else the snapshot the hub cache
+    resolves it to)."""
     path = Path(model)
-    if path.is_dir():
+    if path.exists():
+        files = [path] if path.is_file() else sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
         digest = hashlib.sha256()
-        for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")):
+        for file in files:
             stat = file.stat()
             digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
         return "local:" + digest.hexdigest()[:16]
-    return getattr(config, "_commit_hash", None)
+    commit = getattr(config, "_commit_hash", None)
+    if commit is None:
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.errors import HFValidationError
+
+        try:
+            cached = try_to_load_from_cache(model, "config.json")  # .../snapshots/<commit>/config.json
+        except HFValidationError:  # neither a local path nor a hub id: nothing to resolve
+            cached = None
+        commit = Path(cached).parent.name if isinstance(cached, str) else None
+    return commit
 
 
 def png_data_url(image: np.ndarray) -> str:

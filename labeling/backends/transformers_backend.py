@@ -38,15 +38,19 @@ class TransformersBackend(VLMBackend):
                 "(offline? pass a local checkpoint directory with --model)"
             ) from err
         self.net.to(self.device).eval()
+        self.revision = model_revision(model, self.net.config)  # the weights loaded
         self.processor.tokenizer.padding_side = "left"
         config = self.net.config
         self.patch_size = config.vision_config.patch_size
         self.image_token_id = config.image_token_id
         self.processor_kwargs = processor_options(config)
 
+    def identity(self) -> dict:
+        return {"backend": self.name, "model": self.model, "revision": self.revision, "dtype": self.dtype,
+                "model_type": self.net.config.model_type, "max_pixels": self.max_pixels}
+
     def describe(self) -> dict:
-        return {"backend": self.name, "model": self.model, "revision": model_revision(self.model, self.net.config),
-                "device": self.device, "dtype": self.dtype, "model_type": self.net.config.model_type}
+        return {**self.identity(), "device": self.device}
 
     def _encode(self, requests: list[VLMRequest]):
         return encode_requests(self.processor, requests, self.patch_size, self.processor_kwargs,

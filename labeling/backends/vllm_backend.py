@@ -33,14 +33,22 @@ class VLLMBackend(VLMBackend):
         self.model = model
         self.batch_size = 64  # vLLM schedules its own batches; this only sizes progress updates
         self.top_logprobs = top_logprobs
+        self.dtype = dtype
+        self.max_model_len = max_model_len
+        self.engine_args = dict(engine_args or {})
         self._sampling_params = VLLMSamplingParams
         self.llm = LLM(model=model, limit_mm_per_prompt={"image": max_images}, dtype=dtype,
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, seed=seed,
-                       **(engine_args or {}))
+                       **self.engine_args)
+        self.revision = model_revision(model)  # after the engine resolved (and fetched) the weights
         self.image_token_id = getattr(self.llm.model_config.hf_config, "image_token_id", None)
 
-    def describe(self) -> dict:
-        return {"backend": self.name, "model": self.model, "revision": model_revision(self.model)}
+    def identity(self) -> dict:
+        """The weights and how they run: dtype, context length, the logprobs read, and any
+        further engine argument (quantization, tokenizer, ...)."""
+        return {"backend": self.name, "model": self.model, "revision": self.revision, "dtype": self.dtype,
+                "max_model_len": self.max_model_len, "top_logprobs": self.top_logprobs,
+                "engine_args": self.engine_args}
 
     def _generate_text(self, requests: list[VLMRequest], params: SamplingParams) -> list[VLMResponse]:
         sampling = self._sampling_params(temperature=params.temperature, max_tokens=params.max_tokens,
