@@ -1,10 +1,5 @@
-"""RewACT's processors: ACT's default pipelines plus a step that attaches reward targets.
-
-Stock `lerobot-train` calls `make_rewact_pre_post_processors(config, dataset_stats=...)`
-after `make_policy(cfg, ds_meta=...)`, which leaves the dataset metadata on the config as
-`_runtime_dataset_meta`. With metadata (training) the reward table is built from the
-configured label source; without it (a reloaded checkpoint, inference) the step passes
-batches through untouched.
+"""RewACT's processors: ACT's default pipelines plus a step that attaches reward targets,
+built from the configured label source when training (`rewact.processor_act_base`).
 """
 
 from __future__ import annotations
@@ -22,10 +17,10 @@ from lerobot.processor import (
     ProcessorStepRegistry,
     TransitionKey,
 )
-from lerobot.processor.factory import make_default_policy_processor_steps, make_policy_processor_pipelines
 
 from rewact.configuration_rewact import RewACTConfig
 from rewact.labels import RewardTable, build_reward_table
+from rewact.processor_act_base import make_act_pipelines, training_dataset_meta
 
 REWARD_LABELED = "reward_labeled"
 REWARD_IMITATE = "reward_imitate"
@@ -68,11 +63,6 @@ def make_rewact_pre_post_processors(
     PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
     PolicyProcessorPipeline[PolicyAction, PolicyAction],
 ]:
-    dataset_meta = dataset_meta if dataset_meta is not None else getattr(config, "_runtime_dataset_meta", None)
+    dataset_meta = training_dataset_meta(config, dataset_meta)
     table = build_reward_table(config, dataset_meta) if dataset_meta is not None else None
-    targets = RewardTargetStep(label_source=config.label_source, table=table)
-    s = make_default_policy_processor_steps(config, dataset_stats, normalizer_device=config.device)
-    return make_policy_processor_pipelines(
-        input_steps=[targets, s.rename_observations, s.add_batch_dim, s.to_device, s.normalize],
-        output_steps=[s.unnormalize, s.to_cpu],
-    )
+    return make_act_pipelines(config, dataset_stats, RewardTargetStep(label_source=config.label_source, table=table))
