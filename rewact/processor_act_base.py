@@ -14,8 +14,24 @@ from typing import Any
 
 import torch
 from lerobot.configs.policies import PreTrainedConfig
-from lerobot.processor import PolicyAction, PolicyProcessorPipeline, ProcessorStep
+from lerobot.configs.types import PipelineFeatureType, PolicyFeature
+from lerobot.processor import EnvTransition, PolicyAction, PolicyProcessorPipeline, ProcessorStep, TransitionKey
 from lerobot.processor.factory import make_default_policy_processor_steps, make_policy_processor_pipelines
+
+
+class FrameDataStep(ProcessorStep):
+    """Base of the steps that add training data by frame: they change no feature, and a batch
+    without `index` (inference) has nothing to look up."""
+
+    @staticmethod
+    def frame_index(transition: EnvTransition) -> torch.Tensor | None:
+        extra = transition.get(TransitionKey.COMPLEMENTARY_DATA) or {}
+        return torch.as_tensor(extra["index"]).long().cpu() if "index" in extra else None
+
+    def transform_features(
+        self, features: dict[PipelineFeatureType, dict[str, PolicyFeature]]
+    ) -> dict[PipelineFeatureType, dict[str, PolicyFeature]]:
+        return features
 
 
 def training_dataset_meta(config: PreTrainedConfig, dataset_meta: Any | None) -> Any | None:

@@ -10,12 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from lerobot.configs.types import PipelineFeatureType, PolicyFeature
 from lerobot.processor import (
     EnvTransition,
     PolicyAction,
     PolicyProcessorPipeline,
-    ProcessorStep,
     ProcessorStepRegistry,
     TransitionKey,
 )
@@ -23,7 +21,7 @@ from lerobot.processor import (
 from common.advantages import AdvantageError, default_path, read_advantages
 from rewact.configuration_actvantage import ACTvantageConfig
 from rewact.labels import episode_spans
-from rewact.processor_act_base import make_act_pipelines, training_dataset_meta
+from rewact.processor_act_base import FrameDataStep, make_act_pipelines, training_dataset_meta
 
 ADVANTAGE = "advantage"
 
@@ -49,28 +47,23 @@ def advantage_conditions(path: str, dataset_meta) -> torch.Tensor:
 
 @ProcessorStepRegistry.register(name="actvantage_advantage_condition")
 @dataclass
-class AdvantageConditionStep(ProcessorStep):
+class AdvantageConditionStep(FrameDataStep):
     """Sets each training sample's advantage condition from its global frame `index`."""
 
     advantage_path: str | None = None
     conditions: torch.Tensor | None = field(default=None, repr=False)
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
-        extra = transition.get(TransitionKey.COMPLEMENTARY_DATA) or {}
-        if self.conditions is None or "index" not in extra:
+        index = self.frame_index(transition)
+        if self.conditions is None or index is None:
             return transition
-        index = torch.as_tensor(extra["index"]).long().cpu()
         transition = dict(transition)
+        extra = transition[TransitionKey.COMPLEMENTARY_DATA]
         transition[TransitionKey.COMPLEMENTARY_DATA] = {**extra, ADVANTAGE: self.conditions[index]}
         return transition
 
     def get_config(self) -> dict[str, Any]:
         return {"advantage_path": self.advantage_path}
-
-    def transform_features(
-        self, features: dict[PipelineFeatureType, dict[str, PolicyFeature]]
-    ) -> dict[PipelineFeatureType, dict[str, PolicyFeature]]:
-        return features
 
 
 def make_actvantage_pre_post_processors(

@@ -8,19 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from lerobot.configs.types import PipelineFeatureType, PolicyFeature
 from lerobot.processor import (
     EnvTransition,
     PolicyAction,
     PolicyProcessorPipeline,
-    ProcessorStep,
     ProcessorStepRegistry,
     TransitionKey,
 )
 
 from rewact.configuration_rewact import RewACTConfig
 from rewact.labels import RewardTable, build_reward_table
-from rewact.processor_act_base import make_act_pipelines, training_dataset_meta
+from rewact.processor_act_base import FrameDataStep, make_act_pipelines, training_dataset_meta
 
 REWARD_LABELED = "reward_labeled"
 REWARD_IMITATE = "reward_imitate"
@@ -29,18 +27,19 @@ REWARD_WEIGHT = "reward_weight"
 
 @ProcessorStepRegistry.register(name="rewact_reward_targets")
 @dataclass
-class RewardTargetStep(ProcessorStep):
+class RewardTargetStep(FrameDataStep):
     """Sets `next.reward` (and masks) of each training sample from its global frame `index`."""
 
     label_source: str = "interpolation"
     table: RewardTable | None = field(default=None, repr=False)
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
-        extra = transition.get(TransitionKey.COMPLEMENTARY_DATA) or {}
-        if self.table is None or "index" not in extra:
+        index = self.frame_index(transition)
+        if self.table is None or index is None:
             return transition
-        reward, labeled, imitate, weight = self.table.lookup(torch.as_tensor(extra["index"]))
+        reward, labeled, imitate, weight = self.table.lookup(index)
         transition = dict(transition)
+        extra = transition[TransitionKey.COMPLEMENTARY_DATA]
         transition[TransitionKey.REWARD] = reward
         transition[TransitionKey.COMPLEMENTARY_DATA] = {**extra, REWARD_LABELED: labeled, REWARD_IMITATE: imitate,
                                                         REWARD_WEIGHT: weight}
@@ -48,11 +47,6 @@ class RewardTargetStep(ProcessorStep):
 
     def get_config(self) -> dict[str, Any]:
         return {"label_source": self.label_source}
-
-    def transform_features(
-        self, features: dict[PipelineFeatureType, dict[str, PolicyFeature]]
-    ) -> dict[PipelineFeatureType, dict[str, PolicyFeature]]:
-        return features
 
 
 def make_rewact_pre_post_processors(

@@ -101,7 +101,8 @@ def labels_dir(demo_root, tmp_path_factory) -> Path:
     frames = pd.read_parquet(demo_root / "ground_truth" / "frames.parquet")
     episodes = pd.read_parquet(demo_root / "ground_truth" / "episodes.parquet")
     frames_file(out).parent.mkdir(parents=True)
-    frames.rename(columns={"progress": "reward"})[["episode_index", "frame_index", "reward"]].to_parquet(frames_file(out))
+    labels = frames.rename(columns={"progress": "reward"})[["episode_index", "frame_index", "reward"]]
+    labels.to_parquet(frames_file(out))
     pd.DataFrame({"episode_index": episodes.episode_index, "labeled": True, "success": episodes.outcome == "success",
                   "final_expected": 1 + 4 * episodes.final_score, "reason": ""}).to_parquet(episodes_file(out))
     return out
@@ -205,7 +206,7 @@ def test_layouts_and_save_load_round_trip(tmp_path):
 
 def test_processor_attaches_the_condition_of_each_frame(demo_root, demo_meta, tmp_path):
     config = ACTvantageConfig(**TINY, advantage_path=str(tmp_path / "adv.parquet"))
-    with pytest.raises(AdvantageError, match=r"no advantages at .*adv.parquet; compute them with `python -m training.advantage"):
+    with pytest.raises(AdvantageError, match=r"no advantages at .*adv.parquet; compute them with `python -m training"):
         make_actvantage_pre_post_processors(config, dataset_meta=demo_meta)
     with pytest.raises(AdvantageError, match=r"no advantages at .*demo_metaworld/advantages.parquet"):
         make_actvantage_pre_post_processors(ACTvantageConfig(**TINY), dataset_meta=demo_meta)

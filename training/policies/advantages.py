@@ -90,7 +90,7 @@ def compute_advantages(values: pd.DataFrame, spans: Sequence[EpisodeSpan], outco
     return Advantages(table[list(COLUMNS)], threshold)
 
 
-def plot_histogram(advantages: Advantages, path, title: str) -> None:
+def plot_histogram(advantages: Advantages, path: Path, title: str) -> None:
     """Advantages of positive and negative frames, stacked, with the threshold."""
     import matplotlib
 
