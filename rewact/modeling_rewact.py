@@ -14,12 +14,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-from lerobot.policies.act.modeling_act import ACTPolicy
-from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE, REWARD
-from lerobot.utils.feature_utils import dataset_to_policy_features
+from lerobot.utils.constants import REWARD
 from torch import Tensor, nn
 
 from rewact.configuration_rewact import RewACTConfig
+from rewact.modeling_act_base import ACTExtensionPolicy
 from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED, REWARD_WEIGHT
 
 
@@ -65,7 +64,7 @@ def two_hot_targets(values: Tensor, edges: Tensor) -> Tensor:
     return targets
 
 
-class RewACTPolicy(ACTPolicy):
+class RewACTPolicy(ACTExtensionPolicy):
     config_class = RewACTConfig
     name = "rewact"
 
@@ -98,25 +97,6 @@ class RewACTPolicy(ACTPolicy):
     def _reward_logits(self) -> Tensor:
         return self.reward_head(self._features)
 
-    def _with_state_placeholder(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """LeRobot 0.6.1's ACT reads `batch[OBS_STATE].device` even when the dataset has no
-        state; an empty (B, 0) tensor keeps state-free layouts working without patching ACT."""
-        if self.config.robot_state_feature or OBS_STATE in batch:
-            return batch
-        reference = next(v for k, v in batch.items() if k.startswith("observation.") and torch.is_tensor(v))
-        return {**batch, OBS_STATE: reference.new_empty(reference.shape[0], 0)}
-
-    def _model_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        batch = self._with_state_placeholder(dict(batch))
-        if self.config.image_features:
-            batch[OBS_IMAGES] = [batch[key] for key in self.config.image_features]
-        return batch
-
-    @torch.no_grad()
-    def predict_action_chunk(self, batch: dict[str, Tensor]) -> Tensor:
-        self.eval()
-        return self.model(self._model_inputs(batch))[0]
-
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
         """ACT's loss with failure frames masked out of imitation, plus the reward loss.
 
@@ -125,8 +105,6 @@ class RewACTPolicy(ACTPolicy):
         weights reweight imitation only and the reward head learns from every labelled frame,
         failures included (which RA-BC would otherwise weight down to zero).
         """
-        if reduction not in ("mean", "none"):
-            raise ValueError(f"reduction must be 'mean' or 'none', got '{reduction}'")
         if REWARD not in batch or not torch.is_tensor(batch[REWARD]):
             raise ValueError(
                 "RewACT needs a reward target per frame (`next.reward`); build the policy's processors "
@@ -136,17 +114,7 @@ class RewACTPolicy(ACTPolicy):
         if imitate is not None:
             batch = {**batch, "action_is_pad": batch["action_is_pad"] | ~imitate.to(batch["action_is_pad"].device)[:, None]}
         actions_hat, (mu_hat, log_sigma_x2_hat) = self.model(self._model_inputs(batch))
-        # ACT's loss, kept per sample: L1 over the chunk's valid steps, and the VAE's KL.
-        abs_err = F.l1_loss(batch[ACTION], actions_hat, reduction="none")
-        valid = ~batch["action_is_pad"].unsqueeze(-1)
-        per_sample_l1 = (abs_err * valid).sum(dim=(1, 2)) / (valid.sum(dim=(1, 2)) * abs_err.shape[-1]).clamp_min(1)
-        l1_loss = (abs_err * valid).sum() / (valid.sum() * abs_err.shape[-1]).clamp_min(1)
-        per_sample_kld = torch.zeros_like(per_sample_l1)
-        if self.config.use_vae and log_sigma_x2_hat is not None:
-            per_sample_kld = (-0.5 * (1 + log_sigma_x2_hat - mu_hat.pow(2) - log_sigma_x2_hat.exp())).sum(-1)
-        loss_dict = {"l1_loss": l1_loss.item()}
-        if self.config.use_vae:
-            loss_dict["kld_loss"] = per_sample_kld.mean().item()
+        imitation, loss_dict = self.imitation_loss(batch, actions_hat, mu_hat, log_sigma_x2_hat, reduction)
 
         target = batch[REWARD].reshape(-1).float()
         labeled = batch.get(REWARD_LABELED)
@@ -167,10 +135,7 @@ class RewACTPolicy(ACTPolicy):
         predicted, _ = self._reward_from_logits(logits.detach())
         loss_dict["reward_loss"] = reward_loss.item()
         loss_dict["reward_mae"] = ((predicted - target).abs() * labeled).sum().item() / max(int(labeled.sum()), 1)
-        weighted_reward = self.config.reward_loss_weight * reward_loss
-        if reduction == "none":
-            return per_sample_l1 + self.config.kl_weight * per_sample_kld + weighted_reward, loss_dict
-        return l1_loss + self.config.kl_weight * per_sample_kld.mean() + weighted_reward, loss_dict
+        return imitation + self.config.reward_loss_weight * reward_loss, loss_dict
 
     @torch.no_grad()
     def predict_reward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
@@ -190,16 +155,3 @@ class RewACTPolicy(ACTPolicy):
         if len(self._action_queue) == 0:
             self._action_queue.extend(chunk[:, : self.config.n_action_steps].transpose(0, 1))
         return self._action_queue.popleft(), reward
-
-    def check_features(self, dataset_features: dict[str, dict]) -> None:
-        """Raise a clear error when a dataset's layout differs from the one this policy was trained on."""
-        available = dataset_to_policy_features(dataset_features)  # LeRobot's own view: images channel-first
-        problems = []
-        for key, feature in {**self.config.input_features, **self.config.output_features}.items():
-            if key not in available:
-                problems.append(f"'{key}' missing")
-            elif tuple(available[key].shape) != tuple(feature.shape):
-                problems.append(f"'{key}' has shape {tuple(available[key].shape)}, "
-                                f"the checkpoint expects {tuple(feature.shape)}")
-        if problems:
-            raise ValueError("checkpoint does not fit this dataset: " + "; ".join(problems))

@@ -1,10 +1,5 @@
-"""RewACT's processors: ACT's default pipelines plus a step that attaches reward targets.
-
-Stock `lerobot-train` calls `make_rewact_pre_post_processors(config, dataset_stats=...)`
-after `make_policy(cfg, ds_meta=...)`, which leaves the dataset metadata on the config as
-`_runtime_dataset_meta`. With metadata (training) the reward table is built from the
-configured label source; without it (a reloaded checkpoint, inference) the step passes
-batches through untouched.
+"""RewACT's processors: ACT's default pipelines plus a step that attaches reward targets,
+built from the configured label source when training (`rewact.processor_act_base`).
 """
 
 from __future__ import annotations
@@ -13,19 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from lerobot.configs.types import PipelineFeatureType, PolicyFeature
 from lerobot.processor import (
     EnvTransition,
     PolicyAction,
     PolicyProcessorPipeline,
-    ProcessorStep,
     ProcessorStepRegistry,
     TransitionKey,
 )
-from lerobot.processor.factory import make_default_policy_processor_steps, make_policy_processor_pipelines
 
 from rewact.configuration_rewact import RewACTConfig
 from rewact.labels import RewardTable, build_reward_table
+from rewact.processor_act_base import FrameDataStep, make_act_pipelines, training_dataset_meta
 
 REWARD_LABELED = "reward_labeled"
 REWARD_IMITATE = "reward_imitate"
@@ -34,18 +27,19 @@ REWARD_WEIGHT = "reward_weight"
 
 @ProcessorStepRegistry.register(name="rewact_reward_targets")
 @dataclass
-class RewardTargetStep(ProcessorStep):
+class RewardTargetStep(FrameDataStep):
     """Sets `next.reward` (and masks) of each training sample from its global frame `index`."""
 
     label_source: str = "interpolation"
     table: RewardTable | None = field(default=None, repr=False)
 
     def __call__(self, transition: EnvTransition) -> EnvTransition:
-        extra = transition.get(TransitionKey.COMPLEMENTARY_DATA) or {}
-        if self.table is None or "index" not in extra:
+        index = self.frame_index(transition)
+        if self.table is None or index is None:
             return transition
-        reward, labeled, imitate, weight = self.table.lookup(torch.as_tensor(extra["index"]))
+        reward, labeled, imitate, weight = self.table.lookup(index)
         transition = dict(transition)
+        extra = transition[TransitionKey.COMPLEMENTARY_DATA]
         transition[TransitionKey.REWARD] = reward
         transition[TransitionKey.COMPLEMENTARY_DATA] = {**extra, REWARD_LABELED: labeled, REWARD_IMITATE: imitate,
                                                         REWARD_WEIGHT: weight}
@@ -53,11 +47,6 @@ class RewardTargetStep(ProcessorStep):
 
     def get_config(self) -> dict[str, Any]:
         return {"label_source": self.label_source}
-
-    def transform_features(
-        self, features: dict[PipelineFeatureType, dict[str, PolicyFeature]]
-    ) -> dict[PipelineFeatureType, dict[str, PolicyFeature]]:
-        return features
 
 
 def make_rewact_pre_post_processors(
@@ -68,11 +57,6 @@ def make_rewact_pre_post_processors(
     PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
     PolicyProcessorPipeline[PolicyAction, PolicyAction],
 ]:
-    dataset_meta = dataset_meta if dataset_meta is not None else getattr(config, "_runtime_dataset_meta", None)
+    dataset_meta = training_dataset_meta(config, dataset_meta)
     table = build_reward_table(config, dataset_meta) if dataset_meta is not None else None
-    targets = RewardTargetStep(label_source=config.label_source, table=table)
-    s = make_default_policy_processor_steps(config, dataset_stats, normalizer_device=config.device)
-    return make_policy_processor_pipelines(
-        input_steps=[targets, s.rename_observations, s.add_batch_dim, s.to_device, s.normalize],
-        output_steps=[s.unnormalize, s.to_cpu],
-    )
+    return make_act_pipelines(config, dataset_stats, RewardTargetStep(label_source=config.label_source, table=table))

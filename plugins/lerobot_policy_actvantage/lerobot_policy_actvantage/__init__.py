@@ -1,0 +1,5 @@
+"""Importing this registers the `actvantage` policy config with LeRobot (via `rewact`)."""
+
+from rewact import ACTvantageConfig
+
+__all__ = ["ACTvantageConfig"]
