@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import training.predict  # noqa: F401  (registers the `rewact:CHECKPOINT` reward source)
+import training.evaluation.predict  # noqa: F401  (registers the `rewact:CHECKPOINT` reward source)
 from common.advantages import COLUMNS
 from common.ground_truth import read_ground_truth
 from common.label_files import read_outcomes
