@@ -57,3 +57,16 @@ def parse_episodes(spec: str | None) -> list[int] | None:
         except ValueError:
             raise DatasetError(f"bad episode list '{spec}' (expected e.g. 0,3,5-9)") from None
     return sorted(set(episodes))
+
+
+def parse_names(spec: str) -> tuple[str, ...]:
+    """'a,b, c' -> ('a', 'b', 'c'): a comma-separated list of names."""
+    return tuple(name.strip() for name in spec.split(",") if name.strip())
+
+
+def parse_ints(spec: str) -> tuple[int, ...]:
+    """'0,1' -> (0, 1): a comma-separated list of integers, in the order given."""
+    try:
+        return tuple(int(part) for part in parse_names(spec))
+    except ValueError:
+        raise ConfigError(f"bad list of integers '{spec}' (expected e.g. 0,1)") from None

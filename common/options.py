@@ -96,9 +96,11 @@ def _argparse_kwargs(kind: Any, field: dataclasses.Field, meta: dict) -> dict:
     if not meta["positional"]:
         kwargs["required"] = required
     kwargs["default"] = default
+    kind = _without_none(kind)
     if meta["metavar"]:
         kwargs["metavar"] = meta["metavar"]
-    kind = _without_none(kind)
+    elif not meta["positional"] and kind is not bool and not meta["choices"] and typing.get_origin(kind) is not Literal:
+        kwargs["metavar"] = field.name.upper()  # not the nested dest: `--model MODEL`, not `--model INNER.MODEL`
     if meta["parse"] is not None:
         return kwargs  # the raw text, parsed after reading
     if kind is bool:

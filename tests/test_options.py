@@ -70,6 +70,7 @@ def test_usage_errors_and_help(capsys):
         parse_options(Options, ["--help"], prog="python -m thing")
     text = capsys.readouterr().out
     assert "Do a thing." in text and "More words" not in text and "(default: 10)" in text and "--derived" not in text
+    assert "--model MODEL" in text and "INNER." not in text  # a nested field reads like any other
 
 
 def test_a_flag_declared_twice_is_refused():
