@@ -39,6 +39,7 @@ import torch
 from common.cli import ConfigError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
 from common.options import option, parse_options
+from common.staging import publish, staging_dir
 from labeling import DEFAULT_PROMPTS_DIR, LAYOUTS, ClipSpec, ProgressConfig, PromptLibrary, processor_options
 from training.reward_vlm.finetune import (DEFAULT_LR, MODEL_CARD, STATE_FILE, AnswerLoss, FinetuneConfig,
                                           RequestBuilder, build_examples, evaluate, load_model, plot_loss,
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_examples = (build_examples(eval_source, args.eval_labels, args.eval_examples, config.seed + 1, False)
                      if eval_source else [])
 
-    work = args.out.with_name(args.out.name + ".partial")
+    work = staging_dir(args.out, resume=True)
     work.mkdir(parents=True, exist_ok=True)
     model, processor = load_model(config, work / "init", small_model_corpus(prompts, source, clip), dtype)
     torch.manual_seed(config.seed)  # LoRA's initial weights: the same run after run
@@ -150,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         labels=args.labels, tasks="; ".join(sorted({source.episode(e).task for e in episodes})),
         trainable=trainable, parameters=parameters, steps=state.step,
         minutes=state.elapsed_s / 60, command=command))
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    staging.rename(args.out)
+    publish(staging, args.out)
     shutil.rmtree(work)
     if held_out:
         print(f"held-out keyframes: MAE {held_out['mae_expected']:.3f}, exact {held_out['exact']:.3f}, "
