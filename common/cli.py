@@ -70,3 +70,10 @@ def parse_ints(spec: str) -> tuple[int, ...]:
         return tuple(int(part) for part in parse_names(spec))
     except ValueError:
         raise ConfigError(f"bad list of integers '{spec}' (expected e.g. 0,1)") from None
+
+
+def error_line(err: BaseException, last: bool = False) -> str:
+    """One line of an error for an `error: ...` message: its first non-empty line (`last`: the
+    last, where a wrapped remote error puts its cause), or the error's type when it says nothing."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[-1] if last else lines[0]) if lines else type(err).__name__
