@@ -35,7 +35,7 @@ import pandas as pd
 
 from common.cli import ConfigError, parse_ints, parse_names, run_cli
 from common.dataset import EpisodeSource
-from common.ground_truth import read_ground_truth
+from common.ground_truth import read_ground_truth, read_ground_truth_by_episode
 from common.label_files import SUMMARY_FILE, read_summary
 from common.options import as_record, option, parse_options
 from training.evaluation.scoring import compare, load_source
@@ -221,9 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     label(heldout_task_root, work / "heldout_task_labeled", ["--stages", "progress"])
 
     train_source = EpisodeSource.open(train)
-    truth_frames, truth_episodes = read_ground_truth(train)
-    truth = {e: frames.sort_values("frame_index").progress.to_numpy()
-             for e, frames in truth_frames.groupby("episode_index")}
+    truth_frames, truth_episodes = read_ground_truth_by_episode(train)
+    truth = {e: frames.progress.to_numpy() for e, frames in truth_frames.items()}
     labels = load_source(f"labels:{work / 'train_labeled'}", train_source, train_source.episode_indices)
     clips = clip_episodes(work / "train_labeled")
     for name, rewards, min_final in (("labels", labels, LABELS_IMITATE_MIN_FINAL), ("truth", truth, 1.0)):
