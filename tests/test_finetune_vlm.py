@@ -157,7 +157,9 @@ def test_small_model_from_scratch_overfits_a_handful_of_examples(demo_root, tmp_
 def test_a_killed_run_resumes_where_it_stopped(demo_root, tiny_models, tmp_path, monkeypatch):
     base = ["--base", str(tiny_models["qwen2_5_vl"]), "--lr", "1e-3"]
     assert finetune(demo_root, tmp_path / "whole", *base, steps=6) == 0
-    whole = json.loads((tmp_path / "whole" / "training_summary.json").read_text())["loss_curve"]
+    summary = json.loads((tmp_path / "whole" / "training_summary.json").read_text())
+    assert summary["options"]["training"]["steps"] == 6 and summary["command"].startswith("python -m training.finetune_vlm")
+    whole = summary["loss_curve"]
 
     saved = trainer.save_state
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common.cli import ConfigError, parse_ints, run_cli
 from common.dataset import EpisodeSource
-from common.options import as_record, option, parse_options
+from common.options import as_record, command_line, option, parse_options
 from training.evaluation.scoring import compare
 from training.experiments.workbench import RewACTRunOptions, SplitOptions, generate_splits, train_rewact
 
@@ -35,6 +35,7 @@ VARIANTS = {
     "reward loss balanced over label values": (1.0, ["--policy.reward_balance=label_frequency"]),
 }
 SEED = 0
+PROG = "python -m training.experiments.ceiling"
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class CeilingOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = parse_options(CeilingOptions, argv, prog="python -m training.experiments.ceiling")
+    options = parse_options(CeilingOptions, argv, prog=PROG)
     data, timings = options.data, []
     preset = data.sized_preset
     batch_size = options.rewact.batch_size or preset.batch_size
@@ -71,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         settings[name] = {"steps": steps, "overrides": overrides}
     source = EpisodeSource.open(heldout)
     report = compare(source, sources, source.episode_indices, options.results, samples=1000, seed=0)
-    report.update({"command": "python -m training.experiments.ceiling " + " ".join(argv if argv is not None else sys.argv[1:]),
-                   "options": as_record(options), "variants": settings, "rewact_seed": SEED,
+    report.update({"command": command_line(PROG, argv), "options": as_record(options), "variants": settings, "rewact_seed": SEED,
                    "data_seed": data.data_seed, "timings": timings})
     (options.results / "results.json").write_text(json.dumps(report, indent=2))
     print((options.results / "results.md").read_text())

@@ -37,12 +37,13 @@ from common.cli import ConfigError, parse_ints, parse_names, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth, read_ground_truth_by_episode
 from common.label_files import SUMMARY_FILE, read_summary
-from common.options import as_record, option, parse_options
+from common.options import as_record, command_line, option, parse_options
 from training.evaluation.scoring import compare, load_source
 from training.experiments.augment import augmented_dataset, clip_episodes
 from training.experiments.workbench import (PRESETS, SMALL_REWACT, Preset, RewACTRunOptions, SplitOptions,
                                            generate_splits, run, settings_tag, step, train_rewact)
 
+PROG = "python -m training.experiments.unflagged_failures"
 REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
 REWARD_VLM_TRAIN_SEED = 100  # outputs/reward_vlm/train in the Makefile's reward-vlm target
 # Labelled episodes ending below this reward ((score 3.5 - 1) / 4) are not imitated: the labels'
@@ -199,7 +200,7 @@ def plot_frontier(path: Path, rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = parse_options(ExperimentOptions, argv, prog="python -m training.experiments.unflagged_failures")
+    options = parse_options(ExperimentOptions, argv, prog=PROG)
     preset, data, device = options.preset, options.data, options.rewact.device
     tasks, heldout_task, rows = options.training_tasks, options.heldout_task_name, options.rows
     steps, batch_size = options.steps or preset.steps, options.rewact.batch_size or preset.batch_size
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         frontier = frontier_rows(EpisodeSource.open(heldout), labeled, options.results / "frontier", seed=0)
 
     record = {
-        "command": "python -m training.experiments.unflagged_failures " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line(PROG, argv),
         "preset": data.preset, "options": as_record(options),
         "seeds": {"train": data.data_seed, "heldout": data.data_seed + 100, "heldout_task": data.data_seed + 200,
                   "reward_vlm_train": REWARD_VLM_TRAIN_SEED, "rewact": list(preset.seeds)},
