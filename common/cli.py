@@ -57,3 +57,23 @@ def parse_episodes(spec: str | None) -> list[int] | None:
         except ValueError:
             raise DatasetError(f"bad episode list '{spec}' (expected e.g. 0,3,5-9)") from None
     return sorted(set(episodes))
+
+
+def parse_names(spec: str) -> tuple[str, ...]:
+    """'a,b, c' -> ('a', 'b', 'c'): a comma-separated list of names."""
+    return tuple(name.strip() for name in spec.split(",") if name.strip())
+
+
+def parse_ints(spec: str) -> tuple[int, ...]:
+    """'0,1' -> (0, 1): a comma-separated list of integers, in the order given."""
+    try:
+        return tuple(int(part) for part in parse_names(spec))
+    except ValueError:
+        raise ConfigError(f"bad list of integers '{spec}' (expected e.g. 0,1)") from None
+
+
+def error_line(err: BaseException, last: bool = False) -> str:
+    """One line of an error for an `error: ...` message: its first non-empty line (`last`: the
+    last, where a wrapped remote error puts its cause), or the error's type when it says nothing."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[-1] if last else lines[0]) if lines else type(err).__name__

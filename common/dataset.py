@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
-from common.cli import DatasetError
+from common.cli import DatasetError, error_line
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class EpisodeSource:
         self.root = Path(meta.root)
         self.fps = int(meta.fps)
         self.camera_keys = tuple(meta.camera_keys)
-        self._episodes = {int(row["episode_index"]): row for row in meta.episodes.to_list()}
+        self._episodes = episode_table(meta)
 
     @classmethod
     def open(cls, source: str | Path) -> EpisodeSource:
@@ -61,7 +61,7 @@ class EpisodeSource:
             try:
                 return cls(LeRobotDatasetMetadata(repo_id, root=path), repo_id)
             except Exception as err:  # corrupt metadata files
-                raise DatasetError(f"{path} has unreadable LeRobot metadata: {_one_line(err)}") from err
+                raise DatasetError(f"{path} has unreadable LeRobot metadata: {error_line(err)}") from err
         if _looks_like_path(str(source)):
             raise DatasetError(f"dataset directory not found: {source}")
         repo_id = str(source)
@@ -69,7 +69,7 @@ class EpisodeSource:
             return cls(LeRobotDatasetMetadata(repo_id), repo_id)
         except Exception as err:
             offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-            why = "it is not in the local cache and HF_HUB_OFFLINE is set" if offline else _one_line(err)
+            why = "it is not in the local cache and HF_HUB_OFFLINE is set" if offline else error_line(err)
             raise DatasetError(
                 f"cannot open hub dataset '{repo_id}': {why}; pass a local directory instead "
                 f"(a folder containing meta/info.json)"
@@ -163,7 +163,7 @@ class EpisodeSource:
         try:
             frames = decode_video_frames_torchcodec(path, timestamps, tolerance_s=1e-4, return_uint8=True)
         except Exception as err:
-            raise DatasetError(f"cannot decode video {path}: {_one_line(err)}") from err
+            raise DatasetError(f"cannot decode video {path}: {error_line(err)}") from err
         return frames.permute(0, 2, 3, 1).numpy()
 
     def _decode_images(self, index: int, camera: str, picked: list[int]) -> np.ndarray:
@@ -175,7 +175,7 @@ class EpisodeSource:
             by_frame = dict(zip(table["frame_index"], table[camera], strict=True))
             images = [Image.open(io.BytesIO(by_frame[i]["bytes"])).convert("RGB") for i in picked]
         except Exception as err:
-            raise DatasetError(f"cannot read images of {camera} from {path}: {_one_line(err)}") from err
+            raise DatasetError(f"cannot read images of {camera} from {path}: {error_line(err)}") from err
         return np.stack([np.asarray(image) for image in images])
 
 
@@ -193,11 +193,12 @@ def _resize(frames: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarra
     return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def episode_table(meta) -> dict[int, dict]:
+    """The rows of a dataset's episode metadata (`meta/episodes`: length, dataset_from_index, tasks,
+    ...) by episode index, from LeRobot's `LeRobotDatasetMetadata`."""
+    return {int(row["episode_index"]): row for row in meta.episodes.to_list()}
+
+
 def _looks_like_path(source: str) -> bool:
     """Hub ids are exactly `namespace/name`; anything else is meant as a directory."""
     return source.startswith((".", "/", "~")) or source.count("/") != 1
-
-
-def _one_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -36,6 +36,13 @@ def read_ground_truth(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.read_parquet(directory / "frames.parquet"), pd.read_parquet(directory / "episodes.parquet")
 
 
+def read_ground_truth_by_episode(root: str | Path) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
+    """(frames of each episode in frame order, by episode index; episodes) of a generated dataset."""
+    frames, episodes = read_ground_truth(root)
+    by_episode = {int(e): rows.sort_values("frame_index") for e, rows in frames.groupby("episode_index")}
+    return by_episode, episodes
+
+
 def write_ground_truth(root: Path, episodes: Sequence, config: dict) -> None:
     """Write per-frame and per-episode truth for `episodes` (rollouts with the per-frame arrays
     and episode fields named in `read_ground_truth`), indexed as they were saved."""

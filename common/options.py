@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -50,6 +51,11 @@ def parse_options(cls: type[T], argv: list[str] | None = None, *, prog: str | No
     parser = argparse.ArgumentParser(prog=prog, description=description)
     _add_fields(parser, cls, prefix="", seen={})
     return _build(cls, vars(parser.parse_args(argv)), prefix="")
+
+
+def command_line(prog: str, argv: list[str] | None = None) -> str:
+    """The command as it was run (`argv` default: sys.argv[1:]), for provenance beside `as_record`."""
+    return " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
 
 
 def as_record(options: Any) -> dict:
@@ -98,9 +104,11 @@ def _argparse_kwargs(kind: Any, field: dataclasses.Field, meta: dict) -> dict:
     if not meta["positional"]:
         kwargs["required"] = required
     kwargs["default"] = default
+    kind = _without_none(kind)
     if meta["metavar"]:
         kwargs["metavar"] = meta["metavar"]
-    kind = _without_none(kind)
+    elif not meta["positional"] and kind is not bool and not meta["choices"] and typing.get_origin(kind) is not Literal:
+        kwargs["metavar"] = field.name.upper()  # not the nested dest: `--model MODEL`, not `--model INNER.MODEL`
     if meta["parse"] is not None:
         return kwargs  # the raw text, parsed after reading
     if kind is bool:

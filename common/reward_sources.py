@@ -22,6 +22,7 @@ import pandas as pd
 
 from common import label_files
 from common.cli import UserError
+from common.dataset import episode_table
 from common.ground_truth import read_ground_truth
 
 INTERPOLATION_SPAN = (0.05, 0.95)  # rewACT's ramp: 0 until 5 % of the episode, 1 from 95 %
@@ -66,8 +67,14 @@ def read_rewards(spec: str, dataset_meta, **options) -> pd.DataFrame:
     return _READERS[kind](path, dataset_meta, **options)
 
 
+def missing_episodes(spec: str, missing: list[int], limit: int = 10) -> str:
+    """What every consumer of a reward source says when it lacks episodes: the count and the first few."""
+    shown = ", ".join(map(str, missing[:limit])) + (f", ... (+{len(missing) - limit})" if len(missing) > limit else "")
+    return f"label source '{spec}' has no labels for {len(missing)} episode(s): {shown}"
+
+
 def episode_lengths(dataset_meta) -> dict[int, int]:
-    return {int(row["episode_index"]): int(row["length"]) for row in dataset_meta.episodes.to_list()}
+    return {episode: int(row["length"]) for episode, row in episode_table(dataset_meta).items()}
 
 
 def interpolation_targets(length: int, start: float = INTERPOLATION_SPAN[0], end: float = INTERPOLATION_SPAN[1]) -> np.ndarray:

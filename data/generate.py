@@ -11,7 +11,6 @@ never read.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from common.dataset_writer import create_dataset
 from common.ground_truth import write_ground_truth
+from common.staging import publish, staging_dir
 from data.rollout import (ACTION_NAMES, CAMERAS, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode, MetaWorldSim,
                           RolloutConfig, silence_expert_warnings)
 
@@ -88,8 +88,7 @@ def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = T
     out = config.out
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_dir(out)
     silence_expert_warnings()
 
     dataset = None
@@ -117,10 +116,7 @@ def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = T
     finally:
         for sim in sims.values():
             sim.close()
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    return publish(staging, out)
 
 
 def config_summary(config: GenerateConfig) -> dict:

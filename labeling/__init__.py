@@ -17,6 +17,7 @@ _PUBLIC = {
     "SCORE_CHOICES": "labeling.backends",
     "VLMRequest": "labeling.backends",
     "encode_requests": "labeling.backends.transformers_backend",
+    "load_vlm": "labeling.backends.transformers_backend",
     "processor_options": "labeling.backends.transformers_backend",
     "LAYOUTS": "labeling.clips",
     "ClipImages": "labeling.clips",

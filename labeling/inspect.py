@@ -5,14 +5,24 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 
 from common.cli import parse_episodes, run_cli
 from common.dataset import EpisodeSource
+from common.options import option, parse_options
 
 
-def summarize(source: EpisodeSource, episodes: list[int] | None, cameras: list[str] | None) -> str:
+@dataclass(frozen=True)
+class InspectOptions:
+    """Print what a LeRobot dataset holds, episode by episode."""
+
+    dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    episodes: list[int] | None = option(None, help="e.g. 0,3,5-9 (default: all)", parse=parse_episodes)
+    cameras: tuple[str, ...] = option((), help="camera keys or short names (default: all)")
+
+
+def summarize(source: EpisodeSource, episodes: list[int] | None, cameras: tuple[str, ...]) -> str:
     cameras = source.check_cameras(cameras)
     indices = episodes if episodes is not None else source.episode_indices
     infos = [source.episode(i) for i in indices]
@@ -34,13 +44,9 @@ def summarize(source: EpisodeSource, episodes: list[int] | None, cameras: list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labeling.inspect", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help="hub repo id or local dataset directory")
-    parser.add_argument("--episodes", help="e.g. 0,3,5-9 (default: all)")
-    parser.add_argument("--cameras", nargs="*", help="camera keys or short names (default: all)")
-    args = parser.parse_args(argv)
-    source = EpisodeSource.open(args.dataset)
-    print(summarize(source, parse_episodes(args.episodes), args.cameras))
+    options = parse_options(InspectOptions, argv, prog="python -m labeling.inspect")
+    source = EpisodeSource.open(options.dataset)
+    print(summarize(source, options.episodes, options.cameras))
     return 0
 
 

@@ -14,7 +14,6 @@ the run's settings and times.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from common.dataset import EpisodeSource
 from common.label_files import (EXPECTED, FRAMES_FILE, KEYPOINTS_FILE, LABELED, LABELS_DIR, RABC_PROGRESS_FILE, REWARD,
                                 REWARD_FEATURES, SCORE, SUMMARY_FILE, write_keypoints)
 from common.scale import score_to_reward
+from common.staging import publish, staging_dir
 from labeling.records import EpisodeLabels, NegativeRecord, TaskRewrite, Verdict
 
 
@@ -56,8 +56,7 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
 
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_dir(out)
 
     frames = frame_table(source, labels)
     total = source.meta.total_frames
@@ -106,10 +105,7 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
     write_keypoints(staging / KEYPOINTS_FILE, keypoints)
     (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
 
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    return publish(staging, out)
 
 
 def rabc_progress(frames: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common.cli import ConfigError
+from common.cli import ConfigError, error_line
 from common.dataset import EpisodeSource
 from common.options import option
 from labeling.backends import BackendUnavailable, make_backend
@@ -129,7 +129,8 @@ def run_on_ray(dataset: str, config: LabelingConfig, prompts_dir: Path, episodes
         try:
             backend, measured = ray.get(replicas[0].describe.remote())
         except ray.exceptions.RayActorError as err:
-            raise BackendUnavailable(f"a replica could not start its backend: {_cause(err)}") from err
+            cause = error_line(err, last=True)[:300]
+            raise BackendUnavailable(f"a replica could not start its backend: {cause}") from err
         stats = CallStats()
         task_rewrites, rows, rewrite_stats = ray.get(replicas[0].rewrite.remote(episodes, cache.rows_of(None)))
         cache.put_many(rows)
@@ -162,8 +163,3 @@ def run_on_ray(dataset: str, config: LabelingConfig, prompts_dir: Path, episodes
     finally:
         if started_here:
             ray.shutdown()
-
-
-def _cause(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return next((line for line in reversed(text) if line.strip()), type(err).__name__)[:300]

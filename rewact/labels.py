@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common.reward_sources import NEEDS_PATH, LabelError, read_rewards
+from common.dataset import episode_table
+from common.reward_sources import NEEDS_PATH, LabelError, missing_episodes, read_rewards
 
 
 @dataclass
@@ -40,10 +41,8 @@ class EpisodeSpan:
 
 
 def episode_spans(dataset_meta) -> list[EpisodeSpan]:
-    return [
-        EpisodeSpan(int(row["episode_index"]), int(row["dataset_from_index"]), int(row["length"]))
-        for row in dataset_meta.episodes.to_list()
-    ]
+    return [EpisodeSpan(episode, int(row["dataset_from_index"]), int(row["length"]))
+            for episode, row in episode_table(dataset_meta).items()]
 
 
 def per_frame_labels(config, dataset_meta) -> pd.DataFrame:
@@ -67,10 +66,8 @@ def build_reward_table(config, dataset_meta) -> RewardTable:
     by_episode = dict(tuple(labels.groupby("episode_index")))
     missing = [s.index for s in spans if s.index not in by_episode]
     if missing and not config.skip_unlabeled_episodes:
-        raise LabelError(
-            f"label source '{config.label_source}' has no labels for {len(missing)} episode(s): "
-            f"{_short_list(missing)}; label them or pass --policy.skip_unlabeled_episodes=true"
-        )
+        raise LabelError(f"{missing_episodes(config.label_source, missing)}; "
+                         "label them or pass --policy.skip_unlabeled_episodes=true")
     threshold = config.imitate_min_final_reward
     if threshold is None:
         threshold = 1.0 if config.label_source == "ground_truth" else 0.0
@@ -109,8 +106,3 @@ def balance_weights(reward: torch.Tensor, labeled: torch.Tensor, bins: int) -> t
     counts = torch.bincount(slice_of[labeled], minlength=bins).float()
     weight[labeled] = 1.0 / counts[slice_of[labeled]]
     return weight * labeled.sum() / weight.sum()
-
-
-def _short_list(items: list[int], limit: int = 10) -> str:
-    shown = ", ".join(map(str, items[:limit]))
-    return shown + (f", ... (+{len(items) - limit})" if len(items) > limit else "")

@@ -118,7 +118,7 @@ def test_compare_bad_sources_are_one_line_errors(demo_root, tmp_path, cli):
     partial.to_parquet(tmp_path / "partial.parquet")
     result = cli("training.compare", "--dataset", demo_root, "--out", tmp_path / "o",
                  "--source", f"p=labels:{tmp_path / 'partial.parquet'}")
-    assert result.returncode == 2 and "does not cover 13 episode(s)" in result.stderr
+    assert result.returncode == 2 and "has no labels for 13 episode(s)" in result.stderr
     result = cli("training.compare", "--dataset", demo_root, "--out", tmp_path / "o", "--episodes", "0",
                  "--source", f"p=labels:{tmp_path / 'partial.parquet'}")
     assert result.returncode == 2 and "episode 0 has 2 rewards" in result.stderr

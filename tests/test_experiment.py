@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.cli import ConfigError
+from common.cli import ConfigError, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth
 from training.experiments.augment import augmented_dataset, clip_episodes
@@ -75,7 +75,7 @@ def test_checkpoint_tags_name_every_setting_that_differs_from_the_preset():
 
 
 def test_a_checkpoint_trained_otherwise_is_refused_not_scored(tmp_path, monkeypatch):
-    import training.experiments.unflagged_failures as experiment
+    import training.experiments.workbench as experiment
 
     out = tmp_path / "rewact_c_seed0"
     (out / "checkpoints" / "last").mkdir(parents=True)
@@ -93,10 +93,37 @@ def test_a_checkpoint_trained_otherwise_is_refused_not_scored(tmp_path, monkeypa
 def test_experiment_rejects_unknown_rows_and_cameras_before_any_work(tmp_path, argument, capsys):
     from training.experiments.unflagged_failures import main
 
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--preset", "smoke", "--work", str(tmp_path / "work"), *argument])
-    assert exit_info.value.code == 2 and "unknown" in capsys.readouterr().err
+    assert run_cli(main, ["--preset", "smoke", "--work", str(tmp_path / "work"), *argument]) == 2
+    assert "unknown" in capsys.readouterr().err
     assert not (tmp_path / "work" / "train").exists()
+
+
+def test_experiment_flags_users_know_parse_into_one_recordable_configuration():
+    from common.options import as_record, parse_options
+    from training.experiments.unflagged_failures import ExperimentOptions
+
+    options = parse_options(ExperimentOptions, [
+        "--preset", "quick", "--work", "w", "--cameras", "corner2,topview", "--train-successes", "3", "--rows", "a,b",
+        "--seeds", "0,1", "--rewact-option=--policy.reward_loss_weight=10", "--rewact-option=--policy.latent_dim=8",
+        "--batch-size", "4", "--device", "cuda", "--label-cameras", "topview", "--data-seed", "500"])
+    assert options.data.cameras == ("corner2", "topview") and options.rows == ("a", "b")
+    assert options.rewact_option == ("--policy.reward_loss_weight=10", "--policy.latent_dim=8")
+    assert options.rewact.batch_size == 4 and options.rewact.device == "cuda" and options.label_cameras == ("topview",)
+    assert options.preset.seeds == (0, 1) and options.preset.train_successes == 3
+    assert options.preset.train_failures == options.data.sized_preset.train_failures == 2  # the quick preset's
+    record = as_record(options)
+    assert json.loads(json.dumps(record)) == record and record["data"]["work"] == "w"
+    with pytest.raises(ConfigError, match="also a training task"):
+        parse_options(ExperimentOptions, ["--tasks", "reach-v3,push-v3", "--heldout-task", "push-v3"])
+    with pytest.raises(ConfigError, match="reward VLM's training split"):
+        parse_options(ExperimentOptions, ["--data-seed", "0"])
+
+
+def test_ceiling_refuses_unknown_variants(capsys):
+    from training.experiments.ceiling import main
+
+    assert run_cli(main, ["--variants", "1,9"]) == 2
+    assert "unknown variant(s) 9" in capsys.readouterr().err
 
 
 @pytest.mark.slow

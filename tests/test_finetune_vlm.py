@@ -17,8 +17,8 @@ from labeling.context import LabelingContext
 from labeling.progress import SAMPLING as PROGRESS_SAMPLING
 from labeling.progress import ProgressConfig, score_progress
 from labeling.prompts import PromptLibrary
-from training import finetune_vlm
 from training.finetune_vlm import main
+from training.reward_vlm import finetune as trainer
 from training.reward_vlm.finetune import FinetuneConfig, batch_indices, prepare_trainable, two_hot
 from training.reward_vlm.examples import Example, RequestBuilder, read_targets, sample_examples
 
@@ -157,20 +157,22 @@ def test_small_model_from_scratch_overfits_a_handful_of_examples(demo_root, tmp_
 def test_a_killed_run_resumes_where_it_stopped(demo_root, tiny_models, tmp_path, monkeypatch):
     base = ["--base", str(tiny_models["qwen2_5_vl"]), "--lr", "1e-3"]
     assert finetune(demo_root, tmp_path / "whole", *base, steps=6) == 0
-    whole = json.loads((tmp_path / "whole" / "training_summary.json").read_text())["loss_curve"]
+    summary = json.loads((tmp_path / "whole" / "training_summary.json").read_text())
+    assert summary["options"]["training"]["steps"] == 6 and summary["command"].startswith("python -m training.finetune_vlm")
+    whole = summary["loss_curve"]
 
-    saved = finetune_vlm.save_state
+    saved = trainer.save_state
 
     def save_then_die(path, model, optimizer, state):
         saved(path, model, optimizer, state)
         if state.step == 4:
             raise KeyboardInterrupt  # the process dies right after its step-4 checkpoint
 
-    monkeypatch.setattr(finetune_vlm, "save_state", save_then_die)
+    monkeypatch.setattr(trainer, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         finetune(demo_root, tmp_path / "resumed", *base, steps=6)
     assert not (tmp_path / "resumed").exists() and (tmp_path / "resumed.partial" / "state.pt").is_file()
-    monkeypatch.setattr(finetune_vlm, "save_state", saved)
+    monkeypatch.setattr(trainer, "save_state", saved)
     assert finetune(demo_root, tmp_path / "resumed", *base, steps=6) == 0
     resumed = json.loads((tmp_path / "resumed" / "training_summary.json").read_text())["loss_curve"]
     np.testing.assert_allclose(resumed, whole, rtol=1e-4)
@@ -185,7 +187,7 @@ def test_bad_inputs_are_one_line_and_exit_2(demo_root, tiny_models, tmp_path, cl
         (["--dataset", str(no_truth), "--labels", "ground_truth", "--init", "small"], "has no ground truth"),
         (["--dataset", str(demo_root), "--labels", f"labels:{tmp_path / 'nowhere'}", "--init", "small"], "not found"),
         (["--dataset", str(demo_root), "--labels", "ground_truth", "--base", str(tmp_path / "no-model")],
-         "cannot load base model"),
+         "cannot load model"),
         (["--dataset", str(demo_root), "--labels", "ground_truth", "--init", "small", "--lora"], "--lora needs"),
     ]
     for args, message in cases:

@@ -1,10 +1,11 @@
 """The simulator yardstick: formula, rubric mapping, and the invariants of the bundled demo."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from common.ground_truth import read_ground_truth
+from common.ground_truth import read_ground_truth, read_ground_truth_by_episode, sidecar_dir
 from data.ground_truth import TASK_SPECS, fractional_score, frame_progress, progress_to_score
 from data.rollout import FAILURE_KINDS
 
@@ -86,3 +87,14 @@ def test_demo_loads_offline_as_lerobot_dataset(demo_root, demo_truth):
     item = dataset[0]
     assert item["observation.images.corner2"].shape[-2:] == (96, 96)
     assert not any(key.startswith(("gt", "ground_truth", "progress")) for key in dataset.features)
+
+
+def test_ground_truth_by_episode_is_each_episodes_frames_in_order(tmp_path):
+    directory = sidecar_dir(tmp_path)
+    directory.mkdir()
+    pd.DataFrame({"episode_index": [1, 0, 1, 0], "frame_index": [1, 1, 0, 0], "progress": [0.9, 0.4, 0.2, 0.1]}
+                 ).to_parquet(directory / "frames.parquet")
+    pd.DataFrame({"episode_index": [0, 1], "kind": ["success", "stall"]}).to_parquet(directory / "episodes.parquet")
+    by_episode, episodes = read_ground_truth_by_episode(tmp_path)
+    assert {e: rows.progress.tolist() for e, rows in by_episode.items()} == {0: [0.1, 0.4], 1: [0.2, 0.9]}
+    assert episodes.kind.tolist() == ["success", "stall"]

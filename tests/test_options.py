@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 
 from common.cli import ConfigError, parse_episodes
-from common.options import as_record, option, parse_options
+from common.options import as_record, command_line, option, parse_options
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ def test_record_is_the_whole_configuration_as_json():
     record = as_record(parse_options(Options, ["--dataset", "d"]))
     assert json.loads(json.dumps(record)) == record
     assert record["out"] == "outputs/x" and record["inner"] == {"model": "small", "sizes": [1, 2]}
+    assert command_line("python -m thing", ["--dataset", "d"]) == "python -m thing --dataset d"
 
 
 def test_checks_and_parse_errors_reach_the_user_as_raised():
@@ -70,6 +71,7 @@ def test_usage_errors_and_help(capsys):
         parse_options(Options, ["--help"], prog="python -m thing")
     text = capsys.readouterr().out
     assert "Do a thing." in text and "More words" not in text and "(default: 10)" in text and "--derived" not in text
+    assert "--model MODEL" in text and "INNER." not in text  # a nested field reads like any other
 
 
 def test_a_flag_declared_twice_is_refused():

@@ -52,3 +52,15 @@ def test_train_rejects_bad_labels_in_one_line(demo_root, tmp_path, cli):
     assert result.returncode == 2
     assert "no labels for 13 episode(s)" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_train_options_map_onto_lerobot_train_and_pass_the_rest_through(demo_root, tmp_path):
+    from common.dataset import EpisodeSource
+    from common.options import parse_options
+    from training.train import TrainOptions, lerobot_train_args
+
+    options = parse_options(TrainOptions, ["--dataset", str(demo_root), "--out", str(tmp_path / "run"),
+                                           "--episodes", "0,2-3", "--skip-unlabeled", "--steps", "10"])
+    argv = lerobot_train_args(options, EpisodeSource.open(demo_root), SMALL_MODEL[1:])
+    assert "--dataset.episodes=[0,2,3]" in argv and "--policy.skip_unlabeled_episodes=true" in argv
+    assert "--save_freq=10" in argv and argv[-len(SMALL_MODEL) + 1:] == SMALL_MODEL[1:]

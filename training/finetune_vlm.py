@@ -38,11 +38,15 @@ import torch
 
 from common.cli import ConfigError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
-from common.options import option, parse_options
+from common.options import as_record, command_line, option, parse_options
+from common.staging import publish, staging_dir
 from labeling import DEFAULT_PROMPTS_DIR, LAYOUTS, ClipSpec, ProgressConfig, PromptLibrary, processor_options
 from training.reward_vlm.finetune import (DEFAULT_LR, MODEL_CARD, STATE_FILE, AnswerLoss, FinetuneConfig,
                                           RequestBuilder, build_examples, evaluate, load_model, plot_loss,
                                           prepare_trainable, save_model, small_model_corpus, train)
+
+
+PROG = "python -m training.finetune_vlm"
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class FinetuneOptions:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
-    args = parse_options(FinetuneOptions, argv, prog="python -m training.finetune_vlm")
+    args = parse_options(FinetuneOptions, argv, prog=PROG)
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists (pass --overwrite to replace it)")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_examples = (build_examples(eval_source, args.eval_labels, args.eval_examples, config.seed + 1, False)
                      if eval_source else [])
 
-    work = args.out.with_name(args.out.name + ".partial")
+    work = staging_dir(args.out, resume=True)
     work.mkdir(parents=True, exist_ok=True)
     model, processor = load_model(config, work / "init", small_model_corpus(prompts, source, clip), dtype)
     torch.manual_seed(config.seed)  # LoRA's initial weights: the same run after run
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     save_model(model, processor, config, staging, args.save_dtype)
     held_out = evaluate(staging, RequestBuilder(eval_source, clip, progress_config, prompts, eval_examples),
                         eval_examples, device) if eval_examples else None
-    command = "python -m training.finetune_vlm " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(PROG, argv)
     summary = {
         "base": config.base, "mode": config.mode, "config": asdict(config), "trainable_parameters": trainable,
         "parameters": parameters, "steps": state.step, "train_wall_s": round(state.elapsed_s, 1),
@@ -142,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "examples_by_origin": {o: sum(e.origin == o for e in examples) for o in sorted({e.origin for e in examples})},
         "clip": asdict(clip), "context_frames": args.context_frames, "device": device,
         "loss_curve": state.losses, "held_out": held_out, "eval_dataset": args.eval_dataset, "command": command,
+        "options": as_record(args),
     }
     (staging / "training_summary.json").write_text(json.dumps(summary, indent=2))
     plot_loss(staging / "loss.png", state.losses)
@@ -150,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         labels=args.labels, tasks="; ".join(sorted({source.episode(e).task for e in episodes})),
         trainable=trainable, parameters=parameters, steps=state.step,
         minutes=state.elapsed_s / 60, command=command))
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    staging.rename(args.out)
+    publish(staging, args.out)
     shutil.rmtree(work)
     if held_out:
         print(f"held-out keyframes: MAE {held_out['mae_expected']:.3f}, exact {held_out['exact']:.3f}, "

@@ -10,48 +10,70 @@ label source fails in one line instead of inside the training loop.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.cli import DatasetError, run_cli
+from common.cli import DatasetError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
+from common.options import option, parse_options
 from common.reward_sources import LabelError
 from rewact.configuration_rewact import LABEL_SOURCES, RewACTConfig
 from rewact.labels import build_reward_table
 
 
-def lerobot_train_args(args: argparse.Namespace, source: EpisodeSource) -> list[str]:
+@dataclass(frozen=True)
+class TrainOptions:
+    """Train RewACT on a dataset with a chosen reward label source, through stock `lerobot-train`."""
+
+    dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    out: Path = option(help="training output directory (must not exist)")
+    label_source: str = option("interpolation", help="where the reward labels come from", choices=LABEL_SOURCES)
+    labels_path: str | None = option(None, help="keypoint JSON or labels parquet (label sources keypoints/labels)")
+    steps: int = option(2000, help="training steps")
+    batch_size: int = option(8, help="batch size")
+    device: str = option("cpu", help="cpu, cuda, cuda:1, mps")
+    episodes: list[int] | None = option(None, help="episodes to train on, e.g. 0,3,5-9 (default: all)",
+                                        parse=parse_episodes)
+    skip_unlabeled: bool = option(False, help="train even if some episodes lack labels")
+    pretrained_backbone: bool = option(False, help="ImageNet ResNet18 (needs it cached)")
+    save_freq: int = option(0, help="checkpoint every N steps (0: at the end)")
+    log_freq: int = option(50, help="steps between log lines")
+    num_workers: int = option(0, help="data loader workers")
+    seed: int = option(1000, help="training seed")
+
+
+def lerobot_train_args(options: TrainOptions, source: EpisodeSource, lerobot_args: list[str]) -> list[str]:
     argv = [
         f"--dataset.repo_id={source.repo_id}",
         f"--dataset.root={source.root}",
         "--policy.type=rewact",
-        f"--policy.label_source={args.label_source}",
-        f"--policy.device={args.device}",
+        f"--policy.label_source={options.label_source}",
+        f"--policy.device={options.device}",
         "--policy.push_to_hub=false",
-        f"--policy.skip_unlabeled_episodes={str(args.skip_unlabeled).lower()}",
-        f"--output_dir={args.out}",
-        f"--steps={args.steps}",
-        f"--batch_size={args.batch_size}",
-        f"--save_freq={args.save_freq or args.steps}",
-        f"--log_freq={args.log_freq}",
-        f"--seed={args.seed}",
-        f"--num_workers={args.num_workers}",
+        f"--policy.skip_unlabeled_episodes={str(options.skip_unlabeled).lower()}",
+        f"--output_dir={options.out}",
+        f"--steps={options.steps}",
+        f"--batch_size={options.batch_size}",
+        f"--save_freq={options.save_freq or options.steps}",
+        f"--log_freq={options.log_freq}",
+        f"--seed={options.seed}",
+        f"--num_workers={options.num_workers}",
         "--env_eval_freq=0",
         "--wandb.enable=false",
     ]
-    if args.labels_path:
-        argv.append(f"--policy.labels_path={Path(args.labels_path).resolve()}")
-    if not args.pretrained_backbone:
+    if options.labels_path:
+        argv.append(f"--policy.labels_path={Path(options.labels_path).resolve()}")
+    if not options.pretrained_backbone:
         argv.append("--policy.pretrained_backbone_weights=null")
-    if args.episodes:
-        argv.append(f"--dataset.episodes=[{args.episodes}]")
-    return argv + args.lerobot_args
+    if options.episodes:
+        argv.append(f"--dataset.episodes=[{','.join(map(str, options.episodes))}]")
+    return argv + lerobot_args
 
 
-def check_labels(args: argparse.Namespace, source: EpisodeSource) -> None:
+def check_labels(options: TrainOptions, source: EpisodeSource) -> None:
     config = RewACTConfig(
-        label_source=args.label_source, labels_path=args.labels_path, skip_unlabeled_episodes=args.skip_unlabeled
+        label_source=options.label_source, labels_path=options.labels_path, skip_unlabeled_episodes=options.skip_unlabeled
     )
     build_reward_table(config, source.meta)
 
@@ -59,38 +81,22 @@ def check_labels(args: argparse.Namespace, source: EpisodeSource) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help="hub repo id or local dataset directory")
-    parser.add_argument("--label-source", choices=LABEL_SOURCES, default="interpolation")
-    parser.add_argument("--labels-path", help="keypoint JSON or labels parquet (label sources keypoints/labels)")
-    parser.add_argument("--out", type=Path, required=True, help="training output directory (must not exist)")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps")
-    parser.add_argument("--episodes", help="comma-separated episode indices to train on (default: all)")
-    parser.add_argument("--skip-unlabeled", action="store_true", help="train even if some episodes lack labels")
-    parser.add_argument("--pretrained-backbone", action="store_true", help="ImageNet ResNet18 (needs it cached)")
-    parser.add_argument("--save-freq", type=int, default=0, help="checkpoint every N steps (default: at the end)")
-    parser.add_argument("--log-freq", type=int, default=50)
-    parser.add_argument("--num-workers", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=1000)
-    args = parser.parse_args(ours)
-    args.lerobot_args = extra
-    if args.out.exists():
-        raise FileExistsError(f"{args.out} already exists; choose a new --out (LeRobot resumes with --resume)")
-    source = EpisodeSource.open(args.dataset)
+    options = parse_options(TrainOptions, ours, prog="python -m training.train")
+    if options.out.exists():
+        raise FileExistsError(f"{options.out} already exists; choose a new --out (LeRobot resumes with --resume)")
+    source = EpisodeSource.open(options.dataset)
     try:
-        check_labels(args, source)
+        check_labels(options, source)
     except LabelError as err:
         raise DatasetError(str(err)) from err
 
     import lerobot.scripts.lerobot_train as lerobot_train
 
-    command = lerobot_train_args(args, source)
+    command = lerobot_train_args(options, source, extra)
     print("lerobot-train " + " ".join(command), flush=True)
     sys.argv = ["lerobot-train", *command]
     lerobot_train.main()
-    print(f"checkpoint: {args.out / 'checkpoints' / 'last' / 'pretrained_model'}")
+    print(f"checkpoint: {options.out / 'checkpoints' / 'last' / 'pretrained_model'}")
     return 0
 
 

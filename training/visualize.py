@@ -10,8 +10,8 @@ and `<out>.png`; existing files are kept unless --overwrite.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +21,24 @@ from PIL import Image, ImageDraw
 from common.cli import run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import has_ground_truth, read_ground_truth
+from common.options import option, parse_options
 from common.reward_sources import LabelError
 from rewact.labels import per_frame_labels
 from training.evaluation.predict import load_policy, predict_rewards
 
 CURVE_COLOURS = {"prediction": (31, 119, 180), "label": (255, 127, 14), "ground truth": (44, 160, 44)}
+
+
+@dataclass(frozen=True)
+class VisualizeOptions:
+    """Watch a RewACT checkpoint's reward on one episode: an MP4 with the curve under the frames."""
+
+    checkpoint: str = option(help="a RewACT checkpoint directory as lerobot-train writes it (.../checkpoints/last)")
+    dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    episode: int = option(help="episode index")
+    out: Path = option(help="MP4 path; the PNG is written beside it")
+    cameras: tuple[str, ...] = option((), help="cameras to show (default: all)")
+    overwrite: bool = option(False, help="replace existing files")
 
 
 def reward_curves(checkpoint: str | Path, source: EpisodeSource, episode: int) -> dict[str, np.ndarray]:
@@ -105,24 +118,17 @@ def write_plot(path: Path, curves: dict[str, np.ndarray], fps: int, title: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.visualize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--episode", type=int, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="MP4 path; the PNG is written beside it")
-    parser.add_argument("--cameras", nargs="*", help="cameras to show (default: all)")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    video, plot = args.out.with_suffix(".mp4"), args.out.with_suffix(".png")
+    options = parse_options(VisualizeOptions, argv, prog="python -m training.visualize")
+    video, plot = options.out.with_suffix(".mp4"), options.out.with_suffix(".png")
     existing = [str(p) for p in (video, plot) if p.exists()]
-    if existing and not args.overwrite:
+    if existing and not options.overwrite:
         raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out")
-    source = EpisodeSource.open(args.dataset)
-    info = source.episode(args.episode)
-    curves = reward_curves(args.checkpoint, source, args.episode)
+    source = EpisodeSource.open(options.dataset)
+    info = source.episode(options.episode)
+    curves = reward_curves(options.checkpoint, source, options.episode)
     video.parent.mkdir(parents=True, exist_ok=True)
-    write_video(video, source.frames(args.episode, cameras=args.cameras), curves, info.fps)
-    write_plot(plot, curves, info.fps, f"episode {args.episode}: {info.task}")
+    write_video(video, source.frames(options.episode, cameras=options.cameras), curves, info.fps)
+    write_plot(plot, curves, info.fps, f"episode {options.episode}: {info.task}")
     print(f"wrote {video} and {plot}")
     return 0
 

@@ -11,8 +11,25 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
+from common.cli import error_line
 from labeling.backends.base import (BackendUnavailable, SamplingParams, VLMBackend, VLMRequest, VLMResponse,
                                     model_revision, normalise_choices)
+
+
+def load_vlm(model: str, dtype: torch.dtype, flag: str = "--model"):
+    """(processor, model) of a Qwen-VL checkpoint directory or hub id, padded on the left so a
+    batch's prompts end aligned (where generation continues and the trainer's answer tokens sit).
+    A model that cannot be loaded is one line naming the command's `flag`."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(model)
+        net = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype)
+    except (OSError, ValueError) as err:
+        raise BackendUnavailable(f"cannot load model '{model}' with transformers: {error_line(err)} "
+                                 f"(offline? pass a local checkpoint directory with {flag})") from err
+    processor.tokenizer.padding_side = "left"
+    return processor, net
 
 
 class TransformersBackend(VLMBackend):
@@ -20,8 +37,6 @@ class TransformersBackend(VLMBackend):
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 4,
                  max_pixels: int | None = None):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
         self.model = model
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         if dtype == "auto":
@@ -29,17 +44,9 @@ class TransformersBackend(VLMBackend):
         self.dtype = dtype
         self.batch_size = batch_size
         self.max_pixels = max_pixels
-        try:
-            self.processor = AutoProcessor.from_pretrained(model)
-            self.net = AutoModelForImageTextToText.from_pretrained(model, dtype=getattr(torch, dtype))
-        except (OSError, ValueError) as err:
-            raise BackendUnavailable(
-                f"cannot load model '{model}' with transformers: {str(err).splitlines()[0]} "
-                "(offline? pass a local checkpoint directory with --model)"
-            ) from err
+        self.processor, self.net = load_vlm(model, getattr(torch, dtype))
         self.net.to(self.device).eval()
         self.revision = model_revision(model, self.net.config)  # the weights loaded
-        self.processor.tokenizer.padding_side = "left"
         config = self.net.config
         self.patch_size = config.vision_config.patch_size
         self.image_token_id = config.image_token_id

@@ -13,8 +13,8 @@ import numpy as np
 import training.evaluation.predict  # noqa: F401  (registers the `rewact` reward source)
 from common.cli import DatasetError
 from common.dataset import EpisodeSource
-from common.ground_truth import has_ground_truth, read_ground_truth
-from common.reward_sources import LabelError, read_rewards
+from common.ground_truth import has_ground_truth, read_ground_truth_by_episode
+from common.reward_sources import LabelError, missing_episodes, read_rewards
 from training.evaluation.metrics import EpisodeTruth, agreement, bootstrap, paired_bootstrap
 
 HEADLINE = [("mae", "MAE (1-5) ↓"), ("exact", "exact ↑"), ("within_one", "within-1 ↑"), ("spearman", "Spearman ↑"),
@@ -27,12 +27,11 @@ PAIRED = [("mae", "Δ MAE (1-5)"), ("voc", "Δ VOC"), ("auroc", "Δ AUROC"),
 def load_truth(source: EpisodeSource, episodes: list[int]) -> list[EpisodeTruth] | None:
     if not has_ground_truth(source.root):
         return None
-    frames, kinds = read_ground_truth(source.root)
+    by_episode, kinds = read_ground_truth_by_episode(source.root)
     kinds = kinds.set_index("episode_index")
-    by_episode = dict(tuple(frames.groupby("episode_index")))
     truth = []
     for episode in episodes:
-        rows = by_episode[episode].sort_values("frame_index")
+        rows = by_episode[episode]
         truth.append(EpisodeTruth(episode, rows.progress.to_numpy(), rows.score.to_numpy(),
                                   bool(kinds.loc[episode, "outcome"] == "success"), str(kinds.loc[episode, "kind"])))
     return truth
@@ -45,7 +44,8 @@ def load_source(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[i
     except LabelError as err:
         raise DatasetError(f"source '{spec}': {err}") from err
     lengths = {e: source.episode(e).length for e in episodes}
-    _require(spec, [e for e in episodes if e not in set(table.episode_index)])
+    if missing := [e for e in episodes if e not in set(table.episode_index)]:
+        raise DatasetError(missing_episodes(spec, missing))
     rewards = {}
     for episode, rows in table[table.episode_index.isin(episodes)].groupby("episode_index"):
         values = rows.sort_values("frame_index").reward.to_numpy(dtype=float)
@@ -54,12 +54,6 @@ def load_source(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[i
                                f"the dataset has {lengths[episode]} frames")
         rewards[int(episode)] = values
     return rewards
-
-
-def _require(spec: str, missing: list[int]) -> None:
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise DatasetError(f"source '{spec}' does not cover {len(missing)} episode(s): {shown}")
 
 
 def markdown(results: dict[str, dict], truth: list[EpisodeTruth]) -> str:

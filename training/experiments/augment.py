@@ -8,7 +8,6 @@ action loss. Frames are copied from the source dataset, not synthesised.
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from common.dataset import EpisodeSource
 from common.dataset_writer import create_dataset
+from common.staging import publish, staging_dir
 
 STATE, ACTION = "observation.state", "action"
 
@@ -38,8 +38,7 @@ def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards
     frame they copy and `imitate=False`.
     """
     source = EpisodeSource.open(source_root)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_dir(out)
     features = {k: v for k, v in source.meta.features.items()
                 if k.startswith("observation.") or k == ACTION}
     target = create_dataset(repo_id=f"local/{out.name}", fps=source.fps, features=features, root=staging,
@@ -73,7 +72,4 @@ def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards
                                     "reward": own.reward.to_numpy(), "imitate": imitated}))
     target.finalize()
     pd.concat(labels, ignore_index=True).to_parquet(staging / "labels.parquet", index=False)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
-    return out
+    return publish(staging, out)

@@ -15,15 +15,16 @@ run again.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.cli import run_cli
+from common.cli import ConfigError, parse_ints, run_cli
 from common.dataset import EpisodeSource
+from common.options import as_record, command_line, option, parse_options
 from training.evaluation.scoring import compare
-from training.experiments.workbench import PRESETS, add_data_arguments, data_settings, generate_splits, train_rewact
+from training.experiments.workbench import RewACTRunOptions, SplitOptions, generate_splits, train_rewact
 
 # name -> (steps as a multiple of the preset's, lerobot overrides); the first is the experiment's (c).
 VARIANTS = {
@@ -34,39 +35,47 @@ VARIANTS = {
     "reward loss balanced over label values": (1.0, ["--policy.reward_balance=label_frequency"]),
 }
 SEED = 0
+PROG = "python -m training.experiments.ceiling"
+
+
+@dataclass(frozen=True)
+class CeilingOptions:
+    """What limits RewACT's reward head when its labels are perfect? A small ablation, CPU."""
+
+    data: SplitOptions = field(default_factory=SplitOptions)
+    rewact: RewACTRunOptions = field(default_factory=RewACTRunOptions)
+    results: Path = option(Path("docs/results/experiment_unflagged_failures/ceiling"),
+                           help="where results.md, results.json and the plots go")
+    variants: tuple[int, ...] = option(tuple(range(len(VARIANTS))), parse=parse_ints,
+                                       help="comma-separated indices into the variant list")
+
+    def __post_init__(self):
+        if unknown := sorted(set(self.variants) - set(range(len(VARIANTS)))):
+            raise ConfigError(f"unknown variant(s) {', '.join(map(str, unknown))}; choose from 0-{len(VARIANTS) - 1}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.experiments.ceiling", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
-    parser.add_argument("--work", type=Path, default=Path("outputs/experiment"))
-    parser.add_argument("--results", type=Path, default=Path("docs/results/experiment_unflagged_failures/ceiling"))
-    parser.add_argument("--variants", help="comma-separated indices into the variant list (default: all)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, help="RewACT batch size (default: the preset's)")
-    add_data_arguments(parser)
-    parser.add_argument("--data-seed", type=int, default=300)
-    args = parser.parse_args(argv)
-    (preset, rollout), timings = data_settings(parser, args), []
-    batch_size = args.batch_size or preset.batch_size
-    args.work.mkdir(parents=True, exist_ok=True)
-    train, heldout, _ = generate_splits(args.work, preset, preset.tasks, preset.heldout_task, args.data_seed,
-                                        rollout, timings)
-    chosen = list(VARIANTS) if not args.variants else [list(VARIANTS)[int(i)] for i in args.variants.split(",")]
+    options = parse_options(CeilingOptions, argv, prog=PROG)
+    data, timings = options.data, []
+    preset = data.sized_preset
+    batch_size = options.rewact.batch_size or preset.batch_size
+    data.work.mkdir(parents=True, exist_ok=True)
+    train, heldout, _ = generate_splits(data.work, preset, preset.tasks, preset.heldout_task, data.data_seed,
+                                        data.rollout, timings)
     sources, settings = {"interpolation (raw)": "interpolation"}, {}
-    for name in chosen:
-        index = list(VARIANTS).index(name)
+    for index in options.variants:
+        name = list(VARIANTS)[index]
         scale, overrides = VARIANTS[name]
         steps = max(1, round(preset.steps * scale))
-        sources[name] = train_rewact(name, train, ["--label-source", "ground_truth"], args.work / f"ceiling_{index}",
-                                     steps, batch_size, args.device, SEED, overrides, timings)
+        sources[name] = train_rewact(name, train, ["--label-source", "ground_truth"], data.work / f"ceiling_{index}",
+                                     steps, batch_size, options.rewact.device, SEED, overrides, timings)
         settings[name] = {"steps": steps, "overrides": overrides}
     source = EpisodeSource.open(heldout)
-    report = compare(source, sources, source.episode_indices, args.results, samples=1000, seed=0)
-    report.update({"command": "python -m training.experiments.ceiling " + " ".join(argv if argv is not None else sys.argv[1:]),
-                   "variants": settings, "rewact_seed": SEED, "data_seed": args.data_seed, "timings": timings})
-    (args.results / "results.json").write_text(json.dumps(report, indent=2))
-    print((args.results / "results.md").read_text())
+    report = compare(source, sources, source.episode_indices, options.results, samples=1000, seed=0)
+    report.update({"command": command_line(PROG, argv), "options": as_record(options), "variants": settings, "rewact_seed": SEED,
+                   "data_seed": data.data_seed, "timings": timings})
+    (options.results / "results.json").write_text(json.dumps(report, indent=2))
+    print((options.results / "results.md").read_text())
     return 0
 
 

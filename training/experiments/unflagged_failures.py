@@ -24,25 +24,26 @@ preset's, kept apart from the plain ones; a checkpoint trained otherwise is neve
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common.cli import run_cli
+from common.cli import ConfigError, parse_ints, parse_names, run_cli
 from common.dataset import EpisodeSource
-from common.ground_truth import read_ground_truth
+from common.ground_truth import read_ground_truth, read_ground_truth_by_episode
 from common.label_files import SUMMARY_FILE, read_summary
+from common.options import as_record, command_line, option, parse_options
 from training.evaluation.scoring import compare, load_source
 from training.experiments.augment import augmented_dataset, clip_episodes
-from training.experiments.workbench import (PRESETS, SMALL_REWACT, add_data_arguments, data_settings, generate_splits,
-                                           run, settings_tag, step, train_rewact)
+from training.experiments.workbench import (PRESETS, SMALL_REWACT, Preset, RewACTRunOptions, SplitOptions,
+                                           generate_splits, run, settings_tag, step, train_rewact)
 
+PROG = "python -m training.experiments.unflagged_failures"
 REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
 REWARD_VLM_TRAIN_SEED = 100  # outputs/reward_vlm/train in the Makefile's reward-vlm target
 # Labelled episodes ending below this reward ((score 3.5 - 1) / 4) are not imitated: the labels'
@@ -66,6 +67,54 @@ PAIRED_ROWS = (("b", "a"),)  # the labels against interpolation, seed by seed, w
 def row_of(variant: str) -> str:
     """The tag of a RewACT variant: "(b') RewACT on labels + negatives" -> "b'"."""
     return variant.split()[0].strip("()")
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """Do the pipeline's labels beat interpolation on data with unflagged failures? One command, CPU."""
+
+    data: SplitOptions = field(default_factory=SplitOptions)
+    rewact: RewACTRunOptions = field(default_factory=RewACTRunOptions)
+    results: Path = option(Path("docs/results/experiment_unflagged_failures"),
+                           help="where the reports and experiment.json go")
+    model: str = option(str(REWARD_VLM), help="VLM for labeling.run; the default is the reward VLM trained here "
+                                              "on MetaWorld seed 100")
+    tasks: tuple[str, ...] | None = option(None, parse=parse_names,
+                                           help="comma-separated training tasks (default: the preset's)")
+    heldout_task: str | None = option(None, help="a task kept out of training (default: the preset's)")
+    steps: int | None = option(None, help="RewACT training steps (default: the preset's)")
+    label_cameras: tuple[str, ...] = option((), parse=parse_names, help="comma-separated views labeling.run "
+                                            "shows the VLM (default: all recorded); the reward VLM was trained "
+                                            "on corner2,topview")
+    rows: tuple[str, ...] = option(ROWS, parse=parse_names, help="comma-separated RewACT rows to train")
+    seeds: tuple[int, ...] | None = option(None, parse=parse_ints,
+                                           help="comma-separated RewACT seeds of the headline rows (default: the preset's)")
+    rewact_option: tuple[str, ...] = option((), metavar="--policy.KEY=VALUE", help="a lerobot-train override added "
+                                            "to every RewACT row, e.g. --rewact-option=--policy.reward_balance="
+                                            "label_frequency (repeatable)")
+
+    def __post_init__(self):
+        if unknown := sorted(set(self.rows) - set(ROWS)):
+            raise ConfigError(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+        if self.heldout_task_name in self.training_tasks:
+            raise ConfigError(f"the held-out task {self.heldout_task_name} is also a training task")
+        if REWARD_VLM_TRAIN_SEED in (self.data.data_seed, self.data.data_seed + 100, self.data.data_seed + 200):
+            raise ConfigError(f"seed {REWARD_VLM_TRAIN_SEED} is the reward VLM's training split; "
+                              "choose another --data-seed")
+
+    @property
+    def preset(self) -> Preset:
+        """The preset with this command's split sizes and RewACT seeds."""
+        preset = self.data.sized_preset
+        return replace(preset, seeds=self.seeds or preset.seeds)
+
+    @property
+    def training_tasks(self) -> tuple[str, ...]:
+        return self.tasks or PRESETS[self.data.preset].tasks
+
+    @property
+    def heldout_task_name(self) -> str:
+        return self.heldout_task or PRESETS[self.data.preset].heldout_task
 
 
 
@@ -151,51 +200,21 @@ def plot_frontier(path: Path, rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.experiments.unflagged_failures", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
-    parser.add_argument("--work", type=Path, default=Path("outputs/experiment"))
-    parser.add_argument("--results", type=Path, default=Path("docs/results/experiment_unflagged_failures"))
-    parser.add_argument("--model", default=str(REWARD_VLM), help="VLM for labeling.run (default: the reward VLM "
-                        "trained here on MetaWorld seed 100)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tasks", help="comma-separated training tasks (default: the preset's)")
-    parser.add_argument("--heldout-task", help="a task kept out of training (default: the preset's)")
-    parser.add_argument("--steps", type=int, help="RewACT training steps (default: the preset's)")
-    parser.add_argument("--batch-size", type=int, help="RewACT batch size (default: the preset's)")
-    add_data_arguments(parser)
-    parser.add_argument("--label-cameras", help="comma-separated views labeling.run shows the VLM (default: all "
-                        "recorded); the reward VLM was trained on corner2,topview")
-    parser.add_argument("--rows", help=f"comma-separated RewACT rows to train, from {','.join(ROWS)} (default: all)")
-    parser.add_argument("--seeds", help="comma-separated RewACT seeds of the headline rows (default: the preset's)")
-    parser.add_argument("--rewact-option", action="append", default=[], metavar="--policy.KEY=VALUE",
-                        help="a lerobot-train override added to every RewACT row, e.g. "
-                        "--rewact-option=--policy.reward_balance=label_frequency (repeatable)")
-    parser.add_argument("--data-seed", type=int, default=300, help="train; held-out +100; held-out task +200")
-    args = parser.parse_args(argv)
-    preset, rollout = data_settings(parser, args)
-    if args.seeds:
-        preset = replace(preset, seeds=tuple(int(seed) for seed in args.seeds.split(",")))
-    rows = tuple(args.rows.split(",")) if args.rows else ROWS
-    if unknown := sorted(set(rows) - set(ROWS)):
-        parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
-    tasks = tuple(args.tasks.split(",")) if args.tasks else preset.tasks
-    heldout_task, steps = args.heldout_task or preset.heldout_task, args.steps or preset.steps
-    batch_size = args.batch_size or preset.batch_size
-    if heldout_task in tasks:
-        parser.error(f"the held-out task {heldout_task} is also a training task")
-    if REWARD_VLM_TRAIN_SEED in (args.data_seed, args.data_seed + 100, args.data_seed + 200):
-        parser.error(f"seed {REWARD_VLM_TRAIN_SEED} is the reward VLM's training split; choose another --data-seed")
-    work, timings = args.work, []
+    options = parse_options(ExperimentOptions, argv, prog=PROG)
+    preset, data, device = options.preset, options.data, options.rewact.device
+    tasks, heldout_task, rows = options.training_tasks, options.heldout_task_name, options.rows
+    steps, batch_size = options.steps or preset.steps, options.rewact.batch_size or preset.batch_size
+    work, timings = data.work, []
     work.mkdir(parents=True, exist_ok=True)
-    train, heldout, heldout_task_root = generate_splits(work, preset, tasks, heldout_task, args.data_seed,
-                                                        rollout, timings)
+    train, heldout, heldout_task_root = generate_splits(work, preset, tasks, heldout_task, data.data_seed,
+                                                        data.rollout, timings)
 
-    label_cameras = ["--cameras", *args.label_cameras.split(",")] if args.label_cameras else []
+    label_cameras = ["--cameras", *options.label_cameras] if options.label_cameras else []
 
     def label(dataset: Path, out: Path, extra: list[str]) -> None:
         step(f"labeling.run on {dataset.name} -> {out.name}", out, timings, lambda: run(
-            [sys.executable, "-m", "labeling.run", "--dataset", str(dataset), "--out", str(out), "--model", args.model,
-             "--device", args.device, "--image-size", str(args.image_size), "--quiet", *label_cameras, *extra],
+            [sys.executable, "-m", "labeling.run", "--dataset", str(dataset), "--out", str(out), "--model", options.model,
+             "--device", device, "--image-size", str(data.image_size), "--quiet", *label_cameras, *extra],
             work / f"label_{out.name}.log"))
 
     label(train, work / "train_labeled", [])
@@ -203,9 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     label(heldout_task_root, work / "heldout_task_labeled", ["--stages", "progress"])
 
     train_source = EpisodeSource.open(train)
-    truth_frames, truth_episodes = read_ground_truth(train)
-    truth = {e: frames.sort_values("frame_index").progress.to_numpy()
-             for e, frames in truth_frames.groupby("episode_index")}
+    truth_frames, truth_episodes = read_ground_truth_by_episode(train)
+    truth = {e: frames.progress.to_numpy() for e, frames in truth_frames.items()}
     labels = load_source(f"labels:{work / 'train_labeled'}", train_source, train_source.episode_indices)
     clips = clip_episodes(work / "train_labeled")
     for name, rewards, min_final in (("labels", labels, LABELS_IMITATE_MIN_FINAL), ("truth", truth, 1.0)):
@@ -235,13 +253,13 @@ def main(argv: list[str] | None = None) -> int:
             runs[f"{variant} [seed {seed}]" if headline and len(preset.seeds) > 1 else variant] = (variant, seed)
 
     # Rows trained with other settings live beside the preset's, so a re-run never mixes them.
-    tag = settings_tag(preset, steps, batch_size, args.rewact_option)
+    tag = settings_tag(preset, steps, batch_size, options.rewact_option)
     sources = {"interpolation (raw)": "interpolation"}
     for name, (variant, seed) in runs.items():
         dataset, label_args, variant_overrides = variants[variant]
         checkpoint_dir = work / f"rewact_{row_of(variant).replace("'", "_prime")}_seed{seed}{tag}"
         sources[name] = train_rewact(name, dataset, label_args, checkpoint_dir, steps, batch_size,
-                                     args.device, seed, [*variant_overrides, *args.rewact_option], timings)
+                                     device, seed, [*variant_overrides, *options.rewact_option], timings)
 
     headline = {variant: [n for n, (v, _) in runs.items() if v == variant]
                 for variant in variants if row_of(variant) in HEADLINE_ROWS and row_of(variant) in rows}
@@ -256,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         split_sources = {"interpolation (raw)": sources["interpolation (raw)"],
                          "reward VLM labels (raw)": f"labels:{work / labeled}",
                          **{k: v for k, v in sources.items() if k != "interpolation (raw)"}}
-        out = args.results / split
+        out = options.results / split
         reports[split] = compare(source, split_sources, source.episode_indices, out, samples=1000, seed=0,
                                  pairs=pairs)
         spread = headline_spread(reports[split]["metrics"], headline)
@@ -273,26 +291,26 @@ def main(argv: list[str] | None = None) -> int:
             if scheme is not None:
                 label(heldout, labeled[name], ["--stages", "progress", "--initial-keyframes", str(scheme[0]),
                                                "--max-keyframes", str(scheme[1])])
-        frontier = frontier_rows(EpisodeSource.open(heldout), labeled, args.results / "frontier", seed=0)
+        frontier = frontier_rows(EpisodeSource.open(heldout), labeled, options.results / "frontier", seed=0)
 
     record = {
-        "command": "python -m training.experiments.unflagged_failures " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "preset": args.preset, "arguments": {k: str(v) for k, v in vars(args).items()},
-        "seeds": {"train": args.data_seed, "heldout": args.data_seed + 100, "heldout_task": args.data_seed + 200,
+        "command": command_line(PROG, argv),
+        "preset": data.preset, "options": as_record(options),
+        "seeds": {"train": data.data_seed, "heldout": data.data_seed + 100, "heldout_task": data.data_seed + 200,
                   "reward_vlm_train": REWARD_VLM_TRAIN_SEED, "rewact": list(preset.seeds)},
-        "reward_vlm": args.model, "tasks": list(tasks), "heldout_task": heldout_task,
+        "reward_vlm": options.model, "tasks": list(tasks), "heldout_task": heldout_task,
         "train_kinds": truth_episodes.kind.value_counts().to_dict(),
         "heldout_kinds": read_ground_truth(heldout)[1].kind.value_counts().to_dict(),
-        "temporal_clip_negatives": len(clips), "rewact_overrides": [*SMALL_REWACT, *args.rewact_option], "steps": steps,
+        "temporal_clip_negatives": len(clips), "rewact_overrides": [*SMALL_REWACT, *options.rewact_option], "steps": steps,
         "labels_imitate_min_final_reward": LABELS_IMITATE_MIN_FINAL, "frontier": frontier, "timings": timings,
         "labeling_summaries": {path.name: read_summary(path) for path in sorted(work.glob("*_labeled*"))
                                if (path / SUMMARY_FILE).is_file()},
     }
-    (args.results / "experiment.json").write_text(json.dumps(record, indent=2))
+    (options.results / "experiment.json").write_text(json.dumps(record, indent=2))
     for split in reports:
-        print(f"## {split}\n" + (args.results / split / "results.md").read_text())
-        print((args.results / split / "seeds.md").read_text())
-    print(f"total {sum(t['seconds'] for t in timings) / 60:.1f} min; wrote {args.results}")
+        print(f"## {split}\n" + (options.results / split / "results.md").read_text())
+        print((options.results / split / "seeds.md").read_text())
+    print(f"total {sum(t['seconds'] for t in timings) / 60:.1f} min; wrote {options.results}")
     return 0
 
 

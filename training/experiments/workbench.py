@@ -4,18 +4,19 @@ checkpoint, which is refused when trained otherwise)."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from common.cli import ConfigError
+from common.cli import ConfigError, parse_names
 from common.dataset import EpisodeSource
+from common.options import option
 from data.generate import GenerateConfig, generate
 from data.rollout import CAMERAS, FAILURE_KINDS, RolloutConfig
 
@@ -109,25 +110,42 @@ def check_recorded_as(root: Path, rollout: RolloutConfig, episodes: int) -> None
                           f"not {wanted} and {episodes}: choose another --work")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """How the generated splits are recorded: views, image size and the training split's size."""
-    parser.add_argument("--image-size", type=int, default=RolloutConfig.image_size)
-    parser.add_argument("--cameras", default=",".join(RolloutConfig.cameras),
-                        help=f"comma-separated views to record, from {','.join(CAMERAS)}")
-    parser.add_argument("--train-successes", type=int, help="training successes per task (default: the preset's)")
-    parser.add_argument("--train-failures", type=int, help="training failures per task, kinds dealt round robin "
-                        "(default: the preset's)")
+@dataclass(frozen=True)
+class SplitOptions:
+    """The MetaWorld splits an experiment records once in its work directory: how many, which views."""
+
+    preset: str = option("full", help="how large the experiment is", choices=tuple(sorted(PRESETS)))
+    work: Path = option(Path("outputs/experiment"), help="work directory: generated splits, labels, checkpoints")
+    data_seed: int = option(300, help="seed of the training split; held-out +100, held-out task +200")
+    image_size: int = option(RolloutConfig.image_size, help="pixels on a side of each recorded view")
+    cameras: tuple[str, ...] = option(RolloutConfig.cameras, parse=parse_names,
+                                      help=f"comma-separated views to record, from {','.join(CAMERAS)}")
+    train_successes: int | None = option(None, help="training successes per task (default: the preset's)")
+    train_failures: int | None = option(None, help="training failures per task, kinds dealt round robin "
+                                                   "(default: the preset's)")
+
+    def __post_init__(self):
+        if unknown := sorted(set(self.cameras) - set(CAMERAS)):
+            raise ConfigError(f"unknown camera(s) {', '.join(unknown)}; choose from {', '.join(CAMERAS)}")
+
+    @property
+    def sized_preset(self) -> Preset:
+        """The preset with these split sizes."""
+        preset = PRESETS[self.preset]
+        return replace(preset, train_successes=self.train_successes or preset.train_successes,
+                       train_failures=self.train_failures or preset.train_failures)
+
+    @property
+    def rollout(self) -> RolloutConfig:
+        return RolloutConfig(cameras=self.cameras, image_size=self.image_size)
 
 
-def data_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Preset, RolloutConfig]:
-    """The preset with the command line's split sizes, and the recording settings."""
-    cameras = tuple(args.cameras.split(","))
-    if unknown := sorted(set(cameras) - set(CAMERAS)):
-        parser.error(f"unknown camera(s) {', '.join(unknown)}; choose from {', '.join(CAMERAS)}")
-    preset = PRESETS[args.preset]
-    preset = replace(preset, train_successes=args.train_successes or preset.train_successes,
-                     train_failures=args.train_failures or preset.train_failures)
-    return preset, RolloutConfig(cameras=cameras, image_size=args.image_size)
+@dataclass(frozen=True)
+class RewACTRunOptions:
+    """How the experiment's small RewACT trains."""
+
+    device: str = option("cpu", help="torch device the experiment runs on: cpu, cuda, cuda:1")
+    batch_size: int | None = option(None, help="RewACT batch size (default: the preset's)")
 
 
 def train_rewact(name: str, dataset: Path, label_args: list[str], out: Path, steps: int, batch_size: int,
@@ -155,7 +173,7 @@ def train_rewact(name: str, dataset: Path, label_args: list[str], out: Path, ste
     return f"rewact:{out / 'checkpoints' / 'last'}"
 
 
-def settings_tag(preset: Preset, steps: int, batch_size: int, options: list[str]) -> str:
+def settings_tag(preset: Preset, steps: int, batch_size: int, options: Sequence[str]) -> str:
     """A checkpoint directory suffix naming every RewACT setting that differs from the preset's."""
     tag = f"_{steps}steps" if steps != preset.steps else ""
     tag += f"_batch{batch_size}" if batch_size != preset.batch_size else ""

@@ -18,8 +18,9 @@ import pandas as pd
 
 from common.cli import DatasetError
 from common.dataset import EpisodeSource
-from common.ground_truth import read_ground_truth
+from common.ground_truth import read_ground_truth_by_episode
 from common.label_files import frames_file
+from common.reward_sources import missing_episodes
 from common.scale import SCORES, nearest_score, reward_to_score
 from data.ground_truth import fractional_score
 from labeling import (ClipImages, ClipSpec, EpisodeLabels, LabelingContext, ProgressConfig, PromptLibrary, VLMRequest,
@@ -50,14 +51,14 @@ def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[
     keeps the simulator's fractional score, a `labeling.run` output its expected score."""
     if spec == "ground_truth":
         try:
-            frames = read_ground_truth(source.root)[0]
+            by_episode = read_ground_truth_by_episode(source.root)[0]
         except FileNotFoundError as err:
             raise DatasetError(str(err)) from err
-        by_episode = dict(tuple(frames.groupby("episode_index")))
-        _require_all(spec, episodes, by_episode)
+        if missing := [e for e in episodes if e not in by_episode]:
+            raise DatasetError(missing_episodes(spec, missing))
         targets = {}
         for episode in episodes:
-            rows = by_episode[episode].sort_values("frame_index")
+            rows = by_episode[episode]
             targets[episode] = FrameTargets(rows.score.to_numpy(dtype=int),
                                             fractional_score(rows.progress.to_numpy(), rows.success.to_numpy()))
         return targets
@@ -125,10 +126,3 @@ class RequestBuilder:
         labels = EpisodeLabels(example.episode, self.lengths[example.episode], example.instruction)
         job = progress_jobs(self.ctx, labels, [example.frame], self.config, self.clips[example.episode])[0]
         return job.request
-
-
-def _require_all(spec: str, episodes: list[int], found) -> None:
-    missing = [e for e in episodes if e not in found]
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise DatasetError(f"label source '{spec}' has no labels for {len(missing)} episode(s): {shown}")

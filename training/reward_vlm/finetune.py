@@ -17,7 +17,8 @@ from tqdm import tqdm
 from common.cli import DatasetError
 from common.dataset import EpisodeSource
 from common.options import option
-from labeling import ANSWER_PREFIX, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec, PromptLibrary, encode_requests
+from labeling import (ANSWER_PREFIX, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec, PromptLibrary, encode_requests,
+                      load_vlm)
 from training.reward_vlm.examples import Example, RequestBuilder, negative_examples, read_targets, sample_examples
 
 LANGUAGE_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -75,8 +76,6 @@ def small_model_corpus(prompts: PromptLibrary, source: EpisodeSource, clip: Clip
 
 def load_model(config: FinetuneConfig, init_dir: Path, corpus: list[str], dtype: torch.dtype):
     """(model, processor) of the base; `small` is built once into `init_dir` (reused on resume)."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     path = config.base
     if config.base == "small":
         if not (init_dir / "config.json").is_file():
@@ -85,13 +84,7 @@ def load_model(config: FinetuneConfig, init_dir: Path, corpus: list[str], dtype:
             shutil.rmtree(init_dir, ignore_errors=True)
             build_tiny_vlm("qwen2_5_vl", init_dir, seed=config.seed, size="small", corpus=corpus)
         path = str(init_dir)
-    try:
-        processor = AutoProcessor.from_pretrained(path)
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"cannot load base model '{config.base}': {str(err).splitlines()[0]} "
-                           "(offline? pass a local checkpoint directory with --base)") from err
-    processor.tokenizer.padding_side = "left"  # answers end aligned: loss on the last positions
+    processor, model = load_vlm(path, dtype, flag="--base")
     return model, processor
 
 

@@ -1,0 +1,30 @@
+"""Build an output directory beside its final place and move it there only when complete.
+
+A run killed half way then leaves `<out>.partial`, never a half-written `<out>` that a later
+step would take for finished:
+
+    staging = staging_dir(out)      # empty `<out>.partial`
+    ...write everything under staging...
+    publish(staging, out)           # replaces `out`
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def staging_dir(out: Path, resume: bool = False) -> Path:
+    """`<out>.partial`, emptied first unless `resume` (a killed run's checkpoints are reused)."""
+    staging = out.with_name(out.name + ".partial")
+    if not resume:
+        shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
+def publish(staging: Path, out: Path) -> Path:
+    """Move the finished `staging` directory to `out`, replacing what was there."""
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
