@@ -124,8 +124,9 @@ def apply_corrections(corrections: Corrections, result: LabeledEpisodes, progres
         result.skipped.setdefault(episode, DROPPED_REASON)
     result.negatives = [n for n in result.negatives if n.episode not in corrections.dropped]
     result.verdicts = [v for v in result.verdicts if v.episode not in corrections.dropped]
-    for episode in sorted(set(corrections.verdicts) - set(result.labels) - corrections.dropped):
-        raise DatasetError(f"cannot set the verdict of episode {episode}: it has no labels")
+    unlabeled = sorted(set(corrections.verdicts) - set(result.labels) - corrections.dropped)
+    if unlabeled:
+        raise DatasetError(f"cannot set the verdict of episode {unlabeled[0]}: it has no labels")
     refill = set()
     for (episode, frame), score in sorted(corrections.keyframes.items()):
         if episode in corrections.dropped:
@@ -171,7 +172,8 @@ def read_output(out: Path, source: EpisodeSource) -> tuple[LabeledEpisodes, dict
     for episode, curve in frames.groupby("episode_index"):
         episode = int(episode)
         label = EpisodeLabels(episode, source.episode(episode).length, str(curve["instruction"].iloc[0]),
-                              expected=curve["expected"].to_numpy(dtype=float), score=curve["score"].to_numpy(dtype=int))
+                              expected=curve["expected"].to_numpy(dtype=float),
+                              score=curve["score"].to_numpy(dtype=int))
         for row in keyframes[keyframes["episode_index"] == episode].to_dict("records"):
             label.keyframes[int(row["frame"])] = KeyframeScore(
                 frame=int(row["frame"]), context=tuple(int(f) for f in row["context"]),

@@ -97,10 +97,11 @@ def write_report(out: str | Path, cache_dir: str | Path | None = None, thumb_siz
             "score": curve["score"].astype(int).tolist() if curve is not None else [],
             "keyframes": points,
             "task_rewrite": _records(tables["tasks"][tables["tasks"]["original"] == info.task])[:1],
-            "negatives": _records(_of_episode(tables["negatives"], "episode", episode)),
-            "verdicts": _records(_of_episode(tables["verdicts"], "episode", episode)),
+            "negatives": _records(_of_episode(tables["negatives"], episode)),
+            "verdicts": _records(_of_episode(tables["verdicts"], episode)),
             "raw_answers": raw.get(episode, []),
-            "strips": _write_strips(source, episode, points, staging / "frames", thumb_size),
+            # Frames of labeled episodes only: a skipped one may be the one that cannot be decoded.
+            "strips": {} if curve is None else _write_strips(source, episode, points, staging / "frames", thumb_size),
         }
         _write_script(staging / "episodes" / f"{episode:06d}.js", "reportEpisode", detail)
         rows.append(row)
@@ -109,7 +110,6 @@ def write_report(out: str | Path, cache_dir: str | Path | None = None, thumb_siz
         "run": _run_overview(out, source, summary, provenance, outcomes is not None),
         "episodes": rows,
         "histograms": _histograms(tables["frames"], rows),
-        "cameras": [camera.removeprefix("observation.images.") for camera in source.camera_keys],
     })
     shutil.rmtree(page, ignore_errors=True)
     staging.rename(page)
@@ -232,8 +232,9 @@ def _records(table: pd.DataFrame) -> list[dict]:
     return json.loads(table.drop(columns=[c for c in identity if c in table]).to_json(orient="records"))
 
 
-def _of_episode(table: pd.DataFrame, column: str, episode: int) -> pd.DataFrame:
-    return table[table[column] == episode] if column in table else table.iloc[0:0]
+def _of_episode(table: pd.DataFrame, episode: int) -> pd.DataFrame:
+    """The rows about one episode of a negatives or verdicts table (an empty one has no columns)."""
+    return table[table["episode"] == episode] if "episode" in table else table.iloc[0:0]
 
 
 def _rounded(values: pd.Series) -> list[float | None]:

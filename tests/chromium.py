@@ -79,8 +79,10 @@ class Chromium:
             self.events.append(reply)
 
     def open(self, url: str) -> None:
+        """Load `url` (again, if it is open) and wait for its load event."""
+        self.events = [event for event in self.events if event.get("method") != "Page.loadEventFired"]
         self.call("Page.navigate", session=True, url=url)
-        self.wait_for("document.readyState === 'complete'")
+        self.wait_event("Page.loadEventFired")
 
     def evaluate(self, expression: str):
         """The value of a JavaScript expression in the page (awaited if it is a promise)."""
@@ -113,17 +115,23 @@ class Chromium:
 
     def wait_for_download(self, timeout: float = 30) -> Path:
         """The file of the next finished download (needs `downloads`)."""
+        event = self.wait_event("Browser.downloadProgress", lambda params: params["state"] == "completed", timeout)
+        return Path(event["params"]["filePath"])
+
+    def wait_event(self, method: str, accept=lambda params: True, timeout: float = 30) -> dict:
+        """The first event `method` whose parameters `accept`, received already or within `timeout` s."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             for event in self.events:
-                if event.get("method") == "Browser.downloadProgress" and event["params"]["state"] == "completed":
+                if event.get("method") == method and accept(event["params"]):
                     self.events.remove(event)
-                    return Path(event["params"]["filePath"])
+                    return event
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {method} event within {timeout} s")
+            self.socket.settimeout(max(0.1, deadline - time.monotonic()))
             try:
-                self.socket.settimeout(max(0.1, deadline - time.monotonic()))
                 self.events.append(json.loads(self.socket.recv()))
             except websocket.WebSocketTimeoutException:
-                break
+                pass
             finally:
                 self.socket.settimeout(60)
-        raise TimeoutError("no download finished")

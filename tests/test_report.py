@@ -49,6 +49,12 @@ def _frames(out: Path) -> pd.DataFrame:
     return pd.read_parquet(out / LABELS_DIR / "frames.parquet")
 
 
+def _page_data(path: Path) -> dict:
+    """What one of the page's data scripts (`callback({...});`) hands the page."""
+    text = path.read_text()
+    return json.loads(text[text.index("(") + 1: text.rindex(")")])
+
+
 @pytest.mark.slow
 def test_a_run_writes_a_light_page_that_needs_no_network_and_the_command_rebuilds_it(labeled, demo_root):
     page = labeled / "report"
@@ -117,8 +123,11 @@ def test_review_in_chromium_then_apply_the_exported_corrections(labeled, copy_of
 
         browser.click(f'.keyframe-row[data-frame="{last.frame}"] .score-button[data-score="{new_score}"]')
         browser.click('.verdict-controls button[data-verdict="failure"]')
-        assert browser.evaluate("document.querySelector('#corrections-count').textContent").startswith("2 corrections")
+        count = "document.querySelector('#corrections-count').textContent"
+        assert browser.evaluate(count).startswith("2 corrections")
         browser.screenshot(tmp_path / "report.png")
+        browser.open((copy_of / "report" / "index.html").as_uri())  # a reload keeps the review's corrections
+        assert browser.evaluate(count).startswith("2 corrections")
         browser.click("#export")
         exported = browser.wait_for_download()
     assert (tmp_path / "report.png").stat().st_size > 20_000
@@ -134,8 +143,7 @@ def test_review_in_chromium_then_apply_the_exported_corrections(labeled, copy_of
     assert result.returncode == 0, result.stderr[-2000:]
     corrected = _frames(copy_of)
     assert corrected[corrected["episode_index"] == episode]["score"].iloc[-1] == new_score
-    data = (copy_of / "report" / "data.js").read_text()
-    rows = json.loads(data[data.index("(") + 1: data.rindex(")")])["episodes"]
+    rows = _page_data(copy_of / "report" / "data.js")["episodes"]
     assert [row["episode"] for row in rows if row["corrected"]] == [episode]  # the rebuilt page marks it
 
 
@@ -182,6 +190,32 @@ def test_corrections_refill_rewrite_every_output_file_and_survive_a_resume(copy_
     summary = json.loads((out / "labeling_summary.json").read_text())
     assert summary["model_calls"] == 0
     pd.testing.assert_frame_equal(_frames(out), frames)
+
+
+@pytest.mark.slow
+def test_negatives_verdicts_and_raw_answers_reach_the_page_and_survive_a_correction(demo_root, fake_openai, tmp_path,
+                                                                                    cli):
+    base_url, _ = fake_openai()
+    out = tmp_path / "labeled"
+    assert label(["--dataset", str(demo_root), "--out", str(out), "--backend", "openai", "--base-url", base_url,
+                  "--model", "served", "--episodes", "0,7", "--image-size", "64", "--quiet"]) == 0
+    rows = _page_data(out / "report" / "data.js")["episodes"]
+    assert [row["episode"] for row in rows if row["verdict"] != "not labeled"] == [0, 7]
+    detail = _page_data(out / "report" / "episodes" / "000000.js")
+    assert detail["negatives"] and detail["verdicts"] and detail["task_rewrite"][0]["paraphrases"]
+    stages = {answer["stage"] for answer in detail["raw_answers"]}
+    assert stages == {"progress", "describe", "counterfactual", "validate"}
+
+    sidecar = {name: pd.read_parquet(out / LABELS_DIR / f"{name}.parquet")
+               for name in ("negatives", "verdicts", "tasks")}
+    keyframes = pd.read_parquet(out / LABELS_DIR / "keyframes.parquet")
+    last = int(keyframes[keyframes["episode_index"] == 7]["frame"].max())
+    result = cli("labeling.correct", out, _corrections(tmp_path / "c.json",
+                                                       keyframes=[{"episode": 7, "frame": last, "score": 2}]))
+    assert result.returncode == 0, result.stderr
+    for name, table in sidecar.items():  # read back into the pipeline's records and written again, unchanged
+        pd.testing.assert_frame_equal(pd.read_parquet(out / LABELS_DIR / f"{name}.parquet"), table)
+    assert _frames(out).groupby("episode_index")["score"].last().to_dict()[7] == 2
 
 
 @pytest.mark.slow

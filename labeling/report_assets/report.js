@@ -13,8 +13,12 @@ const state = {
   details: {},  // episode -> its detail, once loaded
   current: null,
   frame: 0,
-  corrections: {keyframes: {}, verdicts: {}, dropped: {}},  // episode -> {frame: score} / bool / true
+  corrections: noCorrections(),
 };
+
+function noCorrections() {
+  return {keyframes: {}, verdicts: {}, dropped: {}};  // episode -> {frame: score} / success / true
+}
 
 const $ = (selector) => document.querySelector(selector);
 const escape = (text) => String(text ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -26,7 +30,8 @@ function reportRun(data) {
   renderHeader();
   renderGlance();
   renderFilters();
-  renderTable();
+  state.corrections = storedCorrections();
+  correctionsChanged();
   document.querySelectorAll("#episodes th").forEach((th) => th.addEventListener("click", () => sortBy(th.dataset.key)));
   $("#episodes tbody").addEventListener("click", (event) => {
     const row = event.target.closest("tr");
@@ -34,7 +39,7 @@ function reportRun(data) {
   });
   $("#export").addEventListener("click", exportCorrections);
   $("#clear").addEventListener("click", () => {
-    state.corrections = {keyframes: {}, verdicts: {}, dropped: {}};
+    state.corrections = noCorrections();
     correctionsChanged();
   });
   document.addEventListener("keydown", (event) => {
@@ -113,6 +118,8 @@ function sortBy(key) {
 
 function compare(a, b) {
   const {key, ascending} = state.sort;
+  const unlabeled = (row) => row.verdict === "not labeled";
+  if (unlabeled(a) !== unlabeled(b)) return unlabeled(a) ? 1 : -1;  // nothing to review: always last
   const x = a[key], y = b[key];
   // Unknown values (no confidence, not labeled) are the most doubtful: first when ascending.
   const order = x === y ? a.episode - b.episode : x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
@@ -408,7 +415,27 @@ function correctionList() {
   };
 }
 
+// Corrections in progress outlive a reload: kept in the browser per run, and per round of
+// corrections already applied to it.
+function storageKey() {
+  const run = state.run.run;
+  return `labeling-review:${run.dataset}:${run.name}:${run.started}:${run.corrections ? run.corrections.applied : ""}`;
+}
+
+function storedCorrections() {
+  try {
+    return JSON.parse(localStorage.getItem(storageKey())) || noCorrections();
+  } catch (error) {
+    return noCorrections();  // storage unavailable or unreadable: start afresh
+  }
+}
+
 function correctionsChanged() {
+  try {
+    localStorage.setItem(storageKey(), JSON.stringify(state.corrections));
+  } catch (error) {
+    // storage unavailable: the corrections last until the page closes
+  }
   const list = correctionList();
   const total = list.keyframes.length + list.verdicts.length + list.dropped.length;
   $("#corrections-count").textContent = total ? `${total} correction${total > 1 ? "s" : ""}: ${list.keyframes.length} keyframe score(s), `
