@@ -6,8 +6,9 @@
 
 Writes a new LeRobot dataset with `next.reward` (the source is never modified), a sidecar
 of every label, negative and verdict under `<out>/labels/`, rewACT keypoints, LeRobot's RA-BC
-progress parquet and `<out>/labeling_summary.json`. Answers are cached in `<out>.cache/`: a
-killed run resumes where it stopped, and re-running a finished one calls nothing.
+progress parquet, `<out>/labeling_summary.json` and a review page, `<out>/report/index.html`.
+Answers are cached in `<out>.cache/`: a killed run resumes where it stopped, and re-running a
+finished one calls nothing.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from labeling.calls import CallCache, CallStats, Job, MissingBudget, ModelCaller
 from labeling.clips import context_indices
 from labeling.config import LabelingConfig
 from labeling.context import LabelingContext
+from labeling.correct import correct_labels, correction_record, set_verdicts
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes, check_not_all_skipped, label_episodes, rewrites
 from labeling.progress import initial_keyframes, naive_prefix_cost
 from labeling.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary
 from labeling.ray_executor import RayOptions
 from labeling.records import EpisodeLabels
+from labeling.report import write_report
 
 EXECUTORS = ("local", "ray")
 
@@ -50,6 +53,8 @@ class RunOptions:
     ray: RayOptions = field(default_factory=RayOptions)
     prompts_dir: Path = option(DEFAULT_PROMPTS_DIR, help="the prompt files")
     cache_dir: Path | None = option(None, help="resume cache (default: <out>.cache)")
+    corrections: Path | None = option(None, help="a review's corrections.json, applied now and on every later run "
+                                                 "(see python -m labeling.correct)")
     overwrite: bool = option(False, help="replace --out")
     dry_run: bool = option(False, help="print the prompts that would be sent; call nothing")
     quiet: bool = option(False, help="no progress bars")
@@ -227,14 +232,19 @@ def main(argv: list[str] | None = None) -> int:
         result, task_rewrites, stats, backend, measured, executor = label_here(
             source, config, prompts, episodes, cache, budget, args.quiet)
     check_not_all_skipped(result, episodes)
+    corrections = correct_labels(result, config.progress, source.repo_id, cache_path.parent, args.corrections)
 
     summary = summarize(stats, measured, result, time.perf_counter() - started_clock,
                         {"episodes_by_replica": executor["episodes_by_replica"]} if args.executor == "ray" else None)
-    write_outputs(args.out, source, result.labels, result.negatives, result.verdicts, task_rewrites,
-                  provenance(backend, prompts, config, source, episodes, executor, started,
-                             {k: v for k, v in as_record(args).items() if k != "labeling"}), summary,
+    record = provenance(backend, prompts, config, source, episodes, executor, started,
+                        {k: v for k, v in as_record(args).items() if k != "labeling"})
+    if corrections:
+        record["corrections"] = correction_record(corrections)
+    write_outputs(args.out, source, result.labels, result.negatives, result.verdicts, task_rewrites, record, summary,
                   result.skipped, overwrite=args.overwrite)
     cache.close()
+    set_verdicts(args.out, corrections)
+    write_report(args.out, cache_path.parent)
     width = max(map(len, summary))
     print("\n".join(f"{key:<{width}}  {value}" for key, value in summary.items()))
     print(f"wrote {args.out}")

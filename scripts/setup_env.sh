@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg libosmesa6 libegl1 libgl1)
+APT_PACKAGES=(ffmpeg libosmesa6 libegl1 libgl1 chromium)  # chromium: the review page's browser test
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

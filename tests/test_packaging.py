@@ -29,6 +29,8 @@ def test_wheel_holds_the_prompt_files_and_every_package(wheel):
         assert f"prompts/{prompt.name}" in names
     for package in ("labeling", "rewact", "training", "data"):
         assert f"{package}/__init__.py" in names
+    for asset in ("index.html", "report.js", "report.css"):  # the review page's static files
+        assert f"labeling/report_assets/{asset}" in names
     assert not any(name.startswith(("tests/", "data/demo_metaworld/")) for name in names)
 
 
