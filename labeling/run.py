@@ -29,14 +29,14 @@ from labeling.calls import CallCache, CallStats, Job, MissingBudget, ModelCaller
 from labeling.clips import context_indices
 from labeling.config import LabelingConfig
 from labeling.context import LabelingContext
-from labeling.correct import correct_labels, correction_record, set_verdicts
+from labeling.corrections import correct_labels, correction_record, set_verdicts
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes, check_not_all_skipped, label_episodes, rewrites
 from labeling.progress import initial_keyframes, naive_prefix_cost
 from labeling.prompts import DEFAULT_PROMPTS_DIR, PromptLibrary
 from labeling.ray_executor import RayOptions
 from labeling.records import EpisodeLabels
-from labeling.report import write_report
+from labeling.review_page import write_report
 
 EXECUTORS = ("local", "ray")
 

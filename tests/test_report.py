@@ -14,7 +14,7 @@ import pytest
 
 from chromium import Chromium, find_chromium
 from common.label_files import EPISODES_FILE, LABELS_DIR, read_keypoints
-from labeling.correct import FORMAT, Corrections, set_verdicts
+from labeling.corrections import FORMAT, Corrections, set_verdicts
 from labeling.run import main as label
 
 
