@@ -1,6 +1,6 @@
 """Print what a LeRobot dataset holds, episode by episode.
 
-    python -m labeling.inspect --dataset <repo_id | dir> [--episodes 0,2-4] [--cameras topview]
+    python -m labeling.inspect --dataset <repo_id | dir> [--revision REV] [--episodes 0,2-4] [--cameras topview]
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ def summarize(source: EpisodeSource, episodes: list[int] | None, cameras: list[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labeling.inspect", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="hub repo id or local dataset directory")
+    parser.add_argument("--revision", help="hub dataset: branch, tag or commit (default: LeRobot's codebase version tag)")
     parser.add_argument("--episodes", help="e.g. 0,3,5-9 (default: all)")
     parser.add_argument("--cameras", nargs="*", help="camera keys or short names (default: all)")
     args = parser.parse_args(argv)
-    source = EpisodeSource.open(args.dataset)
+    source = EpisodeSource.open(args.dataset, args.revision)
     print(summarize(source, parse_episodes(args.episodes), args.cameras))
     return 0
 

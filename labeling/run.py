@@ -1,6 +1,6 @@
 """Label a LeRobot dataset with per-frame 1-5 progress scores and synthetic failures.
 
-    python -m labeling.run --dataset <repo_id | dir> --out <dir> [--backend transformers|openai|vllm]
+    python -m labeling.run --dataset <repo_id | dir> [--revision REV] --out <dir> [--backend transformers|openai|vllm]
         [--model Qwen/Qwen2.5-VL-7B-Instruct] [--base-url URL ...] [--episodes 0,3,5-9] [--cameras ...]
         [--stages rewrite,progress,negatives,validate] [--executor ray --replicas N] [--dry-run]
 
@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m labeling.run", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--dataset", required=True, help="hub repo id or local LeRobot dataset directory")
+    add("--revision", help="hub dataset: branch, tag or commit (default: LeRobot's codebase version tag)")
     add("--out", type=Path, required=True, help="output dataset directory (must not exist unless --overwrite)")
     add("--backend", choices=BACKENDS, default=BackendConfig.name)
     add("--model", default=BackendConfig.model, help="hub id or local checkpoint (transformers/vllm); served name (openai)")
@@ -214,7 +215,8 @@ def provenance(backend: dict, prompts: PromptLibrary, config: LabelingConfig, so
                      "validate": asdict(validate.SAMPLING), "retry_temperature": config.calls.retry_temperature},
         "config": config.as_dict(),
         "executor": executor,
-        "dataset": {"repo_id": source.repo_id, "root": str(source.root), "episodes": episodes},
+        "dataset": {"repo_id": source.repo_id, "root": str(source.root), "episodes": episodes,
+                    **({"revision": source.hub.revision, "commit": source.hub.commit} if source.hub else {})},
         "command": ["python", "-m", "labeling.run", *sys.argv[1:]],
         "started": started,
         "finished": datetime.now(UTC).isoformat(),
@@ -238,12 +240,16 @@ def label_here(source: EpisodeSource, config: LabelingConfig, prompts: PromptLib
     return result, task_rewrites, caller.stats, backend.describe(), backend.image_tokens_measured, {"executor": "local"}
 
 
-def label_on_ray(args: argparse.Namespace, config: LabelingConfig, episodes: list[int], cache: CallCache):
+def label_on_ray(args: argparse.Namespace, source: EpisodeSource, config: LabelingConfig, episodes: list[int],
+                 cache: CallCache):
+    """On Ray replicas, each opening the dataset itself (a hub dataset at the driver's commit)."""
     from labeling.ray_executor import RayOptions, run_on_ray
 
     options = RayOptions(address=args.ray_address, replicas=args.replicas, gpus_per_replica=args.gpus_per_replica,
                          cpus_per_replica=args.cpus_per_replica)
-    run = run_on_ray(args.dataset, config, args.prompts_dir, episodes, cache, options, progress=not args.quiet)
+    revision = source.hub.commit if source.hub else None
+    run = run_on_ray(args.dataset, revision, config, args.prompts_dir, episodes, cache, options,
+                     progress=not args.quiet)
     executor = {"executor": "ray", **asdict(options), "episodes_by_replica": run.episodes_by_replica}
     return run.labeled, run.rewrites, run.stats, run.backend, run.image_tokens_measured, executor
 
@@ -251,7 +257,7 @@ def label_on_ray(args: argparse.Namespace, config: LabelingConfig, episodes: lis
 def main(argv: list[str] | None = None) -> int:
     started_clock, started = time.perf_counter(), datetime.now(UTC).isoformat()
     args = parse_args(argv)
-    source = EpisodeSource.open(args.dataset)
+    source = EpisodeSource.open(args.dataset, args.revision)
     episodes = parse_episodes(args.episodes) or source.episode_indices
     for episode in episodes:
         source.episode(episode)  # raises a one-line error for an unknown episode
@@ -268,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_path = (args.cache_dir or args.out.with_name(args.out.name + ".cache")) / "calls.sqlite"
     cache = CallCache(cache_path)
     if args.executor == "ray":
-        result, task_rewrites, stats, backend, measured, executor = label_on_ray(args, config, episodes, cache)
+        result, task_rewrites, stats, backend, measured, executor = label_on_ray(args, source, config, episodes, cache)
         check_missing(result.labels, config.calls.max_missing, cache_path)
     else:
         result, task_rewrites, stats, backend, measured, executor = label_here(

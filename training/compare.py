@@ -27,7 +27,7 @@ import pandas as pd
 import training.predict  # noqa: F401  (registers the `rewact` reward source)
 from common.cli import DatasetError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
-from common.ground_truth import has_ground_truth, read_ground_truth
+from common.ground_truth import GROUND_TRUTH_DIR, has_ground_truth, read_ground_truth
 from common.reward_sources import LabelError, read_rewards
 from training.metrics import EpisodeTruth, agreement, bootstrap, paired_bootstrap
 
@@ -189,6 +189,7 @@ def compare(source: EpisodeSource, specs: dict[str, str], episodes: list[int], o
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--revision", help="hub dataset: branch, tag or commit (default: LeRobot's codebase version tag)")
     parser.add_argument("--source", action="extend", nargs="+", required=True, metavar="NAME=KIND[:PATH]",
                         help="one or more per flag; the flag may be repeated")
     parser.add_argument("--out", type=Path, required=True)
@@ -204,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not name or not spec:
             raise DatasetError(f"--source '{item}' should be NAME=KIND[:PATH]")
         specs[name] = spec
-    source = EpisodeSource.open(args.dataset)
+    source = EpisodeSource.open(args.dataset, args.revision)
     episodes = parse_episodes(args.episodes) or source.episode_indices
     for episode in episodes:
         source.episode(episode)
+    source.fetch(episodes, folders=[GROUND_TRUTH_DIR])  # reward sources read them through LeRobot's readers
     report = compare(source, specs, episodes, args.out, args.bootstrap, args.seed, [tuple(p) for p in args.pair])
     print((args.out / "results.md").read_text())
     plots = ", curves.png, metrics.png" if report["ground_truth"] else ""

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from common.cli import DatasetError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
+from common.ground_truth import GROUND_TRUTH_DIR
 from labeling import (ANSWER_PREFIX, DEFAULT_PROMPTS_DIR, LAYOUTS, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec,
                       ProgressConfig, PromptLibrary, encode_requests, processor_options)
 from training.vlm_examples import Example, RequestBuilder, negative_examples, read_targets, sample_examples
@@ -78,6 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.finetune_vlm", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--dataset", required=True, help="hub repo id or local LeRobot dataset directory")
+    add("--revision", help="hub dataset: branch, tag or commit (default: LeRobot's codebase version tag)")
     add("--labels", required=True, metavar="SOURCE",
         help="a reward source: ground_truth | labels:<labeling.run output or parquet> | keypoints:PATH | dataset")
     add("--out", type=Path, required=True, help="output model directory (must not exist unless --overwrite)")
@@ -124,6 +126,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_examples(source: EpisodeSource, labels_spec: str, count: int, seed: int,
                    with_negatives: bool, episodes: list[int] | None = None) -> list[Example]:
     episodes = episodes or source.episode_indices
+    source.fetch(episodes, cameras=(), folders=[GROUND_TRUTH_DIR])  # what reward sources read; frames come later
     targets = read_targets(labels_spec, source, episodes)
     instructions = {e: source.episode(e).task for e in episodes}
     examples = sample_examples(targets, instructions, count, np.random.default_rng(seed))
@@ -412,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.lr:
         config = replace(config, lr=DEFAULT_LR[config.mode])
 
-    source = EpisodeSource.open(args.dataset)
+    source = EpisodeSource.open(args.dataset, args.revision)
     episodes = parse_episodes(args.episodes) or source.episode_indices
     for episode in episodes:
         source.episode(episode)

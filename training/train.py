@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.cli import DatasetError, run_cli
+from common.cli import DatasetError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
 from common.reward_sources import LabelError
 from rewact.configuration_rewact import LABEL_SOURCES, RewACTConfig
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="hub repo id or local dataset directory")
+    parser.add_argument("--revision", help="hub dataset: branch, tag or commit (default: LeRobot's codebase version tag)")
     parser.add_argument("--label-source", choices=LABEL_SOURCES, default="interpolation")
     parser.add_argument("--labels-path", help="keypoint JSON or labels parquet (label sources keypoints/labels)")
     parser.add_argument("--out", type=Path, required=True, help="training output directory (must not exist)")
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args.lerobot_args = extra
     if args.out.exists():
         raise FileExistsError(f"{args.out} already exists; choose a new --out (LeRobot resumes with --resume)")
-    source = EpisodeSource.open(args.dataset)
+    source = EpisodeSource.open(args.dataset, args.revision)
+    source.fetch(parse_episodes(args.episodes))  # lerobot-train reads the files from source.root
     try:
         check_labels(args, source)
     except LabelError as err:

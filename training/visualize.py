@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from common.cli import run_cli
 from common.dataset import EpisodeSource
-from common.ground_truth import has_ground_truth, read_ground_truth
+from common.ground_truth import GROUND_TRUTH_DIR, has_ground_truth, read_ground_truth
 from common.reward_sources import LabelError
 from rewact.labels import per_frame_labels
 from training.predict import load_policy, predict_rewards
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.visualize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--dataset", required=True)
+    parser.add_argument("--revision", help="hub dataset: branch, tag or commit (default: LeRobot's codebase version tag)")
     parser.add_argument("--episode", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="MP4 path; the PNG is written beside it")
     parser.add_argument("--cameras", nargs="*", help="cameras to show (default: all)")
@@ -117,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     existing = [str(p) for p in (video, plot) if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out")
-    source = EpisodeSource.open(args.dataset)
+    source = EpisodeSource.open(args.dataset, args.revision)
     info = source.episode(args.episode)
+    source.fetch([args.episode], folders=[GROUND_TRUTH_DIR])  # the policy reads it through LeRobotDataset
     curves = reward_curves(args.checkpoint, source, args.episode)
     video.parent.mkdir(parents=True, exist_ok=True)
     write_video(video, source.frames(args.episode, cameras=args.cameras), curves, info.fps)
