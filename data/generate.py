@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +106,7 @@ def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = T
                     robot_type="sawyer",
                     use_videos=config.use_videos,
                 )
-            episode = _rollout_with_retries(sim, config, task, kind, index)
-            _write_episode(dataset, episode)
-            records.append(episode)
+            records.append(_write_episode(dataset, _rollout_with_retries(sim, config, task, kind, index)))
         if dataset is None:
             raise ValueError("nothing to generate: the episode plan is empty")
         dataset.finalize()
@@ -133,7 +131,9 @@ def _rollout_with_retries(sim: MetaWorldSim, config: GenerateConfig, task: str, 
     raise RuntimeError(f"could not produce a '{kind}' episode of {task} in {MAX_ATTEMPTS} attempts")
 
 
-def _write_episode(dataset, episode: Episode) -> None:
+def _write_episode(dataset, episode: Episode) -> Episode:
+    """Save the rollout as the dataset's next episode; returns its truth without the frames,
+    which are in the dataset now, so memory does not grow with the episodes generated."""
     for t in range(len(episode)):
         frame = {f"observation.images.{camera}": episode.images[camera][t] for camera in episode.images}
         frame["observation.state"] = episode.state[t]
@@ -141,6 +141,7 @@ def _write_episode(dataset, episode: Episode) -> None:
         frame["task"] = episode.task
         dataset.add_frame(frame)
     dataset.save_episode()
+    return replace(episode, images={})
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[GenerateConfig, bool]:

@@ -46,19 +46,27 @@ class ClipImages:
     def __init__(self, source: EpisodeSource, spec: ClipSpec, episode: int, frames: set[int]):
         self.spec = spec
         ordered = sorted(frames)
-        recorded = max(max(source.meta.features[camera]["shape"][:2]) for camera in spec.cameras)
-        size = spec.image_size if spec.image_size and spec.image_size < recorded else None
-        decoded = source.frames(episode, ordered, cameras=spec.cameras, size=size)
+        recorded = {camera: tuple(source.meta.features[camera]["shape"][:2]) for camera in spec.cameras}
+        sizes = view_sizes(recorded, spec.image_size, same_height=spec.layout == "tile")
+        self._decoded = {camera: source.frames(episode, ordered, cameras=[camera], size=sizes[camera])[camera]
+                         for camera in spec.cameras}
         self._position = {frame: i for i, frame in enumerate(ordered)}
-        self._decoded = decoded
 
     def images(self, frames: tuple[int, ...]) -> tuple[np.ndarray, ...]:
         views = [[self._decoded[camera][self._position[f]] for camera in self.spec.cameras] for f in frames]
         if self.spec.layout == "tile":
-            return tuple(np.concatenate(_same_height(v), axis=1) for v in views)
+            return tuple(np.concatenate(v, axis=1) for v in views)
         return tuple(image for v in views for image in v)
 
 
-def _same_height(images: list[np.ndarray]) -> list[np.ndarray]:
-    height = min(image.shape[0] for image in images)
-    return [image[:height] for image in images]
+def view_sizes(recorded: dict[str, tuple[int, int]], image_size: int | None,
+               same_height: bool) -> dict[str, tuple[int, int]]:
+    """(height, width) of each view: its longer side capped at `image_size`, aspect kept; with
+    `same_height` (views tiled side by side) every view is scaled to the shortest one's height.
+    A view is only ever shrunk, never cropped or upscaled, so its whole field reaches the model."""
+    scales = {camera: min(1.0, image_size / max(shape)) if image_size else 1.0 for camera, shape in recorded.items()}
+    if same_height:
+        height = min(shape[0] * scales[camera] for camera, shape in recorded.items())
+        scales = {camera: height / shape[0] for camera, shape in recorded.items()}
+    return {camera: (max(1, round(shape[0] * scales[camera])), max(1, round(shape[1] * scales[camera])))
+            for camera, shape in recorded.items()}

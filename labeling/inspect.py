@@ -1,6 +1,6 @@
 """Print what a LeRobot dataset holds, episode by episode.
 
-    python -m labeling.inspect --dataset <repo_id | dir> [--episodes 0,2-4] [--cameras topview]
+    python -m labeling.inspect --dataset <repo_id | dir> [--revision REV] [--episodes 0,2-4] [--cameras topview]
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 
 from common.cli import parse_episodes, run_cli
-from common.dataset import EpisodeSource
+from common.dataset import REVISION_HELP, EpisodeSource
 from common.options import option, parse_options
 
 
@@ -18,6 +18,7 @@ class InspectOptions:
     """Print what a LeRobot dataset holds, episode by episode."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    revision: str | None = option(None, help=REVISION_HELP)
     episodes: list[int] | None = option(None, help="e.g. 0,3,5-9 (default: all)", parse=parse_episodes)
     cameras: tuple[str, ...] = option((), help="camera keys or short names (default: all)")
 
@@ -45,7 +46,7 @@ def summarize(source: EpisodeSource, episodes: list[int] | None, cameras: tuple[
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(InspectOptions, argv, prog="python -m labeling.inspect")
-    source = EpisodeSource.open(options.dataset)
+    source = EpisodeSource.open(options.dataset, options.revision)
     print(summarize(source, options.episodes, options.cameras))
     return 0
 

@@ -14,11 +14,14 @@ the run's settings and times.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from common.dataset import EpisodeSource
 from common.label_files import (EXPECTED, FRAMES_FILE, KEYPOINTS_FILE, LABELED, LABELS_DIR, RABC_PROGRESS_FILE, REWARD,
@@ -50,32 +53,16 @@ def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels]) -> pd.D
 def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLabels], negatives: list[NegativeRecord],
                   verdicts: list[Verdict], rewrites: dict[str, TaskRewrite], provenance: dict, summary: dict,
                   skipped: dict[int, str] | None = None, overwrite: bool = False) -> Path:
-    """`skipped`: episodes left unlabeled because their frames could not be read, and why."""
-    from lerobot.datasets.dataset_tools import modify_features
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    """`skipped`: episodes left unlabeled because their frames could not be read, and why.
 
+    The output dataset holds the run's episodes (labeled or skipped), numbered 0..n-1 in the
+    source's order, as `sarm_progress.parquet` is; the sidecar keeps the source's numbering."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
     staging = staging_dir(out)
 
     frames = frame_table(source, labels)
-    total = source.meta.total_frames
-    values = {name: np.zeros((total, 1), dtype=np.float32 if spec["dtype"] == "float32" else np.int64)
-              for name, spec in REWARD_FEATURES.items()}
-    index = frames["index"].to_numpy()
-    labeled = frames["labeled"].to_numpy()
-    values[REWARD][index, 0] = np.nan_to_num(frames["reward"].to_numpy())
-    values[SCORE][index, 0] = frames["score"].to_numpy()
-    values[EXPECTED][index, 0] = np.nan_to_num(frames["expected"].to_numpy())
-    values[LABELED][index, 0] = labeled
-    existing = [name for name in REWARD_FEATURES if name in source.meta.features]
-    modify_features(
-        LeRobotDataset(source.repo_id, root=source.root),
-        add_features={name: (values[name], spec) for name, spec in REWARD_FEATURES.items()},
-        remove_features=existing or None,
-        output_dir=staging,
-        repo_id=f"local/{out.name}",
-    )
+    renumbered = write_dataset(staging, source, sorted({*labels, *(skipped or {})}), frames)
 
     identity = {"model": provenance["backend"]["model"], "backend": provenance["backend"]["backend"]}
     used = provenance["prompts_used"]
@@ -98,7 +85,7 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
         sidecar / "skipped.parquet", index=False)
     (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
-    rabc_progress(frames).to_parquet(staging / RABC_PROGRESS_FILE, index=False)
+    rabc_progress(renumbered).to_parquet(staging / RABC_PROGRESS_FILE, index=False)
 
     keypoints = {episode: step_keypoints(label.score) for episode, label in labels.items() if label.labeled}
     (staging / KEYPOINTS_FILE).parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +93,80 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
     (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
 
     return publish(staging, out)
+
+
+def write_dataset(root: Path, source: EpisodeSource, episodes: list[int], frames: pd.DataFrame) -> pd.DataFrame:
+    """`episodes` of the source as a new LeRobot dataset at `root` with the reward features of
+    `frames` (0 where a frame has no label); returns `frames` in the new dataset's numbering.
+
+    One data file at a time is read (only the rows of `episodes`), renumbered and written with
+    the reward columns. Video files are hard-linked, or copied across file systems: labels
+    change no pixel, and each episode's frames stay at the timestamps its metadata gives."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from lerobot.datasets.feature_utils import get_hf_features_from_features
+
+    source.fetch(episodes)
+    table = source.meta.episodes.data.table
+    table = table.filter(pc.is_in(table["episode_index"], pa.array(episodes, pa.int64()))).sort_by("episode_index")
+    old = table["episode_index"].to_numpy()
+    lengths = table["length"].to_numpy()
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    shift = dict(zip(old.tolist(), (starts - table["dataset_from_index"].to_numpy()).tolist()))
+    renumber = dict(zip(old.tolist(), range(len(old))))
+    for name, values in (("episode_index", np.arange(len(old))), ("dataset_from_index", starts),
+                         ("dataset_to_index", starts + lengths), ("meta/episodes/chunk_index", 0),
+                         ("meta/episodes/file_index", 0)):
+        column = pa.array(np.broadcast_to(values, len(old)), table.schema.field(name).type)
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    episodes_file = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    episodes_file.parent.mkdir(parents=True)
+    pq.write_table(table, episodes_file)
+
+    renumbered = frames.assign(index=frames["index"] + frames["episode_index"].map(shift),
+                               episode_index=frames["episode_index"].map(renumber))
+    values = {name: np.zeros(int(lengths.sum()), dtype=np.float32 if spec["dtype"] == "float32" else np.int64)
+              for name, spec in REWARD_FEATURES.items()}
+    index = renumbered["index"].to_numpy()
+    values[REWARD][index] = np.nan_to_num(renumbered["reward"].to_numpy())
+    values[SCORE][index] = renumbered["score"].to_numpy()
+    values[EXPECTED][index] = np.nan_to_num(renumbered["expected"].to_numpy())
+    values[LABELED][index] = renumbered["labeled"].to_numpy()
+
+    features = {**{k: v for k, v in source.meta.features.items() if k not in REWARD_FEATURES}, **REWARD_FEATURES}
+    schema = get_hf_features_from_features(features).arrow_schema
+    for relative in sorted({source.meta.get_data_file_path(e) for e in episodes}):
+        data = pq.read_table(source.root / relative, filters=[("episode_index", "in", episodes)])
+        moved = np.array([shift[e] for e in data["episode_index"].to_pylist()], dtype=np.int64)
+        data = data.set_column(data.schema.get_field_index("index"), "index", pc.add(data["index"], pa.array(moved)))
+        new_index = data["index"].to_numpy()
+        data = data.set_column(data.schema.get_field_index("episode_index"), "episode_index",
+                               pa.array([renumber[e] for e in data["episode_index"].to_pylist()], pa.int64()))
+        columns = {name: data[name] for name in data.column_names if name not in REWARD_FEATURES}
+        columns |= {name: pa.array(values[name][new_index]) for name in REWARD_FEATURES}
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table(columns).select(schema.names).cast(schema), root / relative)
+
+    for relative in sorted({source.meta.get_video_file_path(e, key) for e in episodes for key in source.meta.video_keys}):
+        _link_or_copy(source.root / relative, root / relative)
+
+    info = json.loads((source.root / "meta" / "info.json").read_text())
+    info.update(features={**{k: v for k, v in info["features"].items() if k not in REWARD_FEATURES},
+                          **{k: {**v, "shape": list(v["shape"])} for k, v in REWARD_FEATURES.items()}},
+                total_episodes=len(old), total_frames=int(lengths.sum()), splits={"train": f"0:{len(old)}"})
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    for name in ("tasks.parquet", "stats.json"):
+        if (source.root / "meta" / name).is_file():
+            shutil.copyfile(source.root / "meta" / name, root / "meta" / name)
+    return renumbered
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src.resolve(), dst)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(src, dst)
 
 
 def rabc_progress(frames: pd.DataFrame) -> pd.DataFrame:

@@ -73,10 +73,10 @@ class RayRun:
 class LabelingReplica:
     """One backend and the dataset, on one worker; labels the episodes it is sent."""
 
-    def __init__(self, dataset: str, config: LabelingConfig, prompts_dir: str, replica: int):
+    def __init__(self, dataset: str, revision: str | None, config: LabelingConfig, prompts_dir: str, replica: int):
         self.replica = replica
         self.config = config
-        self.source = EpisodeSource.open(dataset)
+        self.source = EpisodeSource.open(dataset, revision)
         self.prompts = PromptLibrary(prompts_dir)
         options = config.backend.options(config.views, config.progress, replica)
         self.backend = make_backend(config.backend.name, config.backend.model, **options)
@@ -109,8 +109,8 @@ def _new_rows(cache: CallCache, seeded: list) -> list:
     return [row for row in cache.rows() if row[0] not in known]
 
 
-def run_on_ray(dataset: str, config: LabelingConfig, prompts_dir: Path, episodes: list[int], cache: CallCache,
-               options: RayOptions, budget: MissingBudget, progress: bool = True) -> RayRun:
+def run_on_ray(dataset: str, revision: str | None, config: LabelingConfig, prompts_dir: Path, episodes: list[int],
+               cache: CallCache, options: RayOptions, budget: MissingBudget, progress: bool = True) -> RayRun:
     """`budget` is judged on every finished episode's progress answers, as they stream in."""
     try:
         import ray
@@ -125,7 +125,7 @@ def run_on_ray(dataset: str, config: LabelingConfig, prompts_dir: Path, episodes
         remote = ray.remote(LabelingReplica).options(
             num_cpus=options.cpus_per_replica, num_gpus=options.gpus_per_replica,
             max_restarts=RESTARTS, max_task_retries=RESTARTS)
-        replicas = [remote.remote(dataset, config, str(prompts_dir), i) for i in range(options.replicas)]
+        replicas = [remote.remote(dataset, revision, config, str(prompts_dir), i) for i in range(options.replicas)]
         try:
             backend, measured = ray.get(replicas[0].describe.remote())
         except ray.exceptions.RayActorError as err:
@@ -135,7 +135,7 @@ def run_on_ray(dataset: str, config: LabelingConfig, prompts_dir: Path, episodes
         task_rewrites, rows, rewrite_stats = ray.get(replicas[0].rewrite.remote(episodes, cache.rows_of(None)))
         cache.put_many(rows)
         stats.add(rewrite_stats)
-        source = EpisodeSource.open(dataset)
+        source = EpisodeSource.open(dataset, revision)
         instructions = {e: task_rewrites[source.episode(e).task].instruction for e in episodes}
 
         pool = ActorPool(replicas)

@@ -1,6 +1,6 @@
 """Label a LeRobot dataset with per-frame 1-5 progress scores and synthetic failures.
 
-    python -m labeling.run --dataset <repo_id | dir> --out <dir> [--backend transformers|openai|vllm]
+    python -m labeling.run --dataset <repo_id | dir> [--revision REV] --out <dir> [--backend transformers|openai|vllm]
         [--model Qwen/Qwen2.5-VL-7B-Instruct] [--base-url URL ...] [--episodes 0,3,5-9] [--cameras ...]
         [--stages rewrite,progress,negatives,validate] [--executor ray --replicas N] [--dry-run]
 
@@ -21,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from common.cli import ConfigError, DatasetError, parse_episodes, run_cli
-from common.dataset import EpisodeSource
+from common.dataset import REVISION_HELP, EpisodeSource
 from common.options import as_record, option, parse_options
 from labeling import negatives, progress, rewrite, validate
 from labeling.backends import SamplingParams, make_backend
@@ -46,6 +46,7 @@ class RunOptions:
     """Label a LeRobot dataset with per-frame 1-5 progress scores and synthetic failures."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    revision: str | None = option(None, help=REVISION_HELP)
     out: Path = option(help="output dataset directory (must not exist unless --overwrite)")
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
     episodes: list[int] | None = option(None, help="e.g. 0,3,5-9 (default: all)", parse=parse_episodes)
@@ -175,7 +176,8 @@ def provenance(backend: dict, prompts: PromptLibrary, config: LabelingConfig, so
         "config": config.as_dict(),
         "run_options": run_options,  # the command's other options; `config` holds the labeling settings
         "executor": executor,
-        "dataset": {"repo_id": source.repo_id, "root": str(source.root), "episodes": episodes},
+        "dataset": {"repo_id": source.repo_id, "root": str(source.root), "episodes": episodes,
+                    **({"revision": source.hub.revision, "commit": source.hub.commit} if source.hub else {})},
         "command": ["python", "-m", "labeling.run", *sys.argv[1:]],
         "started": started,
         "finished": datetime.now(UTC).isoformat(),
@@ -199,11 +201,14 @@ def label_here(source: EpisodeSource, config: LabelingConfig, prompts: PromptLib
     return result, task_rewrites, caller.stats, backend.describe(), backend.image_tokens_measured, {"executor": "local"}
 
 
-def label_on_ray(args: RunOptions, config: LabelingConfig, episodes: list[int], cache: CallCache,
-                 budget: MissingBudget):
+def label_on_ray(args: RunOptions, source: EpisodeSource, config: LabelingConfig, episodes: list[int],
+                 cache: CallCache, budget: MissingBudget):
+    """On Ray replicas, each opening the dataset itself (a hub dataset at the driver's commit)."""
     from labeling.ray_executor import run_on_ray
 
-    run = run_on_ray(args.dataset, config, args.prompts_dir, episodes, cache, args.ray, budget, progress=not args.quiet)
+    revision = source.hub.commit if source.hub else None
+    run = run_on_ray(args.dataset, revision, config, args.prompts_dir, episodes, cache, args.ray, budget,
+                     progress=not args.quiet)
     executor = {"executor": "ray", **asdict(args.ray), "episodes_by_replica": run.episodes_by_replica}
     return run.labeled, run.rewrites, run.stats, run.backend, run.image_tokens_measured, executor
 
@@ -211,7 +216,7 @@ def label_on_ray(args: RunOptions, config: LabelingConfig, episodes: list[int], 
 def main(argv: list[str] | None = None) -> int:
     started_clock, started = time.perf_counter(), datetime.now(UTC).isoformat()
     args = parse_options(RunOptions, argv, prog="python -m labeling.run")
-    source = EpisodeSource.open(args.dataset)
+    source = EpisodeSource.open(args.dataset, args.revision)
     episodes = args.episodes or source.episode_indices
     for episode in episodes:
         source.episode(episode)  # raises a one-line error for an unknown episode
@@ -227,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = CallCache(cache_path)
     budget = MissingBudget(config.calls.max_missing, cache_path, config.calls.missing_sample)
     if args.executor == "ray":
-        result, task_rewrites, stats, backend, measured, executor = label_on_ray(args, config, episodes, cache, budget)
+        result, task_rewrites, stats, backend, measured, executor = label_on_ray(args, source, config, episodes, cache,
+                                                                                  budget)
     else:
         result, task_rewrites, stats, backend, measured, executor = label_here(
             source, config, prompts, episodes, cache, budget, args.quiet)

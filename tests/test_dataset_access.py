@@ -123,3 +123,29 @@ def test_cli_summary(demo_root):
         capture_output=True, text=True, check=True,
     )
     assert "14 total" in result.stdout and "Pick and place a puck to a goal" in result.stdout
+
+
+def test_reading_a_few_frames_of_an_image_feature_episode_holds_only_those(tmp_path):
+    import tracemalloc
+
+    import pyarrow.parquet as pq
+
+    from common.dataset_writer import create_dataset
+
+    camera = "observation.images.front"
+    dataset = create_dataset(repo_id="local/noise", fps=10, root=tmp_path / "noise", use_videos=False,
+                             features={camera: {"dtype": "image", "shape": (240, 320, 3), "names": None}})
+    rng = np.random.default_rng(0)
+    for _ in range(24):  # noise: each PNG is about as large as its pixels
+        dataset.add_frame({camera: rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), "task": "noise"})
+    dataset.save_episode()
+    dataset.finalize()
+    source = EpisodeSource.open(dataset.root)
+    column = pq.read_table(source.root / source.meta.get_data_file_path(0), columns=[camera])[camera]
+    encoded = sum(len(image["bytes"].as_py()) for image in column)
+    tracemalloc.start()
+    frames = source.frames(0, [5], cameras=[camera])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert frames[camera].shape == (1, 240, 320, 3)
+    assert peak < encoded / 3  # one frame's bytes and pixels, not the episode's whole column

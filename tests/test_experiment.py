@@ -1,6 +1,8 @@
 """The experiment's pieces: negatives become real-frame failure episodes; the whole run, small."""
 
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +28,22 @@ def test_temporal_clips_become_non_imitated_episodes_of_real_frames(demo_root, t
     assert clips.to_dict("records") == [{"episode": 0, "end": 9}, {"episode": 0, "end": 3}]
 
     truth = read_ground_truth(demo_root)[0].rename(columns={"progress": "reward"})
-    decodes = []
+    decodes, alive, held = [], [], []
     real_frames = EpisodeSource.frames
-    monkeypatch.setattr(EpisodeSource, "frames", lambda self, e, *a, **k: decodes.append(e) or real_frames(self, e, *a, **k))
+
+    def frames(self, episode, *args, **kwargs):
+        gc.collect()
+        held.append(sum(ref() is not None for ref in alive))  # earlier episodes' frames still in memory
+        decodes.append(episode)
+        decoded = real_frames(self, episode, *args, **kwargs)
+        alive.extend(weakref.ref(images) for images in decoded.values())
+        return decoded
+
+    monkeypatch.setattr(EpisodeSource, "frames", frames)
     out = augmented_dataset(demo_root, clips, tmp_path / "augmented", truth)
     monkeypatch.undo()
     assert sorted(decodes) == list(range(14))  # each source episode decoded once, clips included
+    assert max(held) == 0  # one episode at a time: the next is decoded once the last is written and let go
     source, augmented = EpisodeSource.open(demo_root), EpisodeSource.open(out)
     assert augmented.episode_indices == list(range(16))
     assert augmented.episode(14).length == 10 and augmented.episode(15).length == 4

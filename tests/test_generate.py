@@ -41,6 +41,28 @@ def test_generation_is_deterministic_for_a_seed(tmp_path):
     assert np.array_equal(np.stack(data_a["action"]), np.stack(data_b["action"]))
 
 
+def test_no_earlier_episode_frames_are_held_while_generating(tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    import data.generate as generate_module
+
+    alive, held = [], []
+    real_rollout = generate_module._rollout_with_retries
+
+    def rollout(*args):
+        gc.collect()
+        held.append(sum(ref() is not None for ref in alive))
+        episode = real_rollout(*args)
+        alive.extend(weakref.ref(frames[0]) for frames in episode.images.values())
+        return episode
+
+    monkeypatch.setattr(generate_module, "_rollout_with_retries", rollout)
+    generate(_small(tmp_path / "a"), progress=False)
+    assert held == [0, 0]  # each rollout's frames are let go once it is written
+    assert len(read_ground_truth(tmp_path / "a")[1]) == 2
+
+
 def test_existing_output_is_never_overwritten_silently(tmp_path, capsys):
     out = tmp_path / "ds"
     out.mkdir()

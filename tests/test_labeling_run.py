@@ -157,6 +157,15 @@ def test_openai_backend_runs_every_stage_with_negatives_and_verdicts(demo_root, 
     frames = pd.read_parquet(out / "labels" / "frames.parquet")
     assert frames.score.isin([4, 5]).all() and frames.score.eq(4).sum() > len(frames) / 2
     assert len(log.read_text().splitlines()) == 1 + summary["model_calls"]  # and the preflight
+    # the output dataset holds the two labeled episodes, renumbered; its videos are the source's files
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    dataset = LeRobotDataset("local/labeled", root=out)
+    assert dataset.num_episodes == 2 and dataset.num_frames == len(frames)
+    assert list(dataset.meta.episodes["length"]) == [len(frames[frames.episode_index == e]) for e in (0, 7)]
+    assert set(pd.read_parquet(out / "sarm_progress.parquet").episode_index) == {0, 1}
+    for video in (out / "videos").rglob("*.mp4"):
+        assert video.stat().st_ino == (demo_root / video.relative_to(out)).stat().st_ino  # hard-linked, not copied
 
 
 @pytest.mark.slow

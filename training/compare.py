@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.cli import DatasetError, parse_episodes, run_cli
-from common.dataset import EpisodeSource
+from common.dataset import REVISION_HELP, EpisodeSource
+from common.ground_truth import GROUND_TRUTH_DIR
 from common.options import option, parse_options
 from training.evaluation.scoring import compare
 
@@ -30,6 +31,7 @@ class CompareOptions:
     """Score reward sources against simulator ground truth (or, without it, against each other)."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    revision: str | None = option(None, help=REVISION_HELP)
     source: tuple[str, ...] = option(help="NAME=KIND[:PATH], one or more per flag; the flag may be repeated",
                                      metavar="NAME=KIND[:PATH]")
     out: Path = option(help="directory for results.md, results.json and the plots")
@@ -52,10 +54,11 @@ class CompareOptions:
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(CompareOptions, argv, prog="python -m training.compare")
     specs = options.specs()
-    source = EpisodeSource.open(options.dataset)
+    source = EpisodeSource.open(options.dataset, options.revision)
     episodes = options.episodes or source.episode_indices
     for episode in episodes:
         source.episode(episode)
+    source.fetch(episodes, folders=[GROUND_TRUTH_DIR])  # reward sources read them through LeRobot's readers
     report = compare(source, specs, episodes, options.out, options.bootstrap, options.seed, options.pair)
     print((options.out / "results.md").read_text())
     plots = ", curves.png, metrics.png" if report["ground_truth"] else ""

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from common.cli import ConfigError, parse_episodes, run_cli
-from common.dataset import EpisodeSource
+from common.dataset import REVISION_HELP, EpisodeSource
 from common.options import as_record, command_line, option, parse_options
 from common.staging import publish, staging_dir
 from labeling import DEFAULT_PROMPTS_DIR, LAYOUTS, ClipSpec, ProgressConfig, PromptLibrary, processor_options
@@ -54,6 +54,7 @@ class FinetuneOptions:
     """Train a Qwen-VL reward model on the exact requests `labeling.run`'s progress stage sends."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    revision: str | None = option(None, help=REVISION_HELP)
     labels: str = option(help="a reward source: ground_truth | labels:<labeling.run output or parquet> | "
                               "keypoints:PATH | dataset", metavar="SOURCE")
     out: Path = option(help="output model directory (must not exist unless --overwrite)")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(args.training, base=args.base or args.init)
     config = replace(config, lr=config.lr or DEFAULT_LR[config.mode])
 
-    source = EpisodeSource.open(args.dataset)
+    source = EpisodeSource.open(args.dataset, args.revision)
     episodes = args.episodes or source.episode_indices
     for episode in episodes:
         source.episode(episode)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.cli import DatasetError, parse_episodes, run_cli
-from common.dataset import EpisodeSource
+from common.dataset import REVISION_HELP, EpisodeSource
 from common.options import option, parse_options
 from common.reward_sources import LabelError
 from rewact.configuration_rewact import LABEL_SOURCES, RewACTConfig
@@ -27,6 +27,7 @@ class TrainOptions:
     """Train RewACT on a dataset with a chosen reward label source, through stock `lerobot-train`."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    revision: str | None = option(None, help=REVISION_HELP)
     out: Path = option(help="training output directory (must not exist)")
     label_source: str = option("interpolation", help="where the reward labels come from", choices=LABEL_SOURCES)
     labels_path: str | None = option(None, help="keypoint JSON or labels parquet (label sources keypoints/labels)")
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parse_options(TrainOptions, ours, prog="python -m training.train")
     if options.out.exists():
         raise FileExistsError(f"{options.out} already exists; choose a new --out (LeRobot resumes with --resume)")
-    source = EpisodeSource.open(options.dataset)
+    source = EpisodeSource.open(options.dataset, options.revision)
+    source.fetch(options.episodes)  # lerobot-train reads the files from source.root
     try:
         check_labels(options, source)
     except LabelError as err:

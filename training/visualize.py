@@ -19,8 +19,8 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from common.cli import run_cli
-from common.dataset import EpisodeSource
-from common.ground_truth import has_ground_truth, read_ground_truth
+from common.dataset import REVISION_HELP, EpisodeSource
+from common.ground_truth import GROUND_TRUTH_DIR, has_ground_truth, read_ground_truth
 from common.options import option, parse_options
 from common.reward_sources import LabelError
 from rewact.labels import per_frame_labels
@@ -35,6 +35,7 @@ class VisualizeOptions:
 
     checkpoint: str = option(help="a RewACT checkpoint directory as lerobot-train writes it (.../checkpoints/last)")
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
+    revision: str | None = option(None, help=REVISION_HELP)
     episode: int = option(help="episode index")
     out: Path = option(help="MP4 path; the PNG is written beside it")
     cameras: tuple[str, ...] = option((), help="cameras to show (default: all)")
@@ -123,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     existing = [str(p) for p in (video, plot) if p.exists()]
     if existing and not options.overwrite:
         raise FileExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out")
-    source = EpisodeSource.open(options.dataset)
+    source = EpisodeSource.open(options.dataset, options.revision)
     info = source.episode(options.episode)
+    source.fetch([options.episode], folders=[GROUND_TRUTH_DIR])  # the policy reads it through LeRobotDataset
     curves = reward_curves(options.checkpoint, source, options.episode)
     video.parent.mkdir(parents=True, exist_ok=True)
     write_video(video, source.frames(options.episode, cameras=options.cameras), curves, info.fps)

@@ -8,7 +8,7 @@ action loss. Frames are copied from the source dataset, not synthesised.
 
 from __future__ import annotations
 
-from collections import Counter
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,40 +36,51 @@ def augmented_dataset(source_root: Path, clips: pd.DataFrame, out: Path, rewards
     `rewards` holds (episode_index, frame_index, reward[, imitate]) for the source episodes
     (without `imitate` every source episode is imitated); clip frames take the reward of the
     frame they copy and `imitate=False`.
+
+    Episodes stream one at a time: each source episode is decoded once, written, and its clips
+    are cut from it at once into a second dataset, which LeRobot's `aggregate_datasets` then
+    appends after the source episodes. Memory holds one episode, not every clipped one.
     """
+    from lerobot.datasets.aggregate import aggregate_datasets
+
     source = EpisodeSource.open(source_root)
-    staging = staging_dir(out)
+    staging, parts = staging_dir(out), out.with_name(out.name + ".parts")  # parts: the two datasets aggregated
+    shutil.rmtree(parts, ignore_errors=True)
     features = {k: v for k, v in source.meta.features.items()
                 if k.startswith("observation.") or k == ACTION}
-    target = create_dataset(repo_id=f"local/{out.name}", fps=source.fps, features=features, root=staging,
-                            robot_type=source.meta.robot_type, use_videos=bool(source.meta.video_keys))
-    table = pd.concat([pd.read_parquet(f) for f in sorted((source.root / "data").rglob("*.parquet"))])
-    plan = [(e, source.episode(e).length - 1, True) for e in source.episode_indices]
-    plan += [(int(row.episode), int(row.end), False) for row in clips.itertuples()]
-    clips_left = Counter(int(episode) for episode in clips.episode)
-    decoded = {}  # an episode's frames, kept until its last clip is cut: each video is decoded once
-    labels = []
-    for new_index, (episode, end, imitate) in enumerate(plan):
-        frames = decoded[episode] if episode in decoded else source.frames(episode)
-        if imitate and clips_left[episode]:
-            decoded[episode] = frames
-        if not imitate:
-            clips_left[episode] -= 1
-            if not clips_left[episode]:
-                del decoded[episode]
-        rows = table[table.episode_index == episode].sort_values("frame_index").iloc[: end + 1]
-        for t in range(end + 1):
-            frame = {key: frames[key][t] for key in source.camera_keys}
-            for key in (STATE, ACTION):
-                if key in features:
-                    frame[key] = np.asarray(rows[key].iloc[t], dtype=np.float32)
-            frame["task"] = source.episode(episode).task
-            target.add_frame(frame)
-        target.save_episode()
-        own = rewards[rewards.episode_index == episode].sort_values("frame_index").iloc[: end + 1]
-        imitated = own.imitate.to_numpy(dtype=bool) if imitate and "imitate" in own else imitate
-        labels.append(pd.DataFrame({"episode_index": new_index, "frame_index": np.arange(end + 1),
-                                    "reward": own.reward.to_numpy(), "imitate": imitated}))
-    target.finalize()
-    pd.concat(labels, ignore_index=True).to_parquet(staging / "labels.parquet", index=False)
+    columns = [key for key in (STATE, ACTION) if key in features]
+    copies, cuts = (create_dataset(repo_id=f"local/{name}", fps=source.fps, features=features, root=parts / name,
+                                   robot_type=source.meta.robot_type, use_videos=bool(source.meta.video_keys))
+                    for name in ("episodes", "clips"))
+    ends = clips.groupby("episode", sort=False).end.agg(list)
+    labels, clip_labels = [], []
+    for episode in source.episode_indices:
+        frames, rows, task = source.frames(episode), source.rows(episode, columns), source.episode(episode).task
+        own = rewards[rewards.episode_index == episode].sort_values("frame_index")
+        _write_episode(copies, frames, rows, task, len(rows))
+        imitate = own.imitate.to_numpy(dtype=bool) if "imitate" in own else True
+        labels.append(pd.DataFrame({"episode_index": episode, "frame_index": np.arange(len(rows)),
+                                    "reward": own.reward.to_numpy(), "imitate": imitate}))
+        for end in ends.get(episode, []):
+            _write_episode(cuts, frames, rows, task, int(end) + 1)
+            clip_labels.append(pd.DataFrame({"episode_index": len(source.episode_indices) + len(clip_labels),
+                                             "frame_index": np.arange(int(end) + 1),
+                                             "reward": own.reward.to_numpy()[: int(end) + 1], "imitate": False}))
+        del frames
+    written = [dataset for dataset in (copies, cuts) if dataset.meta.total_episodes]
+    for dataset in (copies, cuts):
+        dataset.finalize()
+    aggregate_datasets([d.repo_id for d in written], f"local/{out.name}", roots=[d.root for d in written],
+                       aggr_root=staging)
+    pd.concat(labels + clip_labels, ignore_index=True).to_parquet(staging / "labels.parquet", index=False)
+    shutil.rmtree(parts)
     return publish(staging, out)
+
+
+def _write_episode(target, frames: dict[str, np.ndarray], rows: pd.DataFrame, task: str, length: int) -> None:
+    """The first `length` frames of a decoded episode as one new episode of `target`."""
+    for t in range(length):
+        frame = {key: images[t] for key, images in frames.items()}
+        frame |= {key: np.asarray(rows[key].iloc[t], dtype=np.float32) for key in rows.columns}
+        target.add_frame(frame | {"task": task})
+    target.save_episode()

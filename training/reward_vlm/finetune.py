@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from common.cli import DatasetError
 from common.dataset import EpisodeSource
+from common.ground_truth import GROUND_TRUTH_DIR
 from common.options import option
 from labeling import (ANSWER_PREFIX, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec, PromptLibrary, encode_requests,
                       load_vlm)
@@ -58,6 +59,7 @@ class FinetuneConfig:
 def build_examples(source: EpisodeSource, labels_spec: str, count: int, seed: int,
                    with_negatives: bool, episodes: list[int] | None = None) -> list[Example]:
     episodes = episodes or source.episode_indices
+    source.fetch(episodes, cameras=(), folders=[GROUND_TRUTH_DIR])  # what reward sources read; frames come later
     targets = read_targets(labels_spec, source, episodes)
     instructions = {e: source.episode(e).task for e in episodes}
     examples = sample_examples(targets, instructions, count, np.random.default_rng(seed))
