@@ -46,8 +46,8 @@ class RunOptions:
     """Label a LeRobot dataset with per-frame 1-5 progress scores and synthetic failures."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
-    revision: str | None = option(None, help=REVISION_HELP)
     out: Path = option(help="output dataset directory (must not exist unless --overwrite)")
+    revision: str | None = option(None, help=REVISION_HELP)
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
     episodes: list[int] | None = option(None, help="e.g. 0,3,5-9 (default: all)", parse=parse_episodes)
     executor: str = option("local", choices=EXECUTORS, help="local: this process; ray: replicas on a Ray cluster")

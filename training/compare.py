@@ -31,10 +31,10 @@ class CompareOptions:
     """Score reward sources against simulator ground truth (or, without it, against each other)."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
-    revision: str | None = option(None, help=REVISION_HELP)
     source: tuple[str, ...] = option(help="NAME=KIND[:PATH], one or more per flag; the flag may be repeated",
                                      metavar="NAME=KIND[:PATH]")
     out: Path = option(help="directory for results.md, results.json and the plots")
+    revision: str | None = option(None, help=REVISION_HELP)
     episodes: list[int] | None = option(None, help="e.g. 0,3,5-9 (default: all)", parse=parse_episodes)
     pair: tuple[tuple[str, str], ...] = option((), help="two source names: report metric(A) - metric(B) with a "
                                                         "paired interval (repeatable)", metavar=("A", "B"))

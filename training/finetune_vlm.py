@@ -54,10 +54,10 @@ class FinetuneOptions:
     """Train a Qwen-VL reward model on the exact requests `labeling.run`'s progress stage sends."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
-    revision: str | None = option(None, help=REVISION_HELP)
     labels: str = option(help="a reward source: ground_truth | labels:<labeling.run output or parquet> | "
                               "keypoints:PATH | dataset", metavar="SOURCE")
     out: Path = option(help="output model directory (must not exist unless --overwrite)")
+    revision: str | None = option(None, help=REVISION_HELP)
     base: str | None = option(None, help="checkpoint directory or hub id to fine-tune, e.g. Qwen/Qwen2.5-VL-3B-Instruct")
     init: Literal["small"] | None = option(None, help="build a small Qwen2.5-VL from scratch (full training)")
     training: FinetuneConfig = field(default_factory=FinetuneConfig)

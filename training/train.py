@@ -27,8 +27,8 @@ class TrainOptions:
     """Train RewACT on a dataset with a chosen reward label source, through stock `lerobot-train`."""
 
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
-    revision: str | None = option(None, help=REVISION_HELP)
     out: Path = option(help="training output directory (must not exist)")
+    revision: str | None = option(None, help=REVISION_HELP)
     label_source: str = option("interpolation", help="where the reward labels come from", choices=LABEL_SOURCES)
     labels_path: str | None = option(None, help="keypoint JSON or labels parquet (label sources keypoints/labels)")
     steps: int = option(2000, help="training steps")

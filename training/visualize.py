@@ -35,9 +35,9 @@ class VisualizeOptions:
 
     checkpoint: str = option(help="a RewACT checkpoint directory as lerobot-train writes it (.../checkpoints/last)")
     dataset: str = option(help="hub repo id or local LeRobot dataset directory")
-    revision: str | None = option(None, help=REVISION_HELP)
     episode: int = option(help="episode index")
     out: Path = option(help="MP4 path; the PNG is written beside it")
+    revision: str | None = option(None, help=REVISION_HELP)
     cameras: tuple[str, ...] = option((), help="cameras to show (default: all)")
     overwrite: bool = option(False, help="replace existing files")
 
