@@ -248,3 +248,23 @@ def test_resnet_stays_the_default():
     assert config.vision_encoder_type == "resnet" and config.normalization_mapping["VISUAL"] == NormalizationMode.MEAN_STD
     assert not isinstance(RewACTPolicy(config).model.backbone, DINOv3Encoder)
 
+
+def test_token_budget_command(cli, tiny_weights, tiny_variants, tmp_path):
+    result = cli("rewact.vision_tokens", "--h", 48, "--w", 80, "--num-cameras", 3, "--variant", "vits16",  # shrunk
+                 "--repeats", 1)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "vits16, random weights: none given (the counts and the time do not depend on them)"
+    assert lines[1] == "image 48 x 80: 3 x 5 = 15 tokens per camera"
+    assert lines[2].startswith("ACT encoder input: 1 latent + 1 state + 3 x 15 image = 47 tokens")
+    assert re.fullmatch(r"encoder forward, batch 1 x 3 cameras on cpu: [\d.]+ ms \(mean of 1\)", lines[3])
+
+    own = cli("rewact.vision_tokens", "--h", 64, "--w", 96, "--variant", "convnext_tiny", "--weights",
+              tiny_weights["convnext"], "--repeats", 1)
+    assert own.stdout.splitlines()[:2] == [f"convnext_tiny, weights {tiny_weights['convnext']}",
+                                           "image 64 x 96: 2 x 3 = 6 tokens per camera"]
+    resnet = cli("rewact.vision_tokens", "--h", 96, "--w", 128, "--variant", "resnet18", "--repeats", 1)
+    assert "image 96 x 128: 3 x 4 = 12 tokens per camera" in resnet.stdout
+
+    missing = cli("rewact.vision_tokens", "--h", 64, "--w", 64, "--weights", tmp_path / "missing.pth")
+    assert missing.returncode == 2 and missing.stderr == f"error: DINOv3 weights not found: {tmp_path / 'missing.pth'}\n"
