@@ -5,7 +5,8 @@ forward hook on ACT's action head, or with `reward_features="encoder_images"` th
 encoder's image tokens through a hook on ACT's encoder; either way ACT runs unmodified and one
 forward pass yields both the action chunk and the reward. The reward is distributional by default: logits over bins
 in `reward_value_range`, trained with cross-entropy against an HL-Gauss (or two-hot) encoding
-of the target and read out as the expectation over bin centres.
+of the target and read out as the expectation over bin centres. Images go through ACT's ResNet
+or, with `vision_encoder_type="dinov3"`, a pretrained DINOv3 (`rewact.vision_encoder`).
 """
 
 from __future__ import annotations
