@@ -8,6 +8,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.act.configuration_act import ACTConfig
 
 from common.reward_sources import INTERPOLATION_SPAN, NEEDS_PATH, TRAINING_SOURCES
+from rewact.vision_encoder import VisionEncoderOptions
 
 LABEL_SOURCES = TRAINING_SOURCES
 REWARD_HEADS = ("distributional", "scalar")
@@ -23,8 +24,9 @@ REWARD_BALANCES = ("none", "label_frequency")
 
 @PreTrainedConfig.register_subclass("rewact")
 @dataclass
-class RewACTConfig(ACTConfig):
-    """ACT's configuration plus the reward head and where its training targets come from.
+class RewACTConfig(VisionEncoderOptions, ACTConfig):
+    """ACT's configuration plus the reward head, where its training targets come from, and the
+    image encoder (`VisionEncoderOptions`: ACT's ResNet or a pretrained DINOv3).
 
     Label sources (`label_source`, with `labels_path` for keypoints and labels), as every tool
     here names them (`common.reward_sources`):

@@ -5,7 +5,8 @@ forward hook on ACT's action head, or with `reward_features="encoder_images"` th
 encoder's image tokens through a hook on ACT's encoder; either way ACT runs unmodified and one
 forward pass yields both the action chunk and the reward. The reward is distributional by default: logits over bins
 in `reward_value_range`, trained with cross-entropy against an HL-Gauss (or two-hot) encoding
-of the target and read out as the expectation over bin centres.
+of the target and read out as the expectation over bin centres. Images go through ACT's ResNet
+or, with `vision_encoder_type="dinov3"`, a pretrained DINOv3 (`rewact.vision_encoder`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from rewact.configuration_rewact import RewACTConfig
 from rewact.modeling_act_base import ACTExtensionPolicy
 from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED, REWARD_WEIGHT
+from rewact.vision_encoder import attach_vision_encoder
 
 
 class RewardHead(nn.Module):
@@ -70,6 +72,7 @@ class RewACTPolicy(ACTExtensionPolicy):
 
     def __init__(self, config: RewACTConfig, **kwargs):
         super().__init__(config, **kwargs)
+        attach_vision_encoder(self.model, config)
         self.reward_head = RewardHead(config)
         edges = bin_edges(config)
         self.register_buffer("reward_bin_edges", edges, persistent=False)
