@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.act.configuration_act import ACTConfig
 
+from rewact.vision_encoder import VisionEncoderOptions
+
 
 @PreTrainedConfig.register_subclass("actvantage")
 @dataclass
-class ACTvantageConfig(ACTConfig):
+class ACTvantageConfig(VisionEncoderOptions, ACTConfig):
     """ACT's configuration plus an advantage condition (advantage-conditioned policies in the
-    style of pi*0.6): one extra encoder token carries a scalar condition.
+    style of pi*0.6): one extra encoder token carries a scalar condition. Its image encoder is
+    chosen like RewACT's (`VisionEncoderOptions`: ACT's ResNet or a pretrained DINOv3).
 
     Training conditions each frame on its binarised advantage, +1 or -1, from the table
     `python -m training.advantage` writes (`advantage_path`; default: `advantages.parquet` in

@@ -15,11 +15,18 @@ from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from lerobot.utils.feature_utils import dataset_to_policy_features
 from torch import Tensor
 
+from rewact.vision_encoder import attach_vision_encoder
+
 REDUCTIONS = ("mean", "none")
 
 
 class ACTExtensionPolicy(ACTPolicy):
-    """LeRobot's ACTPolicy as the base of this package's policies (not a policy type itself)."""
+    """LeRobot's ACTPolicy as the base of this package's policies (not a policy type itself),
+    with the image encoder their config chooses (`VisionEncoderOptions`)."""
+
+    def __init__(self, config, **kwargs):
+        super().__init__(config, **kwargs)
+        attach_vision_encoder(self.model, config)
 
     def _with_state_placeholder(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """LeRobot 0.6.1's ACT reads `batch[OBS_STATE].device` even when the dataset has no

@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from rewact.configuration_rewact import RewACTConfig
 from rewact.modeling_act_base import ACTExtensionPolicy
 from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED, REWARD_WEIGHT
-from rewact.vision_encoder import attach_vision_encoder
 
 
 class RewardHead(nn.Module):
@@ -72,7 +71,6 @@ class RewACTPolicy(ACTExtensionPolicy):
 
     def __init__(self, config: RewACTConfig, **kwargs):
         super().__init__(config, **kwargs)
-        attach_vision_encoder(self.model, config)
         self.reward_head = RewardHead(config)
         edges = bin_edges(config)
         self.register_buffer("reward_bin_edges", edges, persistent=False)

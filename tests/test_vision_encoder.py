@@ -19,7 +19,9 @@ from transformers import (
 
 from common.cli import ConfigError
 from conftest import lerobot_train_command
+from rewact.configuration_actvantage import ACTvantageConfig
 from rewact.configuration_rewact import RewACTConfig
+from rewact.modeling_actvantage import ACTvantagePolicy
 from rewact.modeling_rewact import RewACTPolicy
 from rewact.vision_encoder import DINOV3_VARIANTS, DINOv3Config, DINOv3Encoder, load_dinov3, random_dinov3
 
@@ -45,15 +47,17 @@ def tiny_weights(tmp_path_factory):
     return {"vit": str(root / "vit"), "convnext": str(root / "convnext")}
 
 
-def make_policy(weights, variant="vits16", cameras=2, height=64, width=96, **overrides):
+def make_policy(weights, variant="vits16", cameras=2, height=64, width=96, policy=(RewACTConfig, RewACTPolicy),
+                **overrides):
     inputs = {"observation.state": PolicyFeature(FeatureType.STATE, (4,))}
     for i in range(cameras):
         inputs[f"observation.images.cam{i}"] = PolicyFeature(FeatureType.VISUAL, (3, height, width))
-    config = RewACTConfig(
+    config_class, policy_class = policy
+    config = config_class(
         input_features=inputs, output_features={"action": PolicyFeature(FeatureType.ACTION, (3,))},
         vision_encoder_type="dinov3", dinov3=DINOv3Config(variant=variant, weights=weights), **{**TINY_ACT, **overrides},
     )
-    return RewACTPolicy(config)
+    return policy_class(config)
 
 
 def make_batch(policy, batch_size=2):
@@ -85,6 +89,18 @@ def test_patch_tokens_per_camera_reach_acts_encoder(tiny_weights, family, varian
     loss, _ = policy.forward(make_batch(policy))
     assert torch.isfinite(loss)
     assert seen["tokens"] == (1 + 1 + 2 * grid[0] * grid[1], 2, 32)  # latent, state, two cameras
+
+
+def test_actvantage_gets_the_same_encoder(tiny_weights):
+    """ACTvantage chooses its image encoder like RewACT: the patch tokens plus its advantage token."""
+    policy = make_policy(tiny_weights["vit"], policy=(ACTvantageConfig, ACTvantagePolicy))
+    assert isinstance(policy.model.backbone, DINOv3Encoder)
+    seen = {}
+    policy.model.encoder.register_forward_hook(lambda module, args, output: seen.update(tokens=args[0].shape))
+    batch = make_batch(policy)
+    batch["advantage"] = torch.ones(2)
+    loss, _ = policy.forward(batch)
+    assert torch.isfinite(loss) and seen["tokens"] == (1 + 1 + 1 + 2 * 4 * 6, 2, 32)  # latent, advantage, state
 
 
 def test_images_are_normalised_once_with_the_weights_own_statistics(tiny_weights):
