@@ -103,6 +103,27 @@ def fake_openai(tmp_path):
         process.wait()
 
 
+# ACT sized for unit tests: every policy test here builds on these settings.
+TINY_ACT = dict(
+    dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1,
+    chunk_size=4, n_action_steps=4, latent_dim=8, pretrained_backbone_weights=None, device="cpu",
+)
+
+
+def act_features(cameras=1, state_dim=4, action_dim=3, image=32, env_state_dim=0) -> dict:
+    """`input_features` and `output_features` of a policy config for a made-up dataset layout."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    inputs = {}
+    if env_state_dim:
+        inputs["observation.environment_state"] = PolicyFeature(FeatureType.ENV, (env_state_dim,))
+    if state_dim:
+        inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (state_dim,))
+    for i in range(cameras):
+        inputs[f"observation.images.cam{i}"] = PolicyFeature(FeatureType.VISUAL, (3, image, image))
+    return {"input_features": inputs, "output_features": {"action": PolicyFeature(FeatureType.ACTION, (action_dim,))}}
+
+
 def lerobot_train_command(demo_root: Path, output_dir: Path, policy_type: str, *extra: str) -> list[str]:
     """Stock `lerobot-train` for two CPU steps on the demo, offline, no pretrained backbone."""
     import shutil

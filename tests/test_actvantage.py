@@ -10,37 +10,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 from lerobot.processor import TransitionKey
 
 from common.advantages import AdvantageError
 from common.label_files import episodes_file, frames_file
 from common.reward_sources import read_rewards
-from conftest import lerobot_train_command
+from conftest import TINY_ACT, act_features, lerobot_train_command
 from rewact.configuration_actvantage import ACTvantageConfig
 from rewact.labels import EpisodeSpan, episode_spans
 from rewact.modeling_actvantage import ACTvantagePolicy
 from rewact.processor_actvantage import ADVANTAGE, make_actvantage_pre_post_processors
 from training.policies.advantages import compute_advantages, episode_outcomes
 
-TINY = dict(
-    dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1,
-    chunk_size=4, n_action_steps=4, latent_dim=8, pretrained_backbone_weights=None, device="cpu",
-)
-
-
 def make_policy(cameras=1, state_dim=4, env_state_dim=0, action_dim=3, **overrides) -> ACTvantagePolicy:
-    inputs = {}
-    if env_state_dim:
-        inputs["observation.environment_state"] = PolicyFeature(FeatureType.ENV, (env_state_dim,))
-    if state_dim:
-        inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (state_dim,))
-    for i in range(cameras):
-        inputs[f"observation.images.cam{i}"] = PolicyFeature(FeatureType.VISUAL, (3, 32, 32))
-    config = ACTvantageConfig(input_features=inputs,
-                              output_features={"action": PolicyFeature(FeatureType.ACTION, (action_dim,))},
-                              **{**TINY, **overrides})
+    config = ACTvantageConfig(**act_features(cameras, state_dim, action_dim, env_state_dim=env_state_dim),
+                              **{**TINY_ACT, **overrides})
     return ACTvantagePolicy(config)
 
 
@@ -205,11 +190,11 @@ def test_layouts_and_save_load_round_trip(tmp_path):
 
 
 def test_processor_attaches_the_condition_of_each_frame(demo_root, demo_meta, tmp_path):
-    config = ACTvantageConfig(**TINY, advantage_path=str(tmp_path / "adv.parquet"))
+    config = ACTvantageConfig(**TINY_ACT, advantage_path=str(tmp_path / "adv.parquet"))
     with pytest.raises(AdvantageError, match=r"no advantages at .*adv.parquet; compute them with `python -m training"):
         make_actvantage_pre_post_processors(config, dataset_meta=demo_meta)
     with pytest.raises(AdvantageError, match=r"no advantages at .*demo_metaworld/advantages.parquet"):
-        make_actvantage_pre_post_processors(ACTvantageConfig(**TINY), dataset_meta=demo_meta)
+        make_actvantage_pre_post_processors(ACTvantageConfig(**TINY_ACT), dataset_meta=demo_meta)
 
     values = read_rewards("interpolation", demo_meta)
     table = compute_advantages(values, episode_spans(demo_meta), None, n_step=5, positive_fraction=0.7).table

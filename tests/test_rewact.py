@@ -13,31 +13,14 @@ from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
 from common.label_files import read_keypoints, write_keypoints
 from common.reward_sources import LabelError, interpolation_targets, keypoint_targets
-from conftest import lerobot_train_command
+from conftest import TINY_ACT, act_features, lerobot_train_command
 from rewact.configuration_rewact import RewACTConfig
 from rewact.labels import balance_weights, build_reward_table
 from rewact.modeling_rewact import RewACTPolicy, bin_edges, hl_gauss_targets, two_hot_targets
 from rewact.processor_rewact import REWARD_IMITATE, REWARD_LABELED, REWARD_WEIGHT
 
-TINY = dict(
-    dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1,
-    chunk_size=4, n_action_steps=4, latent_dim=8, pretrained_backbone_weights=None, device="cpu",
-)
-
-
 def make_policy(cameras=1, state_dim=4, action_dim=3, image=32, env_state_dim=0, **overrides):
-    inputs = {}
-    if env_state_dim:
-        inputs["observation.environment_state"] = PolicyFeature(FeatureType.ENV, (env_state_dim,))
-    if state_dim:
-        inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (state_dim,))
-    for i in range(cameras):
-        inputs[f"observation.images.cam{i}"] = PolicyFeature(FeatureType.VISUAL, (3, image, image))
-    config = RewACTConfig(
-        input_features=inputs,
-        output_features={"action": PolicyFeature(FeatureType.ACTION, (action_dim,))},
-        **{**TINY, **overrides},
-    )
+    config = RewACTConfig(**act_features(cameras, state_dim, action_dim, image, env_state_dim), **{**TINY_ACT, **overrides})
     return RewACTPolicy(config)
 
 

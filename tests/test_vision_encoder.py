@@ -19,16 +19,13 @@ from transformers import (
 
 from common.cli import ConfigError
 from conftest import lerobot_train_command
+from conftest import TINY_ACT, act_features
 from rewact.configuration_actvantage import ACTvantageConfig
 from rewact.configuration_rewact import RewACTConfig
 from rewact.modeling_actvantage import ACTvantagePolicy
 from rewact.modeling_rewact import RewACTPolicy
 from rewact.vision_encoder import DINOV3_VARIANTS, DINOv3Config, DINOv3Encoder, load_dinov3, random_dinov3
 
-TINY_ACT = dict(
-    dim_model=32, n_heads=2, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1,
-    chunk_size=4, n_action_steps=4, latent_dim=8, device="cpu",
-)
 TINY_VIT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                 num_register_tokens=4)
 TINY_CONVNEXT = dict(hidden_sizes=[8, 16, 24, 40], depths=[1, 1, 1, 1])
@@ -49,13 +46,13 @@ def tiny_weights(tmp_path_factory):
 
 def make_policy(weights, variant="vits16", cameras=2, height=64, width=96, policy=(RewACTConfig, RewACTPolicy),
                 **overrides):
-    inputs = {"observation.state": PolicyFeature(FeatureType.STATE, (4,))}
-    for i in range(cameras):
-        inputs[f"observation.images.cam{i}"] = PolicyFeature(FeatureType.VISUAL, (3, height, width))
+    features = act_features(cameras)
+    for key in features["input_features"]:
+        if key.startswith(OBS_IMAGES):
+            features["input_features"][key] = PolicyFeature(FeatureType.VISUAL, (3, height, width))
     config_class, policy_class = policy
     config = config_class(
-        input_features=inputs, output_features={"action": PolicyFeature(FeatureType.ACTION, (3,))},
-        vision_encoder_type="dinov3", dinov3=DINOv3Config(variant=variant, weights=weights), **{**TINY_ACT, **overrides},
+        **features, vision_encoder_type="dinov3", dinov3=DINOv3Config(variant=variant, weights=weights), **{**TINY_ACT, **overrides},
     )
     return policy_class(config)
 
@@ -258,9 +255,7 @@ def test_stock_lerobot_train_with_a_dinov3_encoder(demo_root, tiny_weights, tmp_
 
 
 def test_resnet_stays_the_default():
-    config = RewACTConfig(input_features={f"{OBS_IMAGES}.cam": PolicyFeature(FeatureType.VISUAL, (3, 32, 32))},
-                          output_features={"action": PolicyFeature(FeatureType.ACTION, (2,))},
-                          pretrained_backbone_weights=None, **TINY_ACT)
+    config = RewACTConfig(**act_features(state_dim=0, action_dim=2), **TINY_ACT)
     assert config.vision_encoder_type == "resnet" and config.normalization_mapping["VISUAL"] == NormalizationMode.MEAN_STD
     assert not isinstance(RewACTPolicy(config).model.backbone, DINOv3Encoder)
 
