@@ -51,7 +51,8 @@ class MetaWorldBenchEnv(gym.Env):
         self.rollout = rollout
         self.environment_state = environment_state
         self.refused_seeds = refused_seeds
-        self._max_episode_steps = episode_length  # read by lerobot-eval's rollout loop
+        self.episode_length = episode_length
+        self._max_episode_steps = episode_length  # the name lerobot-eval's rollout loop reads
         self.metadata = {**self.metadata, "render_fps": round(PHYSICS_HZ / rollout.action_repeat)}
         size = rollout.image_size
         observation = {

@@ -117,3 +117,42 @@ def test_stock_lerobot_eval_reports_a_success_rate_on_the_bench_env(demo_checkpo
     overall = json.loads((out / "eval_info.json").read_text())["overall"]
     assert overall["n_episodes"] == 2 and 0.0 <= overall["pc_success"] <= 100.0
     assert len(list((out / "videos").rglob("*.mp4"))) == 2
+
+
+@pytest.mark.slow
+def test_rollout_logs_the_reward_trace_and_draws_it_under_the_video(demo_checkpoint, demo_root, tmp_path):
+    import av
+
+    out = tmp_path / "rollouts"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.rollout", "--checkpoint", str(demo_checkpoint), "--task", "reach-v3",
+         "--training-datasets", str(demo_root), "--episodes", "2", "--episode-length", "5", "--videos", "1",
+         "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "rollouts.json").read_text())
+    assert report["env"]["cameras"] == "corner2,topview" and report["env"]["image_size"] == 96  # from the checkpoint
+    assert [rollout["seed"] for rollout in report["rollouts"]] == [1000, 1001]
+    for rollout in report["rollouts"]:
+        assert len(rollout["reward"]) == rollout["length"] and 1 <= rollout["length"] <= 5
+        assert all(0.0 <= reward <= 1.0 for reward in rollout["reward"])
+    assert report["successes"] == sum(rollout["success"] for rollout in report["rollouts"])
+    assert report["ci95_low"] <= report["success_rate"] <= report["ci95_high"]
+    with av.open(str(out / "videos" / "seed_1000.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == report["rollouts"][0]["length"]
+    assert not (out / "videos" / "seed_1001.mp4").exists()
+
+
+def test_rollout_refuses_a_seed_the_training_data_used(demo_root, tmp_path, cli):
+    seed = int(read_ground_truth(demo_root)[1]["seed"][7])
+    result = cli("training.rollout", "--checkpoint", tmp_path / "unused", "--task", "reach-v3", "--out", tmp_path / "o",
+                 "--training-datasets", demo_root, "--seed", seed - 1, "--episodes", 3)
+    assert result.returncode == 2 and f"seed(s) [{seed}] are episodes of the training datasets" in result.stderr
+
+
+def test_wilson_interval_stays_inside_and_keeps_a_width():
+    from training.evaluation.success import success_summary, wilson_interval
+
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert success_summary([True, False, False, False])["success_rate"] == 0.25
