@@ -47,6 +47,7 @@ class MetaWorldBenchEnv(gym.Env):
                  refused_seeds: frozenset[int] = frozenset()):
         super().__init__()
         self.task = task
+        self.render_mode = "rgb_array"
         self.task_description = TASK_DESCRIPTIONS[task]  # what data.generate records as the task
         self.rollout = rollout
         self.environment_state = environment_state

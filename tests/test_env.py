@@ -149,6 +149,30 @@ def test_rollout_refuses_a_seed_the_training_data_used(demo_root, tmp_path, cli)
     assert result.returncode == 2 and f"seed(s) [{seed}] are episodes of the training datasets" in result.stderr
 
 
+def test_env_settings_come_from_the_checkpoints_features():
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    from common.cli import ConfigError
+    from rewact.configuration_rewact import RewACTConfig
+    from training.evaluation.rollouts import env_config_for
+
+    def config(*image_shapes, env_state=False):
+        inputs = {f"observation.images.{camera}": PolicyFeature(FeatureType.VISUAL, shape)
+                  for camera, shape in zip(("corner2", "gripperPOV"), image_shapes)}
+        inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (4,))
+        if env_state:
+            inputs["observation.environment_state"] = PolicyFeature(FeatureType.ENV, (6,))
+        return RewACTConfig(input_features=inputs, output_features={"action": PolicyFeature(FeatureType.ACTION, (4,))},
+                            pretrained_backbone_weights=None, device="cpu")
+
+    env = env_config_for(config((3, 64, 64), (3, 64, 64), env_state=True), "push-v3", 2, 30)
+    assert (env.camera_names, env.image_size, env.environment_state) == (("corner2", "gripperPOV"), 64, True)
+    assert env.features_map["environment_state"] == "observation.environment_state"
+    assert not env_config_for(config((3, 32, 32)), "push-v3", 2, 30).environment_state
+    with pytest.raises(ConfigError, match="not square views of one size"):
+        env_config_for(config((3, 64, 64), (3, 32, 32)), "push-v3", 2, 30)
+
+
 def test_wilson_interval_stays_inside_and_keeps_a_width():
     from training.evaluation.success import success_summary, wilson_interval
 

@@ -39,14 +39,15 @@ def env_config_for(policy_config, task: str, action_repeat: int, episode_length:
     """The env a checkpoint was trained for: its cameras, image size and whether it reads the
     environment state come from its input features."""
     images = policy_config.image_features
-    cameras = [key.removeprefix(IMAGE_PREFIX) for key in images]
-    sizes = {tuple(feature.shape[1:]) for feature in images.values()}
-    if not cameras or len(sizes) != 1 or len({*next(iter(sizes))}) != 1:
+    shapes = {tuple(feature.shape[1:]) for feature in images.values()}  # (height, width) per camera
+    if len(shapes) != 1 or len(set(*shapes)) != 1:
         raise ConfigError(f"the checkpoint's cameras {sorted(images)} are not square views of one size "
                           "as data.generate records them")
+    (image_size, _), = shapes
     return MetaWorldBenchEnvConfig(
-        task=task, cameras=",".join(cameras), image_size=next(iter(sizes))[0], action_repeat=action_repeat,
-        episode_length=episode_length, environment_state=policy_config.env_state_feature is not None,
+        task=task, cameras=",".join(key.removeprefix(IMAGE_PREFIX) for key in images), image_size=image_size,
+        action_repeat=action_repeat, episode_length=episode_length,
+        environment_state=policy_config.env_state_feature is not None,
         training_datasets=",".join(map(str, training_datasets)),
     )
 
