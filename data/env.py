@@ -31,8 +31,8 @@ from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
 from common.ground_truth import read_ground_truth
 from data.ground_truth import TASK_SPECS
-from data.rollout import (ACTION_NAMES, CAMERAS, ENV_STATE_NAMES, PHYSICS_HZ, STATE_NAMES, MetaWorldSim,
-                          RolloutConfig, silence_expert_warnings)
+from data.rollout import (ACTION_NAMES, CAMERAS, ENV_STATE_NAMES, STATE_NAMES, MetaWorldSim, RolloutConfig,
+                          silence_expert_warnings)
 
 ENV_TYPE = "metaworld_bench"
 
@@ -54,7 +54,7 @@ class MetaWorldBenchEnv(gym.Env):
         self.refused_seeds = refused_seeds
         self.episode_length = episode_length
         self._max_episode_steps = episode_length  # the name lerobot-eval's rollout loop reads
-        self.metadata = {**self.metadata, "render_fps": round(PHYSICS_HZ / rollout.action_repeat)}
+        self.metadata = {**self.metadata, "render_fps": rollout.fps}
         size = rollout.image_size
         observation = {
             "pixels": spaces.Dict({
@@ -135,7 +135,7 @@ class MetaWorldBenchEnvConfig(EnvConfig):
         if self.episode_length * self.action_repeat > SawyerXYZEnv.max_path_length:
             raise ValueError(f"episode_length x action_repeat exceeds MetaWorld's {SawyerXYZEnv.max_path_length} "
                              "simulator steps per episode")
-        self.fps = round(PHYSICS_HZ / self.action_repeat)
+        self.fps = self.rollout.fps
         size = self.image_size
         self.features = {
             ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(len(ACTION_NAMES),)),
@@ -154,12 +154,15 @@ class MetaWorldBenchEnvConfig(EnvConfig):
         return tuple(camera for camera in self.cameras.split(",") if camera)
 
     @property
+    def rollout(self) -> RolloutConfig:
+        return RolloutConfig(cameras=self.camera_names, image_size=self.image_size, action_repeat=self.action_repeat)
+
+    @property
     def gym_kwargs(self) -> dict:
         datasets = [root for root in self.training_datasets.split(",") if root]
         return {
             "task": self.task,
-            "rollout": RolloutConfig(cameras=self.camera_names, image_size=self.image_size,
-                                     action_repeat=self.action_repeat),
+            "rollout": self.rollout,
             "episode_length": self.episode_length,
             "environment_state": self.environment_state,
             "refused_seeds": recorded_seeds(datasets),

@@ -46,6 +46,11 @@ class RolloutConfig:
     max_frames: int = 90
     failure_frames: tuple[int, int] = (35, 55)
 
+    @property
+    def fps(self) -> int:
+        """Frames per second of a recording: each frame is `action_repeat` simulator steps."""
+        return round(PHYSICS_HZ / self.action_repeat)
+
 
 @dataclass
 class Episode:
@@ -96,7 +101,7 @@ class MetaWorldSim:
         self.env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{env_name}-goal-observable"](seed=0)
         self.env.model.cam_pos[self.env.model.camera("corner2").id] = LEROBOT_CORNER2_POS
         self.expert = TASK_POLICY_MAPPING[env_name]()
-        self.fps = round(PHYSICS_HZ / config.action_repeat)
+        self.fps = config.fps
         self.renderer = mujoco.Renderer(self.env.model, config.image_size, config.image_size)
         # Shadows and reflections cost ~5x render time and add nothing a reward model needs.
         self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
