@@ -11,8 +11,7 @@ episode used, and writes a success table with Wilson 95 % intervals (`results.js
 Rows: (a) imitate-all: interpolation labels, so every episode's actions are imitated, failures
 included; (e) oracle: the simulator's ground truth, so only true successes are imitated (the
 reward head still learns from the failures). Finished steps are skipped when run again.
-The `smoke` preset is sized to check the plumbing in minutes on a CPU, not to measure anything;
-`small` gives first, wide-interval numbers.
+The `smoke` preset is sized to check the plumbing in minutes on a CPU, not to measure anything.
 """
 
 from __future__ import annotations
@@ -53,9 +52,6 @@ class Preset:
 PRESETS = {
     "smoke": Preset(task="reach-v3", successes=2, failures=2, cameras=("topview",), image_size=64, steps=2,
                     batch_size=2, seeds=(0,), rollouts=2, episode_length=10),
-    # First numbers on a CPU: one seed, ten rollouts, wide intervals.
-    "small": Preset(task="reach-v3", successes=10, failures=4, cameras=("topview",), image_size=64, steps=500,
-                    batch_size=8, seeds=(0,), rollouts=10, episode_length=60),
 }
 
 
