@@ -21,8 +21,8 @@ from tqdm import tqdm
 from common.dataset_writer import create_dataset
 from common.ground_truth import write_ground_truth
 from common.staging import publish, staging_dir
-from data.rollout import (ACTION_NAMES, CAMERAS, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode, MetaWorldSim,
-                          RolloutConfig, silence_expert_warnings)
+from data.rollout import (ACTION_NAMES, CAMERAS, ENV_STATE_NAMES, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode,
+                          MetaWorldSim, RolloutConfig, silence_expert_warnings)
 
 MAX_ATTEMPTS = 20
 PRESETS = {
@@ -44,6 +44,9 @@ class GenerateConfig:
     rollout: RolloutConfig = RolloutConfig()
     seed: int = 0
     use_videos: bool = True
+    # Also record `observation.environment_state` (object and goal positions) for policies that
+    # learn from state; off keeps the pixel-only setting of the reward experiments.
+    environment_state: bool = False
     repo_id: str = "local/metaworld_bench"
 
     def episode_plan(self) -> list[tuple[str, str, int]]:
@@ -79,6 +82,10 @@ def features(config: GenerateConfig) -> dict:
         for camera in config.rollout.cameras
     }
     feats["observation.state"] = {"dtype": "float32", "shape": (len(STATE_NAMES),), "names": STATE_NAMES}
+    if config.environment_state:
+        feats["observation.environment_state"] = {
+            "dtype": "float32", "shape": (len(ENV_STATE_NAMES),), "names": ENV_STATE_NAMES,
+        }
     feats["action"] = {"dtype": "float32", "shape": (len(ACTION_NAMES),), "names": ACTION_NAMES}
     return feats
 
@@ -106,7 +113,8 @@ def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = T
                     robot_type="sawyer",
                     use_videos=config.use_videos,
                 )
-            records.append(_write_episode(dataset, _rollout_with_retries(sim, config, task, kind, index)))
+            records.append(_write_episode(dataset, _rollout_with_retries(sim, config, task, kind, index),
+                                          config.environment_state))
         if dataset is None:
             raise ValueError("nothing to generate: the episode plan is empty")
         dataset.finalize()
@@ -131,12 +139,14 @@ def _rollout_with_retries(sim: MetaWorldSim, config: GenerateConfig, task: str, 
     raise RuntimeError(f"could not produce a '{kind}' episode of {task} in {MAX_ATTEMPTS} attempts")
 
 
-def _write_episode(dataset, episode: Episode) -> Episode:
+def _write_episode(dataset, episode: Episode, environment_state: bool) -> Episode:
     """Save the rollout as the dataset's next episode; returns its truth without the frames,
     which are in the dataset now, so memory does not grow with the episodes generated."""
     for t in range(len(episode)):
         frame = {f"observation.images.{camera}": episode.images[camera][t] for camera in episode.images}
         frame["observation.state"] = episode.state[t]
+        if environment_state:
+            frame["observation.environment_state"] = episode.environment_state[t]
         frame["action"] = episode.action[t]
         frame["task"] = episode.task
         dataset.add_frame(frame)
@@ -157,6 +167,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[GenerateConfig, bool]:
     parser.add_argument("--action-repeat", type=int, default=2, help="simulator steps per recorded frame")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", action="store_true", help="store frames as images instead of MP4 video")
+    parser.add_argument("--environment-state", action="store_true",
+                        help="also record observation.environment_state (object and goal positions) for policies")
     parser.add_argument("--repo-id", default="local/metaworld_bench")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
@@ -177,6 +189,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[GenerateConfig, bool]:
         ),
         seed=args.seed,
         use_videos=not args.images,
+        environment_state=args.environment_state,
         repo_id=args.repo_id,
         **plan,
     )

@@ -27,10 +27,15 @@ EPISODE_KINDS = ("success", "stall", "near_miss", "drop", "reached_then_reset")
 FAILURE_KINDS = EPISODE_KINDS[1:]
 CAMERAS = ("corner2", "topview", "corner", "corner3", "behindGripper", "gripperPOV")
 STATE_NAMES = ["hand_x", "hand_y", "hand_z", "gripper_opening"]
+# Where the task's object and goal are: what LeRobot's simulated datasets (e.g. PushT) record as
+# `observation.environment_state`. For policies only; the labeling pipeline never reads it.
+ENV_STATE_NAMES = ["object_x", "object_y", "object_z", "goal_x", "goal_y", "goal_z"]
 ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper_effort"]
 # LeRobot's MetaWorld env moves corner2 to this pose; matching it keeps our views identical
 # to what `lerobot-eval --env.type=metaworld` renders.
 LEROBOT_CORNER2_POS = (0.75, 0.075, 0.7)
+# MetaWorld v3 advances 0.0125 s per env.step (env.dt); a frame is `action_repeat` of them.
+PHYSICS_HZ = 80
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,11 @@ class RolloutConfig:
     action_repeat: int = 2
     max_frames: int = 90
     failure_frames: tuple[int, int] = (35, 55)
+
+    @property
+    def fps(self) -> int:
+        """Frames per second of a recording: each frame is `action_repeat` simulator steps."""
+        return round(PHYSICS_HZ / self.action_repeat)
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Episode:
     seed: int
     images: dict[str, list[np.ndarray]] = field(default_factory=dict)
     state: list[np.ndarray] = field(default_factory=list)
+    environment_state: list[np.ndarray] = field(default_factory=list)
     action: list[np.ndarray] = field(default_factory=list)
     progress: list[float] = field(default_factory=list)
     score: list[int] = field(default_factory=list)
@@ -90,7 +101,7 @@ class MetaWorldSim:
         self.env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[f"{env_name}-goal-observable"](seed=0)
         self.env.model.cam_pos[self.env.model.camera("corner2").id] = LEROBOT_CORNER2_POS
         self.expert = TASK_POLICY_MAPPING[env_name]()
-        self.fps = round(1.0 / (self.env.dt * config.action_repeat))
+        self.fps = config.fps
         self.renderer = mujoco.Renderer(self.env.model, config.image_size, config.image_size)
         # Shadows and reflections cost ~5x render time and add nothing a reward model needs.
         self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
@@ -115,6 +126,23 @@ class MetaWorldSim:
         obs, _ = self.env.reset()
         return obs
 
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, dict]:
+        """One recorded frame: `action` held for `action_repeat` simulator steps."""
+        for _ in range(self.config.action_repeat):
+            obs, reward, _, _, info = self.env.step(action)
+        return obs, float(reward), info
+
+    @staticmethod
+    def state(obs: np.ndarray) -> np.ndarray:
+        """The robot's own state: hand position and gripper opening."""
+        return obs[:4].astype(np.float32)
+
+    @staticmethod
+    def environment_state(obs: np.ndarray) -> np.ndarray:
+        """The first object's position and the goal (ENV_STATE_NAMES), from the goal-observable
+        observation: [hand 0:3, gripper 3, object 4:7, ..., goal 36:39]."""
+        return np.concatenate([obs[4:7], obs[36:39]]).astype(np.float32)
+
     def rollout(self, kind: str, seed: int) -> Episode | None:
         """Record one episode of `kind`; None when the simulator outcome does not match it."""
         rng = np.random.default_rng(seed)
@@ -130,8 +158,7 @@ class MetaWorldSim:
             if length(t):
                 break
             action = np.clip(controller(obs, t), -1.0, 1.0).astype(np.float32)
-            for _ in range(self.config.action_repeat):
-                obs, _, _, _, info = self.env.step(action)
+            obs, _, info = self.step(action)
             episode.action.append(action)
         else:
             return None
@@ -153,7 +180,8 @@ class MetaWorldSim:
         )
         for camera, image in self.render().items():
             episode.images.setdefault(camera, []).append(image)
-        episode.state.append(obs[:4].astype(np.float32))
+        episode.state.append(self.state(obs))
+        episode.environment_state.append(self.environment_state(obs))
         episode.progress.append(progress)
         episode.score.append(progress_to_score(progress, success))
         episode.success.append(success)

@@ -313,8 +313,42 @@ def test_dry_run_shows_what_every_stage_builds_with_its_sampling(demo_root, tmp_
 def test_labeling_code_never_reads_simulator_ground_truth():
     for path in LABELING_DIR.rglob("*.py"):
         text = path.read_text()
-        assert "ground_truth" not in text, path
+        assert "ground_truth" not in text and "environment_state" not in text, path
         assert not re.search(r"^\s*(from|import)\s+data(\.|\s)", text, re.MULTILINE), path
+
+
+@pytest.mark.slow
+def test_environment_state_is_for_policies_and_never_reaches_the_vlm(tmp_path):
+    """The same episode recorded with and without object and goal positions: every request the
+    progress stage builds for it is the same, images and text."""
+    from common.dataset import EpisodeSource
+    from data.generate import GenerateConfig, generate
+    from data.rollout import RolloutConfig
+    from labeling.clips import ClipImages, ClipSpec, context_indices
+    from labeling.context import LabelingContext
+    from labeling.progress import ProgressConfig, initial_keyframes, progress_jobs
+    from labeling.prompts import PromptLibrary
+    from labeling.records import EpisodeLabels
+
+    def requests(environment_state: bool):
+        config = GenerateConfig(out=tmp_path / str(environment_state), tasks=("reach-v3",), successes=1,
+                                failures_per_kind=0, rollout=RolloutConfig(cameras=("topview",), image_size=32),
+                                use_videos=False, environment_state=environment_state)
+        source = EpisodeSource.open(generate(config, progress=False))
+        assert ("observation.environment_state" in source.meta.features) == environment_state
+        spec = ClipSpec(cameras=source.camera_keys)
+        ctx = LabelingContext(source, None, PromptLibrary(), spec, [0])
+        info, config = source.episode(0), ProgressConfig()
+        keyframes = initial_keyframes(info.length, config.initial_keyframes)
+        clip = ClipImages(source, spec, 0, {f for k in keyframes for f in context_indices(k, config.context_frames)})
+        return [job.request for job in progress_jobs(ctx, EpisodeLabels(0, info.length, info.task), keyframes,
+                                                     config, clip)]
+
+    with_state, pixels_only = requests(True), requests(False)
+    assert len(with_state) == len(pixels_only) > 0
+    for sent, reference in zip(with_state, pixels_only, strict=True):
+        assert sent.prompt == reference.prompt and len(sent.images) == len(reference.images) > 0
+        assert all(np.array_equal(a, b) for a, b in zip(sent.images, reference.images, strict=True))
 
 
 def _corrupt_images_of_episode(dataset: Path, out: Path, episode: int) -> Path:

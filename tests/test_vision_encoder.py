@@ -232,7 +232,7 @@ def test_wrong_variant_or_weights_are_one_clear_line(tiny_weights, tiny_variants
 
 @pytest.mark.slow
 def test_stock_lerobot_train_with_a_dinov3_encoder(demo_root, tiny_weights, tmp_path):
-    from training.predict import load_policy
+    from training.evaluation.predict import load_policy
 
     dinov3 = ["--policy.vision_encoder_type=dinov3", "--policy.dinov3.variant=vits16"]
     cmd = lerobot_train_command(demo_root, tmp_path / "run", "rewact", "--policy.dim_model=64",

@@ -1,1 +1,2 @@
-"""Scoring reward sources against ground truth: metrics, bootstrap intervals, RewACT predictions."""
+"""Scoring reward sources against ground truth (metrics, bootstrap intervals, RewACT predictions)
+and closed-loop evaluation of policies in the benchmark's simulator (rollouts, success intervals)."""

@@ -16,6 +16,7 @@ from common.reward_sources import episode_lengths, frames_from, register
 class LoadedPolicy:
     policy: object  # RewACTPolicy
     preprocessor: object  # PolicyProcessorPipeline
+    postprocessor: object  # PolicyProcessorPipeline: the action back in the robot's units
     path: Path
 
 
@@ -34,10 +35,10 @@ def load_policy(checkpoint: str | Path, device: str = "cpu") -> LoadedPolicy:
     policy = RewACTPolicy.from_pretrained(path)
     policy.config.device = device
     policy.to(device).eval()
-    preprocessor, _ = make_pre_post_processors(
+    preprocessor, postprocessor = make_pre_post_processors(
         policy.config, pretrained_path=str(path), preprocessor_overrides={"device_processor": {"device": device}}
     )
-    return LoadedPolicy(policy, preprocessor, path)
+    return LoadedPolicy(policy, preprocessor, postprocessor, path)
 
 
 @torch.no_grad()
