@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.generate import GenerateConfig, generate  # noqa: E402
+from data.benchmark import GenerateConfig, generate  # noqa: E402
 from data.ground_truth import TASK_SPECS  # noqa: E402
 from data.rollout import MetaWorldSim, RolloutConfig  # noqa: E402
 

@@ -10,205 +10,61 @@ never read.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from common.dataset_writer import create_dataset
-from common.ground_truth import write_ground_truth
-from common.staging import publish, staging_dir
-from data.rollout import (ACTION_NAMES, CAMERAS, ENV_STATE_NAMES, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode,
-                          MetaWorldSim, RolloutConfig, silence_expert_warnings)
-
-MAX_ATTEMPTS = 20
-PRESETS = {
-    # The bundled demo (data/demo_metaworld): two tasks, every failure kind, ~1 MB.
-    "demo": dict(tasks=("pick-place-v3", "reach-v3"), successes=3, failures_per_kind=1),
-}
+from common.cli import ConfigError, parse_names, run_cli
+from common.options import option, parse_options
+from data.benchmark import PRESETS, GenerateConfig, generate
+from data.rollout import CAMERAS, FAILURE_KINDS, RolloutConfig
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
-    out: Path
-    tasks: tuple[str, ...] = ("pick-place-v3", "reach-v3")
-    successes: int = 3
-    failures_per_kind: int = 1
-    failure_kinds: tuple[str, ...] = FAILURE_KINDS
-    # When set, each task gets this many failures instead, kinds dealt round robin across tasks
-    # (e.g. 3 tasks x 2 cover all four kinds at a lower failure share than one of each per task).
-    failures_per_task: int | None = None
-    rollout: RolloutConfig = RolloutConfig()
-    seed: int = 0
-    use_videos: bool = True
-    # Also record `observation.environment_state` (object and goal positions) for policies that
-    # learn from state; off keeps the pixel-only setting of the reward experiments.
-    environment_state: bool = False
-    repo_id: str = "local/metaworld_bench"
+class GenerateOptions:
+    """Build a ground-truth benchmark: MetaWorld v3 rollouts -> a LeRobot v3 dataset + GT sidecar."""
 
-    def episode_plan(self) -> list[tuple[str, str, int]]:
-        """(task, kind, index within kind) in dataset order: tasks interleaved, successes first."""
-        plan, dealt = [], 0
-        for task in self.tasks:
-            plan += [(task, "success", i) for i in range(self.successes)]
-            if self.failures_per_task is None:
-                for kind in self.failure_kinds:
-                    plan += [(task, kind, i) for i in range(self.failures_per_kind)]
-                continue
-            kinds = [self.failure_kinds[(dealt + j) % len(self.failure_kinds)] for j in range(self.failures_per_task)]
-            dealt += self.failures_per_task
-            plan += [(task, kind, kinds[:j].count(kind)) for j, kind in enumerate(kinds)]
-        return plan
+    out: Path = option(help="output dataset directory")
+    preset: str | None = option(None, choices=tuple(sorted(PRESETS)), help="start from a named episode plan")
+    tasks: tuple[str, ...] | None = option(None, parse=parse_names,
+                                           help=f"comma-separated MetaWorld tasks (default: {','.join(GenerateConfig.tasks)})")
+    successes: int | None = option(None, help=f"expert successes per task (default: {GenerateConfig.successes})")
+    failures_per_kind: int | None = option(None, help="episodes per failure kind and task "
+                                                      f"(default: {GenerateConfig.failures_per_kind})")
+    failure_kinds: tuple[str, ...] = option(FAILURE_KINDS, parse=parse_names, help="comma-separated failure kinds")
+    cameras: tuple[str, ...] = option(RolloutConfig.cameras, parse=parse_names,
+                                      help=f"comma-separated views, from {','.join(CAMERAS)}")
+    image_size: int = option(RolloutConfig.image_size, help="pixels on each side of a view")
+    action_repeat: int = option(RolloutConfig.action_repeat, help="simulator steps per recorded frame")
+    seed: int = option(GenerateConfig.seed, help="base seed of every rollout")
+    images: bool = option(False, help="store frames as images instead of MP4 video")
+    environment_state: bool = option(False, help="also record observation.environment_state (object and goal "
+                                                  "positions) for policies")
+    repo_id: str = option(GenerateConfig.repo_id, help="the dataset's repo id")
+    overwrite: bool = option(False, help="replace --out")
 
+    def __post_init__(self):
+        if unknown := sorted(set(self.failure_kinds) - set(FAILURE_KINDS)):
+            raise ConfigError(f"unknown failure kind(s) {unknown}; choose from {', '.join(FAILURE_KINDS)}")
+        if unknown := sorted(set(self.cameras) - set(CAMERAS)):
+            raise ConfigError(f"unknown camera(s) {unknown}; choose from {', '.join(CAMERAS)}")
 
-def episode_seed(base_seed: int, task: str, kind: str, index: int, attempt: int) -> int:
-    """Seed that depends only on what the episode is, so subsets regenerate identically."""
-    words = [base_seed, EPISODE_KINDS.index(kind), index, attempt, *task.encode()]
-    return int(np.random.SeedSequence(words).generate_state(1)[0])
-
-
-def features(config: GenerateConfig) -> dict:
-    size = config.rollout.image_size
-    visual = "video" if config.use_videos else "image"
-    feats = {
-        f"observation.images.{camera}": {
-            "dtype": visual,
-            "shape": (size, size, 3),
-            "names": ["height", "width", "channels"],
-        }
-        for camera in config.rollout.cameras
-    }
-    feats["observation.state"] = {"dtype": "float32", "shape": (len(STATE_NAMES),), "names": STATE_NAMES}
-    if config.environment_state:
-        feats["observation.environment_state"] = {
-            "dtype": "float32", "shape": (len(ENV_STATE_NAMES),), "names": ENV_STATE_NAMES,
-        }
-    feats["action"] = {"dtype": "float32", "shape": (len(ACTION_NAMES),), "names": ACTION_NAMES}
-    return feats
-
-
-def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = True) -> Path:
-    """Write the dataset to `config.out`; built in a sibling temp dir and renamed when complete."""
-    out = config.out
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
-    staging = staging_dir(out)
-    silence_expert_warnings()
-
-    dataset = None
-    records = []
-    sims: dict[str, MetaWorldSim] = {}
-    try:
-        for task, kind, index in tqdm(config.episode_plan(), desc="episodes", disable=not progress):
-            sim = sims.get(task) or sims.setdefault(task, MetaWorldSim(task, config.rollout))
-            if dataset is None:
-                dataset = create_dataset(
-                    repo_id=config.repo_id,
-                    fps=sim.fps,
-                    features=features(config),
-                    root=staging,
-                    robot_type="sawyer",
-                    use_videos=config.use_videos,
-                )
-            records.append(_write_episode(dataset, _rollout_with_retries(sim, config, task, kind, index),
-                                          config.environment_state))
-        if dataset is None:
-            raise ValueError("nothing to generate: the episode plan is empty")
-        dataset.finalize()
-        write_ground_truth(staging, records, config_summary(config))
-    finally:
-        for sim in sims.values():
-            sim.close()
-    return publish(staging, out)
-
-
-def config_summary(config: GenerateConfig) -> dict:
-    summary = asdict(config)
-    summary["out"] = str(config.out)
-    return summary
-
-
-def _rollout_with_retries(sim: MetaWorldSim, config: GenerateConfig, task: str, kind: str, index: int) -> Episode:
-    for attempt in range(MAX_ATTEMPTS):
-        episode = sim.rollout(kind, episode_seed(config.seed, task, kind, index, attempt))
-        if episode is not None:
-            return episode
-    raise RuntimeError(f"could not produce a '{kind}' episode of {task} in {MAX_ATTEMPTS} attempts")
-
-
-def _write_episode(dataset, episode: Episode, environment_state: bool) -> Episode:
-    """Save the rollout as the dataset's next episode; returns its truth without the frames,
-    which are in the dataset now, so memory does not grow with the episodes generated."""
-    for t in range(len(episode)):
-        frame = {f"observation.images.{camera}": episode.images[camera][t] for camera in episode.images}
-        frame["observation.state"] = episode.state[t]
-        if environment_state:
-            frame["observation.environment_state"] = episode.environment_state[t]
-        frame["action"] = episode.action[t]
-        frame["task"] = episode.task
-        dataset.add_frame(frame)
-    dataset.save_episode()
-    return replace(episode, images={})
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[GenerateConfig, bool]:
-    parser = argparse.ArgumentParser(prog="python -m data.generate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="output dataset directory")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named episode plan")
-    parser.add_argument("--tasks", help="comma-separated MetaWorld tasks (default: pick-place-v3,reach-v3)")
-    parser.add_argument("--successes", type=int, help="expert successes per task")
-    parser.add_argument("--failures-per-kind", type=int, help="episodes per failure kind and task")
-    parser.add_argument("--failure-kinds", default=",".join(FAILURE_KINDS), help="comma-separated failure kinds")
-    parser.add_argument("--cameras", default="corner2,topview", help=f"comma-separated, from {','.join(CAMERAS)}")
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--action-repeat", type=int, default=2, help="simulator steps per recorded frame")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--images", action="store_true", help="store frames as images instead of MP4 video")
-    parser.add_argument("--environment-state", action="store_true",
-                        help="also record observation.environment_state (object and goal positions) for policies")
-    parser.add_argument("--repo-id", default="local/metaworld_bench")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-
-    plan = dict(PRESETS.get(args.preset, {}))
-    if args.tasks:
-        plan["tasks"] = tuple(args.tasks.split(","))
-    for key in ("successes", "failures_per_kind"):
-        if getattr(args, key) is not None:
-            plan[key] = getattr(args, key)
-    config = GenerateConfig(
-        out=args.out,
-        failure_kinds=tuple(k for k in args.failure_kinds.split(",") if k),
-        rollout=RolloutConfig(
-            cameras=tuple(args.cameras.split(",")),
-            image_size=args.image_size,
-            action_repeat=args.action_repeat,
-        ),
-        seed=args.seed,
-        use_videos=not args.images,
-        environment_state=args.environment_state,
-        repo_id=args.repo_id,
-        **plan,
-    )
-    unknown = [k for k in config.failure_kinds if k not in FAILURE_KINDS]
-    if unknown:
-        parser.error(f"unknown failure kind(s) {unknown}; choose from {', '.join(FAILURE_KINDS)}")
-    return config, args.overwrite
+    def config(self) -> GenerateConfig:
+        """The generator's configuration: the preset's episode plan, then what the command line sets."""
+        plan = dict(PRESETS.get(self.preset, {}))
+        plan |= {key: value for key, value in (("tasks", self.tasks), ("successes", self.successes),
+                                               ("failures_per_kind", self.failures_per_kind)) if value is not None}
+        rollout = RolloutConfig(cameras=self.cameras, image_size=self.image_size, action_repeat=self.action_repeat)
+        return GenerateConfig(out=self.out, failure_kinds=self.failure_kinds, rollout=rollout, seed=self.seed,
+                              use_videos=not self.images, environment_state=self.environment_state,
+                              repo_id=self.repo_id, **plan)
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, overwrite = parse_args(argv)
-    try:
-        out = generate(config, overwrite=overwrite)
-    except (ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
+    options = parse_options(GenerateOptions, argv, prog="python -m data.generate")
+    print(f"wrote {generate(options.config(), overwrite=options.overwrite)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from lerobot.envs.metaworld import TASK_DESCRIPTIONS, TASK_POLICY_MAPPING  # noqa: E402
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE  # noqa: E402
 
+from common.cli import ConfigError  # noqa: E402
 from data.ground_truth import TASK_SPECS, TaskSpec, frame_progress, progress_to_score  # noqa: E402
 
 EPISODE_KINDS = ("success", "stall", "near_miss", "drop", "reached_then_reset")
@@ -91,10 +92,10 @@ class MetaWorldSim:
 
     def __init__(self, env_name: str, config: RolloutConfig):
         if env_name not in TASK_SPECS:
-            raise ValueError(f"unsupported task '{env_name}'; choose from {', '.join(TASK_SPECS)}")
+            raise ConfigError(f"unsupported task '{env_name}'; choose from {', '.join(TASK_SPECS)}")
         unknown = [c for c in config.cameras if c not in CAMERAS]
         if unknown:
-            raise ValueError(f"unknown camera(s) {unknown}; choose from {', '.join(CAMERAS)}")
+            raise ConfigError(f"unknown camera(s) {unknown}; choose from {', '.join(CAMERAS)}")
         self.spec: TaskSpec = TASK_SPECS[env_name]
         self.config = config
         self.task = TASK_DESCRIPTIONS[env_name]
@@ -251,7 +252,7 @@ class MetaWorldSim:
                 return expert(obs) if since < hold else back_to_start(obs, t)
 
             return reach_then_reset, lambda t: _since_first_success(episode) >= hold + reset_frames
-        raise ValueError(f"unknown episode kind '{kind}'; choose from {', '.join(EPISODE_KINDS)}")
+        raise ConfigError(f"unknown episode kind '{kind}'; choose from {', '.join(EPISODE_KINDS)}")
 
 
 def _since_first_success(episode: Episode) -> int:

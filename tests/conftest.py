@@ -47,7 +47,7 @@ def demo_root() -> Path:
 @pytest.fixture(scope="session")
 def image_dataset(tmp_path_factory) -> Path:
     """A small image-feature (not video) dataset with three cameras, generated once."""
-    from data.generate import GenerateConfig, generate
+    from data.benchmark import GenerateConfig, generate
     from data.rollout import RolloutConfig
 
     out = tmp_path_factory.mktemp("image_ds") / "reach_images"

@@ -16,7 +16,7 @@ from PIL import Image
 from common.ground_truth import read_ground_truth
 from conftest import lerobot_train_command
 from data.env import ENV_TYPE, MetaWorldBenchEnvConfig
-from data.generate import GenerateConfig, generate
+from data.benchmark import GenerateConfig, generate
 from data.rollout import MetaWorldSim, RolloutConfig
 
 CAMERAS = ("corner2", "topview")

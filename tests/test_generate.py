@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.cli import run_cli
 from common.ground_truth import read_ground_truth
-from data.generate import GenerateConfig, generate, main
+from data.benchmark import GenerateConfig, generate
+from data.generate import main
 from data.rollout import EPISODE_KINDS, MetaWorldSim, RolloutConfig
 
 
@@ -45,7 +47,7 @@ def test_no_earlier_episode_frames_are_held_while_generating(tmp_path, monkeypat
     import gc
     import weakref
 
-    import data.generate as generate_module
+    import data.benchmark as generate_module
 
     alive, held = [], []
     real_rollout = generate_module._rollout_with_retries
@@ -67,14 +69,14 @@ def test_existing_output_is_never_overwritten_silently(tmp_path, capsys):
     out = tmp_path / "ds"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert main(["--out", str(out), "--tasks", "reach-v3", "--successes", "1", "--failures-per-kind", "0"]) == 2
+    assert run_cli(main, ["--out", str(out), "--tasks", "reach-v3", "--successes", "1", "--failures-per-kind", "0"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
     assert not (tmp_path / "ds.partial").exists()
 
 
 def test_unknown_task_is_a_clear_error(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "x"), "--tasks", "fly-v3"]) == 2
+    assert run_cli(main, ["--out", str(tmp_path / "x"), "--tasks", "fly-v3"]) == 2
     assert "unsupported task 'fly-v3'" in capsys.readouterr().err
 
 

@@ -322,7 +322,7 @@ def test_environment_state_is_for_policies_and_never_reaches_the_vlm(tmp_path):
     """The same episode recorded with and without object and goal positions: every request the
     progress stage builds for it is the same, images and text."""
     from common.dataset import EpisodeSource
-    from data.generate import GenerateConfig, generate
+    from data.benchmark import GenerateConfig, generate
     from data.rollout import RolloutConfig
     from labeling.clips import ClipImages, ClipSpec, context_indices
     from labeling.context import LabelingContext

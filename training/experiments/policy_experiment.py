@@ -24,7 +24,7 @@ from pathlib import Path
 
 from common.cli import ConfigError, RunFailed, run_cli
 from common.options import as_record, option, parse_options
-from data.generate import GenerateConfig, generate
+from data.benchmark import GenerateConfig, generate
 from data.rollout import RolloutConfig
 from training.evaluation.rollouts import env_config_for, run_rollouts
 from training.evaluation.success import success_summary

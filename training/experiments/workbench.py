@@ -17,7 +17,7 @@ from pathlib import Path
 from common.cli import ConfigError, parse_names
 from common.dataset import EpisodeSource
 from common.options import option
-from data.generate import GenerateConfig, generate
+from data.benchmark import GenerateConfig, generate
 from data.rollout import CAMERAS, FAILURE_KINDS, RolloutConfig
 
 # RewACT sized for a 2-core CPU: the ResNet18 backbone stays, the transformer shrinks, and
