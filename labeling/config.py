@@ -11,6 +11,7 @@ from labeling.calls import CallsConfig
 from labeling.clips import ClipSpec
 from labeling.context import LabelingContext
 from labeling.progress import ProgressConfig
+from labeling.records import EpisodeLabels
 
 STAGES = ("rewrite", "progress", "negatives", "validate")
 BAD_EPISODE_POLICIES = ("fail", "skip")
@@ -55,6 +56,24 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class OutcomeConfig:
+    """Each labeled episode's verdict, decided from its labels: success when the expected score
+    of its last frame reaches `success_min_final_expected`. The default 3.5 is where the label
+    rounds to 4 (Near Completion) or 5: an episode that ends nearly or fully done. Consumers use
+    the verdict (`common.label_files.read_outcomes`): failures are not imitated and give no negatives."""
+
+    success_min_final_expected: float = 3.5
+
+    def __post_init__(self):
+        if not 1.0 <= self.success_min_final_expected <= 5.0:
+            raise ConfigError("success_min_final_expected must be on the 1-5 scale, "
+                              f"got {self.success_min_final_expected}")
+
+    def succeeded(self, label: EpisodeLabels) -> bool:
+        return bool(label.expected[-1] >= self.success_min_final_expected - 1e-9)
+
+
+@dataclass(frozen=True)
 class LabelingConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     views: ClipSpec = field(default_factory=lambda: ClipSpec(cameras=()))
@@ -62,6 +81,7 @@ class LabelingConfig:
     rewrite: RewriteConfig = field(default_factory=RewriteConfig)
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     stages: tuple[str, ...] = STAGES
     episodes_per_group: int = LabelingContext.episodes_per_group

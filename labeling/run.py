@@ -27,7 +27,7 @@ from labeling.backends import BACKENDS, SamplingParams, make_backend
 from labeling.calls import CallCache, CallsConfig, CallStats, Job, ModelCaller
 from labeling.clips import LAYOUTS, ClipSpec, context_indices
 from labeling.config import (BAD_EPISODE_POLICIES, STAGES, BackendConfig, LabelingConfig, NegativesConfig,
-                             RewriteConfig, ValidationConfig, parse_stages)
+                             OutcomeConfig, RewriteConfig, ValidationConfig, parse_stages)
 from labeling.context import LabelingContext
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes, check_missing, check_not_all_skipped, label_episodes, rewrites
@@ -68,6 +68,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--counterfactuals", type=int, default=NegativesConfig.counterfactuals, help="alternative instructions per episode")
     add("--validate-fraction", type=float, default=ValidationConfig.fraction,
         help="share of keyframes re-checked by validation")
+    add("--min-readable-keyframes", type=int, default=ProgressConfig.min_readable_keyframes,
+        help="an episode with fewer readable keyframe answers is left unlabeled, with the reason")
+    add("--success-min-final-expected", type=float, default=OutcomeConfig.success_min_final_expected,
+        help="an episode succeeds when its last frame's expected score reaches this (1-5); failures are "
+             "not imitated by RewACT and give no negatives")
     add("--max-retries", type=int, default=CallsConfig.max_retries, help="re-asks for an unreadable answer")
     add("--max-missing", type=float, default=CallsConfig.max_missing,
         help="fail (exit 1, nothing written) when more than this share of progress answers is unreadable")
@@ -101,10 +106,12 @@ def build_config(args: argparse.Namespace, source: EpisodeSource) -> LabelingCon
         views=views,
         progress=ProgressConfig(initial_keyframes=args.initial_keyframes, max_keyframes=args.max_keyframes,
                                 context_frames=args.context_frames, jump_threshold=args.jump_threshold,
-                                fill=args.fill, min_drop=args.min_drop),
+                                fill=args.fill, min_drop=args.min_drop,
+                                min_readable_keyframes=args.min_readable_keyframes),
         rewrite=RewriteConfig(paraphrases=args.paraphrases),
         negatives=NegativesConfig(counterfactuals=args.counterfactuals),
         validation=ValidationConfig(fraction=args.validate_fraction),
+        outcome=OutcomeConfig(success_min_final_expected=args.success_min_final_expected),
         calls=CallsConfig(max_retries=args.max_retries, max_missing=args.max_missing),
         stages=parse_stages(args.stages),
         episodes_per_group=args.episodes_per_group,
@@ -171,6 +178,8 @@ def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpis
     return {
         "episodes": len(labels),
         "episodes_skipped": len(result.skipped),
+        "episodes_succeeded": sum(result.outcomes.values()),
+        "episodes_failed": len(result.outcomes) - sum(result.outcomes.values()),
         "skipped": {str(episode): reason for episode, reason in sorted(result.skipped.items())},
         "frames": sum(lengths),
         "frames_labeled": labeled_frames,
@@ -277,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarize(stats, measured, result, time.perf_counter() - started_clock,
                         {"episodes_by_replica": executor["episodes_by_replica"]} if args.executor == "ray" else None)
-    write_outputs(args.out, source, result.labels, result.negatives, result.verdicts, task_rewrites,
+    write_outputs(args.out, source, result, task_rewrites,
                   provenance(backend, prompts, config, source, episodes, executor, started), summary,
-                  result.skipped, overwrite=args.overwrite)
+                  overwrite=args.overwrite)
     cache.close()
     width = max(map(len, summary))
     print("\n".join(f"{key:<{width}}  {value}" for key, value in summary.items()))

@@ -100,8 +100,12 @@ def test_ra_bc_progress_parquet_trains_rewact_through_stock_lerobot(labeled, tmp
     progress = pd.read_parquet(labeled / "sarm_progress.parquet")
     frames = pd.read_parquet(labeled / "labels" / "frames.parquet")
     assert list(progress.columns) == ["index", "episode_index", "frame_index", "progress_sparse", "progress_dense"]
-    np.testing.assert_allclose(progress.progress_sparse, (frames.score - 1) / 4, atol=1e-9)
-    np.testing.assert_allclose(progress.progress_dense, (frames.expected - 1) / 4, atol=1e-9)
+    succeeded = frames.success.to_numpy()
+    np.testing.assert_allclose(progress.progress_sparse[succeeded], (frames.score[succeeded] - 1) / 4, atol=1e-9)
+    np.testing.assert_allclose(progress.progress_dense[succeeded], (frames.expected[succeeded] - 1) / 4, atol=1e-9)
+    for _, rows in progress[~succeeded].groupby("episode_index"):  # failures: falling, so RA-BC weighs them 0
+        assert rows.progress_sparse.iloc[0] == 1 and rows.progress_sparse.iloc[-1] == 0
+        assert (np.diff(rows.progress_dense) < 0).all()
     # Exactly the command a user runs: no code of ours between LeRobot and the parquet.
     command = lerobot_train_command(labeled, tmp_path / "run", "rewact", "--policy.dim_model=64",
                                     "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1",
@@ -152,7 +156,7 @@ def test_openai_backend_runs_every_stage_with_negatives_and_verdicts(demo_root, 
     # the server scores 4 (read from logprobs); its validator relabels the sampled keyframes to 5
     keyframes = pd.read_parquet(out / "labels" / "keyframes.parquet")
     relabelled = keyframes[keyframes.source == "validator"]
-    assert len(relabelled) == 2 and relabelled.expected.eq(5).all() and relabelled.probs.notna().all()
+    assert len(relabelled) == 2 and relabelled.expected.eq(5).all() and relabelled.probs.isna().all()
     assert set(verdicts.loc[verdicts.target == "progress", "action"]) == {"relabel"}
     frames = pd.read_parquet(out / "labels" / "frames.parquet")
     assert frames.score.isin([4, 5]).all() and frames.score.eq(4).sum() > len(frames) / 2
