@@ -29,6 +29,7 @@ from labeling.clips import LAYOUTS, ClipSpec, context_indices
 from labeling.config import (BAD_EPISODE_POLICIES, STAGES, BackendConfig, LabelingConfig, NegativesConfig,
                              OutcomeConfig, RewriteConfig, ValidationConfig, parse_stages)
 from labeling.context import LabelingContext
+from labeling.model_stages import MODEL_STAGES_FILE, declared_stages
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes, check_missing, check_not_all_skipped, label_episodes, rewrites
 from labeling.progress import FILLS, ProgressConfig, initial_keyframes, naive_prefix_cost
@@ -55,7 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--cameras", nargs="*", help="camera keys or short names in the prompt (default: all)")
     add("--camera-layout", choices=LAYOUTS, default=ClipSpec.layout, help="views side by side, or one image per view")
     add("--image-size", type=int, default=ClipSpec.image_size, help="at most this many pixels on the longer side of each view (never upscaled)")
-    add("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    add("--stages", help=f"comma-separated subset of {','.join(STAGES)} (default: every stage, or those the "
+                         f"model declares in {MODEL_STAGES_FILE} beside its weights)")
     add("--paraphrases", type=int, default=RewriteConfig.paraphrases)
     add("--initial-keyframes", type=int, default=ProgressConfig.initial_keyframes)
     add("--max-keyframes", type=int, default=ProgressConfig.max_keyframes, help="model calls per episode, at most")
@@ -113,10 +115,22 @@ def build_config(args: argparse.Namespace, source: EpisodeSource) -> LabelingCon
         validation=ValidationConfig(fraction=args.validate_fraction),
         outcome=OutcomeConfig(success_min_final_expected=args.success_min_final_expected),
         calls=CallsConfig(max_retries=args.max_retries, max_missing=args.max_missing),
-        stages=parse_stages(args.stages),
+        stages=run_stages(args),
         episodes_per_group=args.episodes_per_group,
         on_bad_episode=args.on_bad_episode,
     )
+
+
+def run_stages(args: argparse.Namespace) -> tuple[str, ...]:
+    """--stages as given; else the stages a local model declares (saying so), else all of them."""
+    if args.stages is not None:
+        return parse_stages(args.stages)
+    declared = declared_stages(args.model) if args.backend != "openai" else None
+    if declared is None:
+        return STAGES
+    print(f"{args.model} declares in {MODEL_STAGES_FILE} that it answers only: {', '.join(declared)}; "
+          f"running those (pass --stages to choose)", file=sys.stderr)
+    return declared
 
 
 def render_request(stage: str, prompt_file: str, job: Job, params: SamplingParams, images_per_frame: int) -> str:
@@ -191,6 +205,7 @@ def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpis
         "image_tokens": stats.image_tokens,
         "image_tokens_measured": image_tokens_measured,
         # Per labelled frame: undefined (None) when nothing was labelled.
+        "calls_per_labeled_frame": round(stats.model_calls / labeled_frames, 4) if labeled_frames else None,
         "progress_calls_per_labeled_frame": round(progress_calls / labeled_frames, 4) if labeled_frames else None,
         "progress_image_tokens_per_labeled_frame": round(progress_images / labeled_frames, 2) if labeled_frames else None,
         "progress_frames_shown": frames_shown,

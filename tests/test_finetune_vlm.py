@@ -14,6 +14,7 @@ from labeling.backends.transformers_backend import encode_requests
 from labeling.calls import CallCache, ModelCaller
 from labeling.clips import ClipSpec
 from labeling.context import LabelingContext
+from labeling.model_stages import declared_stages
 from labeling.progress import SAMPLING as PROGRESS_SAMPLING
 from labeling.progress import ProgressConfig, score_progress
 from labeling.prompts import PromptLibrary
@@ -157,6 +158,7 @@ def test_a_killed_run_resumes_where_it_stopped(demo_root, tiny_models, tmp_path,
     base = ["--base", str(tiny_models["qwen2_5_vl"]), "--lr", "1e-3"]
     assert finetune(demo_root, tmp_path / "whole", *base, steps=6) == 0
     whole = json.loads((tmp_path / "whole" / "training_summary.json").read_text())["loss_curve"]
+    assert declared_stages(tmp_path / "whole") == ("progress",)  # the only answer it was trained on
 
     saved = finetune_vlm.save_state
 

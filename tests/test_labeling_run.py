@@ -252,6 +252,17 @@ def test_dry_run_prints_prompts_and_loads_no_model(demo_root, tmp_path):
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.cache").exists()
 
 
+def test_a_model_that_declares_its_stages_is_asked_only_those(demo_root, tmp_path, cli):
+    model = Path(__file__).resolve().parents[1] / "models" / "metaworld-reward-vlm"  # the demo's model
+    common = ["--dataset", demo_root, "--out", tmp_path / "o", "--model", model, "--dry-run", "--episodes", "3"]
+    declared = cli("labeling.run", *common)
+    assert declared.returncode == 0, declared.stderr
+    assert "stages progress\n" in declared.stdout and "## validate" not in declared.stdout
+    assert "labeling_stages.json that it answers only: progress; running those" in declared.stderr
+    chosen = cli("labeling.run", *common, "--stages", "progress,validate")
+    assert "stages progress, validate\n" in chosen.stdout and "answers only" not in chosen.stderr
+
+
 def test_dry_run_shows_what_every_stage_builds_with_its_sampling(demo_root, tmp_path, cli):
     """The dry run prints the stages' own requests: the progress prompts are byte for byte those
     `progress_jobs` builds for the run, and every stage shows its sampling parameters."""

@@ -315,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
              "--device", args.device, "--image-size", str(args.image_size), "--quiet", *label_cameras, *extra],
             work / f"label_{out.name}.log"))
 
-    label(train, work / "train_labeled", [])
+    # Every stage, whatever the model declares: rows (b') and (d) need the temporal clips of the
+    # negatives stage, and the committed results were labeled so.
+    label(train, work / "train_labeled", ["--stages", "rewrite,progress,negatives,validate"])
     label(heldout, work / "heldout_labeled", ["--stages", "progress"])
     label(heldout_task_root, work / "heldout_task_labeled", ["--stages", "progress"])
 

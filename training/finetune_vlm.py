@@ -18,7 +18,8 @@ Two ways to train, one loop:
                   with a tokenizer trained on the prompts, which trains on a laptop CPU.
 
 The output loads with `from_pretrained` (`labeling.run --model <out>`, vLLM) and holds
-`training_summary.json`, `loss.png` and a model card. A killed run resumes from
+`training_summary.json`, `loss.png`, a model card and `labeling_stages.json` (it answers the
+progress stage only, so `labeling.run` runs only that with it by default). A killed run resumes from
 `<out>.partial/` when started again with the same arguments.
 """
 
@@ -41,7 +42,7 @@ from tqdm import tqdm
 from common.cli import DatasetError, parse_episodes, run_cli
 from common.dataset import EpisodeSource
 from labeling import (ANSWER_PREFIX, DEFAULT_PROMPTS_DIR, LAYOUTS, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec,
-                      ProgressConfig, PromptLibrary, encode_requests, processor_options)
+                      ProgressConfig, PromptLibrary, encode_requests, processor_options, write_declared_stages)
 from training.vlm_examples import Example, RequestBuilder, negative_examples, read_targets, sample_examples
 
 LANGUAGE_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -386,7 +387,9 @@ prompt of `labeling.run` (`ANSWER: k`, k on the 1-5 rubric).
 - {trainable:,} trainable of {parameters:,} parameters, {steps} steps, {minutes:.1f} min
 
 What it is not: a general VLM. It has only seen the frames, prompts and tasks above; use it
-on data like them. Rebuild with:
+on data like them. It was trained to answer the progress prompt only, and says so in
+`labeling_stages.json`: `labeling.run` runs only the progress stage with it unless `--stages`
+names others. Rebuild with:
 
     {command}
 """
@@ -462,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (staging / "training_summary.json").write_text(json.dumps(summary, indent=2))
     plot_loss(staging / "loss.png", state.losses)
+    write_declared_stages(staging, ("progress",))  # the only answer it was trained to give
     (staging / "README.md").write_text(MODEL_CARD.format(
         mode=config.mode, base=config.base, dataset=args.dataset, episodes=len(episodes), examples=len(examples),
         labels=args.labels, tasks="; ".join(sorted({source.episode(e).task for e in episodes})),
