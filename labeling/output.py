@@ -140,7 +140,7 @@ def rabc_progress(frames: pd.DataFrame) -> pd.DataFrame:
     ((score - 1) / 4), the expected score as `progress_dense`; NaN where unlabeled.
 
     RA-BC weights a sample by the progress its action chunk makes (0 where progress falls) and
-    imitates a frame without progress at full weight. A failed episode's actions should not be
+    imitates a frame missing from the file at full weight. A failed episode's actions should not be
     imitated at all, so its frames are written as progress falling from 1 to 0 over the episode:
     every chunk loses progress and gets weight 0 (only the last frame, which has no chunk ahead,
     keeps a soft weight). Its labels as scored are in `labels/frames.parquet`."""
