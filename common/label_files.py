@@ -2,13 +2,15 @@
 
     <out>/                          a LeRobot dataset with the reward features below
     <out>/labels/frames.parquet     per frame: episode_index, frame_index, index, score, expected,
-                                    reward, labeled, is_keyframe, instruction
+                                    reward, labeled, is_keyframe, instruction, success (the episode's)
     <out>/labels/episodes.parquet   per episode: episode_index, labeled, success (the run's outcome
                                     verdict from the labels), final_expected, reason
     <out>/labels/*.parquet          keyframes, negatives, verdicts, tasks, skipped; provenance.json
     <out>/sarm_progress.parquet     LeRobot's RA-BC progress (index, episode_index, frame_index,
                                     progress_sparse, progress_dense)
     <out>/rewact_extensions/reward_keypoints.json   rewACT keypoints
+    <out>/candywrapper_plugins/episode_outcome/outcomes.json      the outcomes and rewards as
+    <out>/candywrapper_plugins/labelled_rewards/episode_NNNNNN.parquet  rewACT's tooling reads them
     <out>/labeling_summary.json     counts, calls and timings of the run
 """
 
@@ -37,6 +39,10 @@ SUMMARY_FILE = "labeling_summary.json"
 # (`--sample_weighting.type=rabc`).
 RABC_PROGRESS_FILE = "sarm_progress.parquet"
 KEYPOINTS_FILE = Path("rewact_extensions") / "reward_keypoints.json"
+# robocandywrapper's EpisodeOutcomePlugin ([{"episode_index", "outcome": success|failure|unknown}])
+# and rewACT's LabelledRewardPlugin (per episode: frame_index = global index, reward in [0, 1]).
+CANDYWRAPPER_OUTCOMES_FILE = Path("candywrapper_plugins") / "episode_outcome" / "outcomes.json"
+CANDYWRAPPER_REWARDS_DIR = Path("candywrapper_plugins") / "labelled_rewards"
 
 
 def frames_file(out: str | Path) -> Path:

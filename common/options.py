@@ -63,6 +63,26 @@ def as_record(options: Any) -> dict:
     return _jsonable(dataclasses.asdict(options))
 
 
+
+def from_record(cls: type[T], record: dict) -> T:
+    """The dataclass `as_record` (or `dataclasses.asdict`) wrote: nested dataclasses rebuilt,
+    lists back to tuples where the field is a tuple; fields the record lacks keep their defaults
+    (a record written before they existed)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in record:
+            continue
+        kind, value = _without_none(hints[field.name]), record[field.name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            value = from_record(kind, value)
+        elif typing.get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        elif kind is Path and value is not None:
+            value = Path(value)
+        kwargs[field.name] = value
+    return cls(**kwargs)
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _jsonable(item) for key, item in value.items()}

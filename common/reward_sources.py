@@ -8,6 +8,8 @@ with reward in [0, 1].
     dataset            the dataset's own `next.reward` (what `labeling.run` writes into its output)
     labels:PATH        a `labeling.run` output directory, or a parquet of
                        (episode_index, frame_index, reward[, imitate])
+From a `labeling.run` output (`dataset` on one, or `labels:DIR`), `imitate` is the run's outcome
+verdict per episode (`common.label_files.read_outcomes`).
     ground_truth       the simulator sidecar of a generated benchmark (experiments only)
     rewact:CHECKPOINT  a trained RewACT's predictions (registered by `training.evaluation.predict`)
 """
@@ -131,7 +133,10 @@ def _dataset(path, dataset_meta, **_) -> pd.DataFrame:
     if has_mask:
         unlabeled = frame.loc[frame[label_files.LABELED] == 0, "episode_index"].unique()
         frame = frame[~frame.episode_index.isin(unlabeled)].drop(columns=label_files.LABELED)
-    return frame.rename(columns={label_files.REWARD: "reward"})
+    frame = frame.rename(columns={label_files.REWARD: "reward"})
+    if label_files.frames_file(dataset_meta.root).is_file():  # a labeling.run output: its verdicts decide
+        frame = with_outcomes(frame, dataset_meta.root)
+    return frame
 
 
 @register("labels")
@@ -145,7 +150,18 @@ def _labels(path, dataset_meta, **_) -> pd.DataFrame:
     if missing:
         raise LabelError(f"{file} lacks column(s) {sorted(missing)}")
     columns = ["episode_index", "frame_index", "reward"] + (["imitate"] if "imitate" in frame else [])
-    return frame[columns].dropna(subset=["reward"]).reset_index(drop=True)
+    frame = frame[columns].dropna(subset=["reward"]).reset_index(drop=True)
+    return with_outcomes(frame, path) if Path(path).is_dir() else frame
+
+
+def with_outcomes(frame: pd.DataFrame, labeled_dir) -> pd.DataFrame:
+    """Rows of a `labeling.run` output with `imitate` = its episode's outcome verdict, so a
+    failure the labels flagged trains the reward head but is never imitated."""
+    try:
+        outcomes = label_files.read_outcomes(labeled_dir)
+    except ValueError as err:
+        raise LabelError(str(err)) from err
+    return frame.assign(imitate=[outcomes.get(int(e), False) for e in frame.episode_index])
 
 
 @register("ground_truth")

@@ -24,6 +24,7 @@ _PUBLIC = {
     "ClipSpec": "labeling.clips",
     "context_indices": "labeling.clips",
     "LabelingContext": "labeling.context",
+    "write_declared_stages": "labeling.model_stages",
     "ANSWER_PREFIX": "labeling.progress",
     "ProgressConfig": "labeling.progress",
     "PROGRESS_SAMPLING": "labeling.progress",

@@ -13,6 +13,7 @@ from labeling.calls import CallsConfig
 from labeling.clips import ClipSpec
 from labeling.context import LabelingContext
 from labeling.progress import ProgressConfig
+from labeling.records import EpisodeLabels
 
 STAGES = ("rewrite", "progress", "negatives", "validate")
 BAD_EPISODE_POLICIES = ("fail", "skip")
@@ -67,6 +68,26 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class OutcomeConfig:
+    """Each labeled episode's verdict, decided from its labels: success when the expected score
+    of its last frame reaches `success_min_final_expected`. The default 3.5 is where the label
+    rounds to 4 (Near Completion) or 5: an episode that ends nearly or fully done. Consumers use
+    the verdict (`common.label_files.read_outcomes`): failures are not imitated and give no negatives."""
+
+    success_min_final_expected: float = option(3.5, help="an episode succeeds when its last frame's expected score "
+                                                         "reaches this (1-5); failures are not imitated by RewACT "
+                                                         "and give no negatives")
+
+    def __post_init__(self):
+        if not 1.0 <= self.success_min_final_expected <= 5.0:
+            raise ConfigError("success_min_final_expected must be on the 1-5 scale, "
+                              f"got {self.success_min_final_expected}")
+
+    def succeeded(self, label: EpisodeLabels) -> bool:
+        return bool(label.expected[-1] >= self.success_min_final_expected - 1e-9)
+
+
+@dataclass(frozen=True)
 class LabelingConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     views: ClipSpec = field(default_factory=ClipSpec)
@@ -74,9 +95,9 @@ class LabelingConfig:
     rewrite: RewriteConfig = field(default_factory=RewriteConfig)
     negatives: NegativesConfig = field(default_factory=NegativesConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    outcome: OutcomeConfig = field(default_factory=OutcomeConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
-    stages: tuple[str, ...] = option(STAGES, parse=parse_stages,
-                                     help=f"comma-separated subset of {','.join(STAGES)}")
+    stages: tuple[str, ...] = STAGES  # from --stages, or the stages the model declares (labeling.run)
     episodes_per_group: int = option(LabelingContext.episodes_per_group, help="episodes decoded and batched together")
     on_bad_episode: str = option("fail", choices=BAD_EPISODE_POLICIES,
                                  help="an episode whose frames cannot be read: end the run, or leave it unlabeled "

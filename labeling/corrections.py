@@ -28,11 +28,13 @@ import pandas as pd
 
 from common.cli import ConfigError, DatasetError
 from common.dataset import EpisodeSource
-from common.label_files import LABELS_DIR, episodes_file, frames_file, read_summary
+from common.label_files import LABELS_DIR, episodes_file, frames_file, read_outcomes, read_summary
+from common.options import from_record
 from common.scale import HIGHEST, LOWEST
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes
-from labeling.progress import ProgressConfig, apply_fill
+from labeling.config import LabelingConfig
+from labeling.progress import apply_fill
 from labeling.records import EpisodeLabels, KeyframeScore, NegativeRecord, TaskRewrite, Verdict
 from labeling.review_page import default_cache_dir, write_report
 
@@ -92,7 +94,7 @@ class Corrections:
         return bool(self.keyframes or self.verdicts or self.dropped)
 
 
-def correct_labels(result: LabeledEpisodes, progress: ProgressConfig, dataset: str, cache_dir: Path,
+def correct_labels(result: LabeledEpisodes, config: LabelingConfig, dataset: str, cache_dir: Path,
                    new: Path | None = None) -> Corrections:
     """Apply the corrections kept beside the answer cache, with the file `new` merged in, to a run's
     labels; the merged corrections are kept for later runs once they fit these labels."""
@@ -101,23 +103,25 @@ def correct_labels(result: LabeledEpisodes, progress: ProgressConfig, dataset: s
     added = Corrections.read(new) if new is not None else Corrections()
     # Stored corrections of episodes this run left out wait for a run that has them; new ones must fit.
     corrections = stored.of(set(result.labels) | set(result.skipped)).merged(added)
-    apply_corrections(corrections, result, progress, dataset)
+    apply_corrections(corrections, result, config, dataset)
     if new is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(stored.merged(added).as_dict(), indent=2))
     return corrections
 
 
-def apply_corrections(corrections: Corrections, result: LabeledEpisodes, progress: ProgressConfig,
+def apply_corrections(corrections: Corrections, result: LabeledEpisodes, config: LabelingConfig,
                       dataset: str) -> None:
-    """Set the reviewer's keyframe scores, refill those episodes, and leave dropped ones unlabeled
-    (as a skipped episode is). Raises DatasetError for a correction that does not fit the labels."""
+    """Set the reviewer's keyframe scores, refill those episodes and decide their outcome again,
+    set the reviewer's verdicts, and leave dropped episodes unlabeled (as a skipped episode is).
+    Raises DatasetError for a correction that does not fit the labels."""
     if corrections.dataset and corrections.dataset != dataset:
         raise DatasetError(f"these corrections are for {corrections.dataset}, this output labels {dataset}")
     for episode in sorted(corrections.dropped):
         if episode not in result.labels and episode not in result.skipped:
             raise DatasetError(f"cannot drop episode {episode}: this output has no such episode")
         result.labels.pop(episode, None)
+        result.outcomes.pop(episode, None)
         result.skipped.setdefault(episode, DROPPED_REASON)
     result.negatives = [n for n in result.negatives if n.episode not in corrections.dropped]
     result.verdicts = [v for v in result.verdicts if v.episode not in corrections.dropped]
@@ -139,7 +143,9 @@ def apply_corrections(corrections: Corrections, result: LabeledEpisodes, progres
         labels.keyframes[frame] = keyframe
         refill.add(episode)
     for episode in refill:
-        apply_fill(result.labels[episode], progress.fill, progress.min_drop)
+        apply_fill(result.labels[episode], config.progress.fill, config.progress.min_drop)
+        result.outcomes[episode] = config.outcome.succeeded(result.labels[episode])
+    result.outcomes |= {e: v for e, v in corrections.verdicts.items() if e not in corrections.dropped}
 
 
 def set_verdicts(out: Path, corrections: Corrections) -> None:
@@ -180,7 +186,7 @@ def read_output(out: Path, source: EpisodeSource) -> tuple[LabeledEpisodes, dict
                 reason=row["reason"], source=row["source"])
         labels[episode] = label
     skipped = pd.read_parquet(sidecar / "skipped.parquet")
-    result = LabeledEpisodes(labels, _records(sidecar / "negatives.parquet", NegativeRecord),
+    result = LabeledEpisodes(labels, read_outcomes(out), _records(sidecar / "negatives.parquet", NegativeRecord),
                              _records(sidecar / "verdicts.parquet", Verdict),
                              dict(zip(skipped["episode_index"].astype(int), skipped["reason"], strict=True)))
     rewrites = {r.original: r for r in _records(sidecar / "tasks.parquet", TaskRewrite)}
@@ -214,12 +220,11 @@ def correct_output(out: Path, corrections_path: Path, cache_dir: Path | None = N
     provenance = json.loads((out / LABELS_DIR / "provenance.json").read_text())
     source = EpisodeSource.open(provenance["dataset"]["root"])  # the output is written from it, as by the run
     result, rewrites = read_output(out, source)
-    corrections = correct_labels(result, ProgressConfig(**provenance["config"]["progress"]),
+    corrections = correct_labels(result, from_record(LabelingConfig, provenance["config"]),
                                  provenance["dataset"]["repo_id"], cache_dir, corrections_path)
     provenance["corrections"] = correction_record(corrections)
     summary = read_summary(out) | skip_counts(result)
-    write_outputs(out, source, result.labels, result.negatives, result.verdicts, rewrites, provenance, summary,
-                  result.skipped, overwrite=True)
+    write_outputs(out, source, result, rewrites, provenance, summary, overwrite=True)
     set_verdicts(out, corrections)
     write_report(out, cache_dir)
     return corrections

@@ -1,4 +1,5 @@
-"""Stage 3: failure examples from successful episodes only, without fabricating video.
+"""Stage 3: failure examples from successful episodes only (the run's outcome verdicts decide
+which; `labels` holds those), without fabricating video.
 
 a. Counterfactual relabeling: the VLM describes the episode; a text prompt proposes other
    instructions that the same video satisfies only partly or not at all, each with the
@@ -81,7 +82,7 @@ def counterfactuals(ctx: LabelingContext, labels: dict[int, EpisodeLabels], coun
     records = []
     for group in ctx.groups():
         jobs = []
-        for episode in group:
+        for episode in (e for e in group if e in labels):
             frames = describe_frames_of(labels[episode].length, describe_frames)
             clip = ctx.clip_images(episode, set(frames))
             if clip is not None:

@@ -7,8 +7,10 @@ crash never leaves a directory that looks like a finished labeling.
 Per frame, the dataset gains `next.reward` = (score - 1) / 4 of the discrete label,
 `reward.score` (1-5, 0 where unlabeled), `reward.expected` (the expected score, 1-5) and
 `reward.labeled` (1/0). The sidecar `labels/` holds every keyframe answer, negative, verdict and rewrite,
-with the model, backend and prompt hash that produced it, and the episodes skipped as unreadable; `labels/provenance.json` holds
-the run's settings and times.
+with the model, backend and prompt hash that produced it, each episode's outcome verdict
+(`episodes.parquet`), and the episodes skipped as unreadable; `labels/provenance.json` holds
+the run's settings and times. The outcomes and rewards are also written where rewACT's
+tooling reads them (`candywrapper_plugins/`).
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from common.dataset import EpisodeSource
-from common.label_files import (EXPECTED, FRAMES_FILE, KEYPOINTS_FILE, LABELED, LABELS_DIR, RABC_PROGRESS_FILE, REWARD,
+from common.label_files import (CANDYWRAPPER_OUTCOMES_FILE, CANDYWRAPPER_REWARDS_DIR, EPISODES_FILE, EXPECTED,
+                                FRAMES_FILE, KEYPOINTS_FILE, LABELED, LABELS_DIR, RABC_PROGRESS_FILE, REWARD,
                                 REWARD_FEATURES, SCORE, SUMMARY_FILE, write_keypoints)
 from common.scale import score_to_reward
 from common.staging import publish, staging_dir
-from labeling.records import EpisodeLabels, NegativeRecord, TaskRewrite, Verdict
+from labeling.pipeline import LabeledEpisodes
+from labeling.records import EpisodeLabels, TaskRewrite
 
 
-def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels]) -> pd.DataFrame:
+def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels], outcomes: dict[int, bool]) -> pd.DataFrame:
     rows = []
     for episode, label in sorted(labels.items()):
         start = source.episode(episode).start
@@ -46,14 +50,29 @@ def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels]) -> pd.D
             "labeled": labeled,
             "is_keyframe": np.isin(np.arange(label.length), list(label.keyframes)),
             "instruction": label.instruction,
+            "success": outcomes[episode],  # the episode's outcome verdict
         }))
     return pd.concat(rows, ignore_index=True)
 
 
-def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLabels], negatives: list[NegativeRecord],
-                  verdicts: list[Verdict], rewrites: dict[str, TaskRewrite], provenance: dict, summary: dict,
-                  skipped: dict[int, str] | None = None, overwrite: bool = False) -> Path:
-    """`skipped`: episodes left unlabeled because their frames could not be read, and why.
+def episode_table(result: LabeledEpisodes, threshold: float) -> pd.DataFrame:
+    """Every episode of the run: its outcome verdict and the final expected score it rests on,
+    or why it got no labels."""
+    rows = [{"episode_index": episode, "labeled": True, "success": result.outcomes[episode],
+             "final_expected": float(label.expected[-1]),
+             "reason": f"final expected score {label.expected[-1]:.2f} "
+                       f"{'>=' if result.outcomes[episode] else '<'} {threshold:g}"}
+            for episode, label in result.labels.items()]
+    rows += [{"episode_index": episode, "labeled": False, "success": False, "final_expected": np.nan, "reason": reason}
+             for episode, reason in result.skipped.items()]
+    return pd.DataFrame(rows, columns=["episode_index", "labeled", "success", "final_expected", "reason"]).astype(
+        {"episode_index": "int64", "labeled": bool, "success": bool, "final_expected": "float64"}
+    ).sort_values("episode_index", ignore_index=True)
+
+
+def write_outputs(out: Path, source: EpisodeSource, result: LabeledEpisodes, rewrites: dict[str, TaskRewrite],
+                  provenance: dict, summary: dict, overwrite: bool = False) -> Path:
+    """`result.skipped`: episodes left unlabeled (frames or answers unreadable), and why.
 
     The output dataset holds the run's episodes (labeled or skipped), numbered 0..n-1 in the
     source's order, as `sarm_progress.parquet` is; the sidecar keeps the source's numbering."""
@@ -61,8 +80,11 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
         raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
     staging = staging_dir(out)
 
-    frames = frame_table(source, labels)
-    renumbered = write_dataset(staging, source, sorted({*labels, *(skipped or {})}), frames)
+    labels, negatives, verdicts, skipped = result.labels, result.negatives, result.verdicts, result.skipped
+    frames = frame_table(source, labels, result.outcomes)
+    episodes = sorted({*labels, *skipped})
+    renumbered = write_dataset(staging, source, episodes, frames)
+    number = {episode: new for new, episode in enumerate(episodes)}  # source episode -> output episode
 
     identity = {"model": provenance["backend"]["model"], "backend": provenance["backend"]["backend"]}
     used = provenance["prompts_used"]
@@ -80,16 +102,20 @@ def write_outputs(out: Path, source: EpisodeSource, labels: dict[int, EpisodeLab
     }
     for name, table in tables.items():
         table.to_parquet(sidecar / f"{name}.parquet", index=False)
-    pd.DataFrame({"episode_index": pd.Series(list(skipped or {}), dtype="int64"),
-                  "reason": pd.Series(list((skipped or {}).values()), dtype="str")}).to_parquet(
+    pd.DataFrame({"episode_index": pd.Series(list(skipped), dtype="int64"),
+                  "reason": pd.Series(list(skipped.values()), dtype="str")}).to_parquet(
         sidecar / "skipped.parquet", index=False)
+    threshold = provenance["config"]["outcome"]["success_min_final_expected"]
+    episode_table(result, threshold).to_parquet(sidecar / EPISODES_FILE, index=False)
     (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
     rabc_progress(renumbered).to_parquet(staging / RABC_PROGRESS_FILE, index=False)
 
-    keypoints = {episode: step_keypoints(label.score) for episode, label in labels.items() if label.labeled}
+    # rewACT's files sit beside the output dataset and are read with it: its numbering.
+    keypoints = {number[episode]: step_keypoints(label.score) for episode, label in labels.items() if label.labeled}
     (staging / KEYPOINTS_FILE).parent.mkdir(parents=True, exist_ok=True)
     write_keypoints(staging / KEYPOINTS_FILE, keypoints)
+    write_candywrapper(staging, renumbered, result, number)
     (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
 
     return publish(staging, out)
@@ -171,14 +197,43 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def rabc_progress(frames: pd.DataFrame) -> pd.DataFrame:
     """Progress per frame in LeRobot's RA-BC schema: the discrete label as `progress_sparse`
-    ((score - 1) / 4), the expected score as `progress_dense`; NaN where unlabeled."""
+    ((score - 1) / 4), the expected score as `progress_dense`; NaN where unlabeled.
+
+    RA-BC weights a sample by the progress its action chunk makes (0 where progress falls) and
+    imitates a frame missing from the file at full weight. A failed episode's actions should not be
+    imitated at all, so its frames are written as progress falling from 1 to 0 over the episode:
+    every chunk loses progress and gets weight 0 (only the last frame, which has no chunk ahead,
+    keeps a soft weight). Its labels as scored are in `labels/frames.parquet`."""
+    sparse = frames["reward"].to_numpy(dtype=np.float64).copy()
+    dense = np.where(frames["labeled"], score_to_reward(frames["expected"].to_numpy()), np.nan)
+    failed = (frames["labeled"] & ~frames["success"]).to_numpy()
+    lengths = frames.groupby("episode_index")["frame_index"].transform("size").to_numpy()
+    falling = 1.0 - frames["frame_index"].to_numpy() / np.maximum(lengths - 1, 1)
+    sparse[failed] = dense[failed] = falling[failed]
     return pd.DataFrame({
         "index": frames["index"].astype("int64"),
         "episode_index": frames["episode_index"].astype("int64"),
         "frame_index": frames["frame_index"].astype("int64"),
-        "progress_sparse": frames["reward"].astype("float64"),
-        "progress_dense": np.where(frames["labeled"], score_to_reward(frames["expected"].to_numpy()), np.nan),
+        "progress_sparse": sparse,
+        "progress_dense": dense,
     })
+
+
+def write_candywrapper(root: Path, frames: pd.DataFrame, result: LabeledEpisodes, number: dict[int, int]) -> None:
+    """The outcomes and rewards in the files rewACT's own tooling (robocandywrapper plugins)
+    reads: `episode_outcome/outcomes.json` (skipped episodes "unknown") and one
+    `labelled_rewards/episode_NNNNNN.parquet` per labeled episode (global `frame_index`, `reward`),
+    in the output dataset's numbering (`frames` renumbered, `number`: source -> output episode)."""
+    verdicts = {number[e]: "success" if ok else "failure" for e, ok in result.outcomes.items()}
+    verdicts |= {number[e]: "unknown" for e in result.skipped}
+    outcomes = root / CANDYWRAPPER_OUTCOMES_FILE
+    outcomes.parent.mkdir(parents=True)
+    outcomes.write_text(json.dumps([{"episode_index": e, "outcome": o} for e, o in sorted(verdicts.items())], indent=2))
+    rewards = root / CANDYWRAPPER_REWARDS_DIR
+    rewards.mkdir(parents=True)
+    for episode, rows in frames.groupby("episode_index"):
+        table = pd.DataFrame({"frame_index": rows["index"].astype("int64"), "reward": rows["reward"].astype("float64")})
+        table.to_parquet(rewards / f"episode_{int(episode):06d}.parquet", index=False)
 
 
 def step_keypoints(score: np.ndarray) -> dict[int, float]:

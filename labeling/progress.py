@@ -13,12 +13,15 @@ Asking about every prefix [0, t] of an episode costs T calls and O(T^2) images. 
    that reached and went back): then progress rises to the peak and falls after it, so the
    regression the model saw survives into the labels.
 
-The score distribution is read from token probabilities where the backend gives them
-(label = argmax, value = expectation); otherwise the answer text is parsed.
+Per keyframe, the model's distribution over 1-5 is read from token probabilities where the
+backend gives them (its answer = argmax, its value = expectation); otherwise the answer text is
+parsed and both are that score. Per frame, the label is the filled expectation rounded to the
+nearest score (`score`), beside the filled expectation itself (`expected`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -52,6 +55,10 @@ class ProgressConfig:
                        help="unimodal: never decreasing unless the keyframes fall --min-drop levels after their peak; "
                             "isotonic: never decreasing; linear: keyframes joined as scored")
     min_drop: float = option(1.0, help="unimodal fill: levels lost after the peak to keep a regression")
+    # An episode with fewer readable keyframe answers (or fewer than it has keyframes, if shorter)
+    # is left unlabeled, with the reason, rather than filled flat from one or two answers.
+    min_readable_keyframes: int = option(3, help="an episode with fewer readable keyframe answers is left unlabeled, "
+                                                 "with the reason")
 
 
 def initial_keyframes(length: int, count: int) -> list[int]:
@@ -115,6 +122,18 @@ def apply_fill(labels: EpisodeLabels, mode: str, min_drop: float = ProgressConfi
     labels.expected = fill_frames(labels.length, scored, mode, min_drop)
     rounded = np.clip(np.rint(np.nan_to_num(labels.expected)), LOWEST, HIGHEST)
     labels.score = np.where(np.isnan(labels.expected), 0, rounded).astype(int)
+
+
+def too_few_readable(labels: EpisodeLabels, minimum: int) -> str | None:
+    """Why an episode's answers cannot label it (fewer than `minimum` readable), or None."""
+    unreadable = Counter(k.reason or "unknown" for k in labels.keyframes.values() if k.expected is None)
+    readable = len(labels.keyframes) - sum(unreadable.values())
+    needed = min(minimum, len(labels.keyframes))
+    if readable >= needed:
+        return None
+    reason, count = unreadable.most_common(1)[0]
+    return (f"only {readable} of {len(labels.keyframes)} progress answers readable, {needed} needed "
+            f"(most often: {reason}, {count}x)")
 
 
 def _parse(text: str | None):

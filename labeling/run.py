@@ -27,9 +27,10 @@ from labeling import negatives, progress, rewrite, validate
 from labeling.backends import SamplingParams, make_backend
 from labeling.calls import CallCache, CallStats, Job, MissingBudget, ModelCaller
 from labeling.clips import context_indices
-from labeling.config import LabelingConfig
+from labeling.config import STAGES, LabelingConfig, parse_stages
 from labeling.context import LabelingContext
 from labeling.corrections import correct_labels, correction_record, set_verdicts
+from labeling.model_stages import MODEL_STAGES_FILE, declared_stages
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes, check_not_all_skipped, label_episodes, rewrites
 from labeling.progress import initial_keyframes, naive_prefix_cost
@@ -49,6 +50,10 @@ class RunOptions:
     out: Path = option(help="output dataset directory (must not exist unless --overwrite)")
     revision: str | None = option(None, help=REVISION_HELP)
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
+    stages: tuple[str, ...] | None = option(None, parse=parse_stages,
+                                            help=f"comma-separated subset of {','.join(STAGES)} (default: every "
+                                                 f"stage, or those the model declares in {MODEL_STAGES_FILE} "
+                                                 "beside its weights)")
     episodes: list[int] | None = option(None, help="e.g. 0,3,5-9 (default: all)", parse=parse_episodes)
     executor: str = option("local", choices=EXECUTORS, help="local: this process; ray: replicas on a Ray cluster")
     ray: RayOptions = field(default_factory=RayOptions)
@@ -71,6 +76,19 @@ def with_dataset_views(config: LabelingConfig, source: EpisodeSource) -> Labelin
     if not views.cameras:
         raise DatasetError(f"{source.root} has no camera features to show the model")
     return replace(config, views=views)
+
+
+def run_stages(args: RunOptions) -> tuple[str, ...]:
+    """--stages as given; else the stages a local model declares (saying so), else all of them."""
+    if args.stages is not None:
+        return args.stages
+    backend = args.labeling.backend
+    declared = declared_stages(backend.model) if backend.name != "openai" else None
+    if declared is None:
+        return STAGES
+    print(f"{backend.model} declares in {MODEL_STAGES_FILE} that it answers only: {', '.join(declared)}; "
+          f"running those (pass --stages to choose)", file=sys.stderr)
+    return declared
 
 
 def render_request(stage: str, prompt_file: str, job: Job, params: SamplingParams, images_per_frame: int) -> str:
@@ -132,6 +150,8 @@ def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpis
     return {
         "episodes": len(labels),
         "episodes_skipped": len(result.skipped),
+        "episodes_succeeded": sum(result.outcomes.values()),
+        "episodes_failed": len(result.outcomes) - sum(result.outcomes.values()),
         "skipped": {str(episode): reason for episode, reason in sorted(result.skipped.items())},
         "frames": sum(lengths),
         "frames_labeled": labeled_frames,
@@ -143,6 +163,7 @@ def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpis
         "image_tokens": stats.image_tokens,
         "image_tokens_measured": image_tokens_measured,
         # Per labelled frame: undefined (None) when nothing was labelled.
+        "calls_per_labeled_frame": round(stats.model_calls / labeled_frames, 4) if labeled_frames else None,
         "progress_calls_per_labeled_frame": round(progress_calls / labeled_frames, 4) if labeled_frames else None,
         "progress_image_tokens_per_labeled_frame": round(progress_images / labeled_frames, 2) if labeled_frames else None,
         "progress_frames_shown": frames_shown,
@@ -220,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     episodes = args.episodes or source.episode_indices
     for episode in episodes:
         source.episode(episode)  # raises a one-line error for an unknown episode
-    config = with_dataset_views(args.labeling, source)
+    config = replace(with_dataset_views(args.labeling, source), stages=run_stages(args))
     prompts = PromptLibrary(args.prompts_dir)
     if args.dry_run:
         print(dry_run(LabelingContext(source, None, prompts, config.views, episodes), config))
@@ -238,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         result, task_rewrites, stats, backend, measured, executor = label_here(
             source, config, prompts, episodes, cache, budget, args.quiet)
     check_not_all_skipped(result, episodes)
-    corrections = correct_labels(result, config.progress, source.repo_id, cache_path.parent, args.corrections)
+    corrections = correct_labels(result, config, source.repo_id, cache_path.parent, args.corrections)
 
     summary = summarize(stats, measured, result, time.perf_counter() - started_clock,
                         {"episodes_by_replica": executor["episodes_by_replica"]} if args.executor == "ray" else None)
@@ -246,8 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                         {k: v for k, v in as_record(args).items() if k != "labeling"})
     if corrections:
         record["corrections"] = correction_record(corrections)
-    write_outputs(args.out, source, result.labels, result.negatives, result.verdicts, task_rewrites, record, summary,
-                  result.skipped, overwrite=args.overwrite)
+    write_outputs(args.out, source, result, task_rewrites, record, summary, overwrite=args.overwrite)
     cache.close()
     set_verdicts(args.out, corrections)
     write_report(args.out, cache_path.parent)

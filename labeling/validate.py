@@ -4,7 +4,8 @@ The VLM sees the clip, the instruction and the proposed score and answers whethe
 is consistent with the rubric and the video, plus the score it would give. Inconsistent
 labels are relabelled with that score when it is usable (a negative must stay below 5),
 otherwise dropped; unreadable verdicts leave the label as it was, marked unverified. Every
-verdict is kept.
+verdict is kept. Keyframes are checked first (`validate_progress`), so the outcome verdicts
+and the negatives are derived from the labels as validated; the negatives after (`validate_negatives`).
 """
 
 from __future__ import annotations
@@ -66,10 +67,38 @@ def validate_job(ctx: LabelingContext, target: Target, context: list[int], clip:
     return Job(about=about, request=VLMRequest(prompt=prompt, images=images))
 
 
-def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict[int, EpisodeLabels],
-             sample_fraction: float, config: ProgressConfig) -> list[Verdict]:
+def validate_progress(ctx: LabelingContext, labels: dict[int, EpisodeLabels], sample_fraction: float,
+                      config: ProgressConfig) -> list[Verdict]:
+    """Re-check a sample of the keyframes; a relabel replaces the keyframe's answer (its
+    probabilities with it) and refills its episode, before anything is derived from the labels."""
+    verdicts = _ask(ctx, progress_sample(labels, sample_fraction), config)
+    refill = set()
+    for verdict in verdicts:
+        if verdict.action == "relabel":
+            keyframe = labels[verdict.episode].keyframes[verdict.frame]
+            keyframe.score = keyframe.expected = verdict.model_score
+            keyframe.probs = None  # the validator answers a score, not a distribution
+            keyframe.source = "validator"
+            refill.add(verdict.episode)
+    for episode in refill:
+        apply_fill(labels[episode], config.fill, config.min_drop)
+    return verdicts
+
+
+def validate_negatives(ctx: LabelingContext, negatives: list[NegativeRecord], config: ProgressConfig) -> list[Verdict]:
+    """Re-check every negative: kept, relabelled (below 5) or dropped; unanswered ones stay unverified."""
     targets = [Target("negative", n.id, n.episode, n.end, n.instruction, n.score) for n in negatives]
-    targets += progress_sample(labels, sample_fraction)
+    verdicts = _ask(ctx, targets, config)
+    negative_by_id = {n.id: n for n in negatives}
+    for verdict in verdicts:
+        negative = negative_by_id[verdict.target_id]
+        negative.status = {"keep": "kept", "relabel": "relabelled", "drop": "dropped"}.get(verdict.action, "unverified")
+        negative.final_score = verdict.model_score if verdict.action == "relabel" else negative.score
+    mark_unverified(negatives)
+    return verdicts
+
+
+def _ask(ctx: LabelingContext, targets: list[Target], config: ProgressConfig) -> list[Verdict]:
     by_episode: dict[int, list[Target]] = {}
     for target in targets:
         by_episode.setdefault(target.episode, []).append(target)
@@ -89,7 +118,6 @@ def validate(ctx: LabelingContext, negatives: list[NegativeRecord], labels: dict
                 owners.append(target)
         for target, result in zip(owners, ctx.caller.run("validate", jobs, SAMPLING, _parse), strict=True):
             verdicts.append(_verdict(target, result.value, result.reason))
-    _apply(verdicts, negatives, labels, config)
     return verdicts
 
 
@@ -109,25 +137,6 @@ def _verdict(target: Target, value: dict | None, reason: str | None) -> Verdict:
         consistent=None if value is None else value["consistent"],
         model_score=None if value is None else value["score"], action=action, reason=reason,
     )
-
-
-def _apply(verdicts: list[Verdict], negatives: list[NegativeRecord], labels: dict[int, EpisodeLabels],
-           config: ProgressConfig) -> None:
-    negative_by_id = {n.id: n for n in negatives}
-    refill = set()
-    for verdict in verdicts:
-        if verdict.target == "negative":
-            negative = negative_by_id[verdict.target_id]
-            negative.status = {"keep": "kept", "relabel": "relabelled", "drop": "dropped"}.get(verdict.action, "unverified")
-            negative.final_score = verdict.model_score if verdict.action == "relabel" else negative.score
-        elif verdict.action == "relabel":
-            keyframe = labels[verdict.episode].keyframes[verdict.frame]
-            keyframe.score = keyframe.expected = verdict.model_score
-            keyframe.source = "validator"
-            refill.add(verdict.episode)
-    mark_unverified(negatives)
-    for episode in refill:
-        apply_fill(labels[episode], config.fill, config.min_drop)
 
 
 def mark_unverified(negatives: list[NegativeRecord]) -> None:

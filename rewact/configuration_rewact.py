@@ -57,9 +57,10 @@ class RewACTConfig(VisionEncoderOptions, ACTConfig):
     interpolation_end: float = INTERPOLATION_SPAN[1]
     # Train on datasets where some episodes have no labels (their frames skip the reward loss).
     skip_unlabeled_episodes: bool = False
-    # Episodes whose labels end below this value are failures: reward loss only, no imitation.
-    # None: 1.0 for ground_truth (only simulator successes end at 1), else 0.0 (a dataset of
-    # demonstrations is imitated whole; set e.g. 0.9 for labelled data that holds failures).
+    # Which episodes are failures (reward loss only, no imitation). Labels from a `labeling.run`
+    # output (`dataset` on one, or `labels` on its directory) carry the run's outcome verdicts,
+    # and those decide. Otherwise episodes whose labels end below this value are failures;
+    # None: 1.0 for ground_truth (only simulator successes end at 1), else 0.0 (imitate all).
     imitate_min_final_reward: float | None = None
 
     def __post_init__(self):

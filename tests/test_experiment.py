@@ -65,10 +65,10 @@ def test_seed_spread_is_the_mean_min_and_max_of_the_seeds_point_estimates():
     assert spread == {"(a)": {"mae": [0.8, 0.6, 1.0]}, "(b)": {"mae": [0.4, 0.4, 0.4]}}
 
 
-def test_episodes_ending_below_the_threshold_are_not_imitated():
+def test_only_successful_episodes_are_imitated():
     from training.experiments.unflagged_failures import rewards_with_imitation
 
-    table = rewards_with_imitation({3: np.array([0.0, 0.5, 0.75]), 4: np.array([0.0, 0.75, 0.5])}, 0.625)
+    table = rewards_with_imitation({3: np.array([0.0, 0.5, 0.75]), 4: np.array([0.0, 0.75, 0.5])}, {3: True, 4: False})
     assert table.groupby("episode_index").imitate.agg(["all", "any"]).to_dict("index") == {
         3: {"all": True, "any": True}, 4: {"all": False, "any": False}}
     assert list(table.frame_index) == [0, 1, 2, 0, 1, 2]

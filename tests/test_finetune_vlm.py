@@ -14,6 +14,7 @@ from labeling.backends.transformers_backend import encode_requests
 from labeling.calls import CallCache, ModelCaller
 from labeling.clips import ClipSpec
 from labeling.context import LabelingContext
+from labeling.model_stages import declared_stages
 from labeling.progress import SAMPLING as PROGRESS_SAMPLING
 from labeling.progress import ProgressConfig, score_progress
 from labeling.prompts import PromptLibrary
@@ -160,6 +161,7 @@ def test_a_killed_run_resumes_where_it_stopped(demo_root, tiny_models, tmp_path,
     summary = json.loads((tmp_path / "whole" / "training_summary.json").read_text())
     assert summary["options"]["training"]["steps"] == 6 and summary["command"].startswith("python -m training.finetune_vlm")
     whole = summary["loss_curve"]
+    assert declared_stages(tmp_path / "whole") == ("progress",)  # the only answer it was trained on
 
     saved = trainer.save_state
 

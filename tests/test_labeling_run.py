@@ -100,8 +100,12 @@ def test_ra_bc_progress_parquet_trains_rewact_through_stock_lerobot(labeled, tmp
     progress = pd.read_parquet(labeled / "sarm_progress.parquet")
     frames = pd.read_parquet(labeled / "labels" / "frames.parquet")
     assert list(progress.columns) == ["index", "episode_index", "frame_index", "progress_sparse", "progress_dense"]
-    np.testing.assert_allclose(progress.progress_sparse, (frames.score - 1) / 4, atol=1e-9)
-    np.testing.assert_allclose(progress.progress_dense, (frames.expected - 1) / 4, atol=1e-9)
+    succeeded = frames.success.to_numpy()
+    np.testing.assert_allclose(progress.progress_sparse[succeeded], (frames.score[succeeded] - 1) / 4, atol=1e-9)
+    np.testing.assert_allclose(progress.progress_dense[succeeded], (frames.expected[succeeded] - 1) / 4, atol=1e-9)
+    for _, rows in progress[~succeeded].groupby("episode_index"):  # failures: falling, so RA-BC weighs them 0
+        assert rows.progress_sparse.iloc[0] == 1 and rows.progress_sparse.iloc[-1] == 0
+        assert (np.diff(rows.progress_dense) < 0).all()
     # Exactly the command a user runs: no code of ours between LeRobot and the parquet.
     command = lerobot_train_command(labeled, tmp_path / "run", "rewact", "--policy.dim_model=64",
                                     "--policy.dim_feedforward=128", "--policy.n_encoder_layers=1",
@@ -152,7 +156,7 @@ def test_openai_backend_runs_every_stage_with_negatives_and_verdicts(demo_root, 
     # the server scores 4 (read from logprobs); its validator relabels the sampled keyframes to 5
     keyframes = pd.read_parquet(out / "labels" / "keyframes.parquet")
     relabelled = keyframes[keyframes.source == "validator"]
-    assert len(relabelled) == 2 and relabelled.expected.eq(5).all() and relabelled.probs.notna().all()
+    assert len(relabelled) == 2 and relabelled.expected.eq(5).all() and relabelled.probs.isna().all()
     assert set(verdicts.loc[verdicts.target == "progress", "action"]) == {"relabel"}
     frames = pd.read_parquet(out / "labels" / "frames.parquet")
     assert frames.score.isin([4, 5]).all() and frames.score.eq(4).sum() > len(frames) / 2
@@ -280,6 +284,17 @@ def test_dry_run_prints_prompts_and_loads_no_model(demo_root, tmp_path):
     assert "ANSWER: <score from 1 to 5>" in result.stdout and "Camera view: topview." in result.stdout
     assert "Task: Pick and place a puck to a goal" in result.stdout
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.cache").exists()
+
+
+def test_a_model_that_declares_its_stages_is_asked_only_those(demo_root, tmp_path, cli):
+    model = Path(__file__).resolve().parents[1] / "models" / "metaworld-reward-vlm"  # the demo's model
+    common = ["--dataset", demo_root, "--out", tmp_path / "o", "--model", model, "--dry-run", "--episodes", "3"]
+    declared = cli("labeling.run", *common)
+    assert declared.returncode == 0, declared.stderr
+    assert "stages progress\n" in declared.stdout and "## validate" not in declared.stdout
+    assert "labeling_stages.json that it answers only: progress; running those" in declared.stderr
+    chosen = cli("labeling.run", *common, "--stages", "progress,validate")
+    assert "stages progress, validate\n" in chosen.stdout and "answers only" not in chosen.stderr
 
 
 def test_dry_run_shows_what_every_stage_builds_with_its_sampling(demo_root, tmp_path, cli):

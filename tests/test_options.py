@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 
 from common.cli import ConfigError, parse_episodes
-from common.options import as_record, command_line, option, parse_options
+from common.options import as_record, command_line, from_record, option, parse_options
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,12 @@ def test_record_is_the_whole_configuration_as_json():
     assert json.loads(json.dumps(record)) == record
     assert record["out"] == "outputs/x" and record["inner"] == {"model": "small", "sizes": [1, 2]}
     assert command_line("python -m thing", ["--dataset", "d"]) == "python -m thing --dataset d"
+
+
+def test_a_record_reads_back_as_the_configuration():
+    options = parse_options(Options, ["--dataset", "d", "--sizes", "4", "5"])
+    assert from_record(Options, json.loads(json.dumps(as_record(options)))) == options
+    assert from_record(Options, {"dataset": "d"}) == Options(dataset="d")  # an older record: defaults
 
 
 def test_checks_and_parse_errors_reach_the_user_as_raised():

@@ -18,7 +18,8 @@ Two ways to train, one loop:
                   with a tokenizer trained on the prompts, which trains on a laptop CPU.
 
 The output loads with `from_pretrained` (`labeling.run --model <out>`, vLLM) and holds
-`training_summary.json`, `loss.png` and a model card. A killed run resumes from
+`training_summary.json`, `loss.png`, a model card and `labeling_stages.json` (it answers the
+progress stage only, so `labeling.run` runs only that with it by default). A killed run resumes from
 `<out>.partial/` when started again with the same arguments.
 """
 
@@ -40,7 +41,8 @@ from common.cli import ConfigError, parse_episodes, run_cli
 from common.dataset import REVISION_HELP, EpisodeSource
 from common.options import as_record, command_line, option, parse_options
 from common.staging import publish, staging_dir
-from labeling import DEFAULT_PROMPTS_DIR, LAYOUTS, ClipSpec, ProgressConfig, PromptLibrary, processor_options
+from labeling import (DEFAULT_PROMPTS_DIR, LAYOUTS, ClipSpec, ProgressConfig, PromptLibrary, processor_options,
+                      write_declared_stages)
 from training.reward_vlm.finetune import (DEFAULT_LR, MODEL_CARD, STATE_FILE, AnswerLoss, FinetuneConfig,
                                           RequestBuilder, build_examples, evaluate, load_model, plot_loss,
                                           prepare_trainable, save_model, small_model_corpus, train)
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (staging / "training_summary.json").write_text(json.dumps(summary, indent=2))
     plot_loss(staging / "loss.png", state.losses)
+    write_declared_stages(staging, ("progress",))  # the only answer it was trained to give
     (staging / "README.md").write_text(MODEL_CARD.format(
         mode=config.mode, base=config.base, dataset=args.dataset, episodes=len(episodes), examples=len(examples),
         labels=args.labels, tasks="; ".join(sorted({source.episode(e).task for e in episodes})),

@@ -36,7 +36,7 @@ import pandas as pd
 from common.cli import ConfigError, parse_ints, parse_names, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth, read_ground_truth_by_episode
-from common.label_files import SUMMARY_FILE, read_summary
+from common.label_files import SUMMARY_FILE, read_outcomes, read_summary
 from common.options import as_record, command_line, option, parse_options
 from training.evaluation.scoring import compare, load_source
 from training.experiments.augment import augmented_dataset, clip_episodes
@@ -46,9 +46,6 @@ from training.experiments.workbench import (PRESETS, SMALL_REWACT, Preset, RewAC
 PROG = "python -m training.experiments.unflagged_failures"
 REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
 REWARD_VLM_TRAIN_SEED = 100  # outputs/reward_vlm/train in the Makefile's reward-vlm target
-# Labelled episodes ending below this reward ((score 3.5 - 1) / 4) are not imitated: the labels'
-# successes mostly end at score 4, failures at 1-3.
-LABELS_IMITATE_MIN_FINAL = 0.625
 # Keyframe schemes of the cost-quality frontier, in order: name -> (initial, max keyframes), or None
 # for labeling.run's defaults (6/12), whose held-out labels the experiment has already made.
 FRONTIER = {"3 keyframes": (3, 6), "6 keyframes (default)": None, "12 keyframes": (12, 24),
@@ -133,11 +130,10 @@ class ExperimentOptions:
 
 
 
-def rewards_with_imitation(rewards: dict[int, np.ndarray], min_final: float) -> pd.DataFrame:
-    """(episode_index, frame_index, reward, imitate): episodes ending below `min_final` are not imitated."""
+def rewards_with_imitation(rewards: dict[int, np.ndarray], success: dict[int, bool]) -> pd.DataFrame:
+    """(episode_index, frame_index, reward, imitate): only successful episodes are imitated."""
     return pd.concat([pd.DataFrame({"episode_index": e, "frame_index": np.arange(len(r)), "reward": r,
-                                    "imitate": bool(r[-1] >= min_final - 1e-6)}) for e, r in rewards.items()],
-                     ignore_index=True)
+                                    "imitate": success[e]}) for e, r in rewards.items()], ignore_index=True)
 
 
 def headline_spread(metrics: dict[str, dict], variants: dict[str, list[str]]) -> dict[str, dict]:
@@ -217,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
              "--device", device, "--image-size", str(data.image_size), "--quiet", *label_cameras, *extra],
             work / f"label_{out.name}.log"))
 
-    label(train, work / "train_labeled", [])
+    # Every stage, whatever the model declares: rows (b') and (d) need the temporal clips of the
+    # negatives stage, and the committed results were labeled so.
+    label(train, work / "train_labeled", ["--stages", "rewrite,progress,negatives,validate"])
     label(heldout, work / "heldout_labeled", ["--stages", "progress"])
     label(heldout_task_root, work / "heldout_task_labeled", ["--stages", "progress"])
 
@@ -226,18 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     truth = {e: frames.progress.to_numpy() for e, frames in truth_frames.items()}
     labels = load_source(f"labels:{work / 'train_labeled'}", train_source, train_source.episode_indices)
     clips = clip_episodes(work / "train_labeled")
-    for name, rewards, min_final in (("labels", labels, LABELS_IMITATE_MIN_FINAL), ("truth", truth, 1.0)):
+    # Imitated: what the labeling run judged a success, or what the simulator says succeeded.
+    true_success = dict(zip(truth_episodes.episode_index, truth_episodes.outcome == "success", strict=True))
+    for name, rewards, success in (("labels", labels, read_outcomes(work / "train_labeled")),
+                                   ("truth", truth, true_success)):
         out = work / f"train_{name}_with_negatives"
         step(f"add temporal-clip negatives to the {name}", out, timings, lambda out=out, rewards=rewards,
-             min_final=min_final: augmented_dataset(train, clips, out, rewards_with_imitation(rewards, min_final)))
+             success=success: augmented_dataset(train, clips, out, rewards_with_imitation(rewards, success)))
     successes = ",".join(str(e) for e in truth_episodes[truth_episodes.outcome == "success"].episode_index)
 
     variants = {  # name -> (dataset, training.train arguments, lerobot overrides)
         "(a) RewACT on interpolation": (train, ["--label-source", "interpolation"], []),
         "(a') RewACT on interpolation, true successes only": (
             train, ["--label-source", "interpolation", "--episodes", successes], []),
-        "(b) RewACT on labels": (work / "train_labeled", ["--label-source", "dataset"],
-                                 [f"--policy.imitate_min_final_reward={LABELS_IMITATE_MIN_FINAL}"]),
+        "(b) RewACT on labels": (work / "train_labeled", ["--label-source", "dataset"], []),
         "(b') RewACT on labels + negatives": (work / "train_labels_with_negatives", [
             "--label-source", "labels", "--labels-path", str(work / "train_labels_with_negatives" / "labels.parquet")], []),
         "(c) RewACT on ground truth": (train, ["--label-source", "ground_truth"], []),
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_kinds": truth_episodes.kind.value_counts().to_dict(),
         "heldout_kinds": read_ground_truth(heldout)[1].kind.value_counts().to_dict(),
         "temporal_clip_negatives": len(clips), "rewact_overrides": [*SMALL_REWACT, *options.rewact_option], "steps": steps,
-        "labels_imitate_min_final_reward": LABELS_IMITATE_MIN_FINAL, "frontier": frontier, "timings": timings,
+        "frontier": frontier, "timings": timings,
         "labeling_summaries": {path.name: read_summary(path) for path in sorted(work.glob("*_labeled*"))
                                if (path / SUMMARY_FILE).is_file()},
     }

@@ -19,7 +19,7 @@ import pandas as pd
 from common.cli import DatasetError
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth_by_episode
-from common.label_files import frames_file
+from common.label_files import frames_file, read_outcomes
 from common.reward_sources import missing_episodes
 from common.scale import SCORES, nearest_score, reward_to_score
 from data.ground_truth import fractional_score
@@ -77,14 +77,20 @@ def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[
 
 
 def negative_examples(labeled_dir: Path, episodes: list[int]) -> list[Example]:
-    """A `labeling.run` output's kept negatives as examples: each is judged at its last frame."""
+    """A `labeling.run` output's kept negatives of the episodes it judged successful, as examples:
+    each is judged at its last frame. (A negative says the video shows a success stopped short
+    or another task; on a failed episode that would be false.)"""
     path = Path(labeled_dir) / "labels" / "negatives.parquet"
     if not path.is_file():
         return []
     negatives = pd.read_parquet(path)
     if negatives.empty:
         return []
-    kept = negatives[(negatives.status != "dropped") & negatives.episode.isin(episodes)]
+    try:
+        successes = [e for e, success in read_outcomes(labeled_dir).items() if success and e in episodes]
+    except ValueError as err:
+        raise DatasetError(str(err)) from err
+    kept = negatives[(negatives.status != "dropped") & negatives.episode.isin(successes)]
     return [Example(int(n.episode), int(n.end), str(n.instruction), int(n.final_score), float(n.final_score), str(n.origin))
             for n in kept.itertuples()]
 

@@ -314,7 +314,9 @@ prompt of `labeling.run` (`ANSWER: k`, k on the 1-5 rubric).
 - {trainable:,} trainable of {parameters:,} parameters, {steps} steps, {minutes:.1f} min
 
 What it is not: a general VLM. It has only seen the frames, prompts and tasks above; use it
-on data like them. Rebuild with:
+on data like them. It was trained to answer the progress prompt only, and says so in
+`labeling_stages.json`: `labeling.run` runs only the progress stage with it unless `--stages`
+names others. Rebuild with:
 
     {command}
 """
