@@ -181,7 +181,7 @@ def summarize(stats: CallStats, image_tokens_measured: bool, result: LabeledEpis
 
 
 def provenance(backend: dict, prompts: PromptLibrary, config: LabelingConfig, source: EpisodeSource,
-               episodes: list[int], executor: dict, started: str, run_options: dict) -> dict:
+               episodes: list[int], executor: dict, started: str, run_options: dict | None = None) -> dict:
     used = {stage: {"name": name, "sha256": prompts.get(name).sha256} for stage, name in (
         ("rewrite", rewrite.PROMPT), ("progress", progress.PROMPT), ("counterfactual", negatives.COUNTERFACTUAL_PROMPT),
         ("describe", negatives.DESCRIBE_PROMPT), ("validate", validate.PROMPT))}
@@ -195,7 +195,7 @@ def provenance(backend: dict, prompts: PromptLibrary, config: LabelingConfig, so
                      "counterfactual": asdict(negatives.counterfactual_sampling(config.negatives.counterfactuals)),
                      "validate": asdict(validate.SAMPLING), "retry_temperature": config.calls.retry_temperature},
         "config": config.as_dict(),
-        "run_options": run_options,  # the command's other options; `config` holds the labeling settings
+        "run_options": run_options or {},  # the command's other options; `config` holds the labeling settings
         "executor": executor,
         "dataset": {"repo_id": source.repo_id, "root": str(source.root), "episodes": episodes,
                     **({"revision": source.hub.revision, "commit": source.hub.commit} if source.hub else {})},

@@ -160,7 +160,7 @@ def test_negatives_come_from_successful_episodes_only(labeled_with_a_failure):
 def test_fine_tuning_takes_negatives_of_successes_only(labeled_with_a_failure, tmp_path):
     import shutil
 
-    from training.vlm_examples import negative_examples
+    from training.reward_vlm.examples import negative_examples
 
     out = tmp_path / "labeled"
     shutil.copytree(labeled_with_a_failure[0] / "labels", out / "labels")
