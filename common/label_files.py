@@ -4,7 +4,9 @@
     <out>/labels/frames.parquet     per frame: episode_index, frame_index, index, score, expected,
                                     reward, labeled, is_keyframe, instruction, success (the episode's)
     <out>/labels/episodes.parquet   per episode: episode_index, labeled, success (the run's outcome
-                                    verdict from the labels), final_expected, reason
+                                    verdict from the labels), final_expected, reason, and
+                                    output_episode_index (its index in <out>: a run over some
+                                    episodes numbers them 0..n-1; labels/ keeps the source's)
     <out>/labels/*.parquet          keyframes, negatives, verdicts, tasks, skipped; provenance.json
     <out>/sarm_progress.parquet     LeRobot's RA-BC progress (index, episode_index, frame_index,
                                     progress_sparse, progress_dense)
@@ -55,14 +57,26 @@ def episodes_file(out: str | Path) -> Path:
 
 def read_outcomes(out: str | Path) -> dict[int, bool]:
     """Episode -> success, the outcome a labeling run decided from its labels, for every episode
-    it labeled. Raises ValueError (naming the file) for an output without outcomes."""
-    path = episodes_file(out)
-    try:
-        table = pd.read_parquet(path, columns=["episode_index", "labeled", "success"])
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{path}: no episode outcomes ({err}); re-run labeling.run to write them") from err
+    it labeled (the source's episode numbering, as in labels/). Raises ValueError (naming the
+    file) for an output without outcomes."""
+    table = _episodes(out, ["episode_index", "labeled", "success"])
     table = table[table["labeled"]]
     return dict(zip(table["episode_index"].astype(int), table["success"].astype(bool), strict=True))
+
+
+def read_output_numbering(out: str | Path) -> dict[int, int]:
+    """Source episode -> its index in the output dataset `out` (the identity for a run over every
+    episode; a run over some numbers them 0..n-1)."""
+    table = _episodes(out, ["episode_index", "output_episode_index"])
+    return dict(zip(table["episode_index"].astype(int), table["output_episode_index"].astype(int), strict=True))
+
+
+def _episodes(out: str | Path, columns: list[str]) -> pd.DataFrame:
+    path = episodes_file(out)
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: no episode outcomes ({err}); re-run labeling.run to write them") from err
 
 
 def read_summary(out: str | Path) -> dict:

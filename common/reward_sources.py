@@ -135,7 +135,7 @@ def _dataset(path, dataset_meta, **_) -> pd.DataFrame:
         frame = frame[~frame.episode_index.isin(unlabeled)].drop(columns=label_files.LABELED)
     frame = frame.rename(columns={label_files.REWARD: "reward"})
     if label_files.frames_file(dataset_meta.root).is_file():  # a labeling.run output: its verdicts decide
-        frame = with_outcomes(frame, dataset_meta.root)
+        frame = with_outcomes(frame, labeled_outcomes(dataset_meta.root, dataset_meta.root))
     return frame
 
 
@@ -151,16 +151,34 @@ def _labels(path, dataset_meta, **_) -> pd.DataFrame:
         raise LabelError(f"{file} lacks column(s) {sorted(missing)}")
     columns = ["episode_index", "frame_index", "reward"] + (["imitate"] if "imitate" in frame else [])
     frame = frame[columns].dropna(subset=["reward"]).reset_index(drop=True)
-    return with_outcomes(frame, path) if Path(path).is_dir() else frame
+    if not Path(path).is_dir():
+        return frame
+    if _is_output_of(path, dataset_meta.root):  # the output's labels, read for the output itself
+        number = label_files.read_output_numbering(path)
+        frame = frame.assign(episode_index=frame.episode_index.map(number))
+    return with_outcomes(frame, labeled_outcomes(path, dataset_meta.root))
 
 
-def with_outcomes(frame: pd.DataFrame, labeled_dir) -> pd.DataFrame:
-    """Rows of a `labeling.run` output with `imitate` = its episode's outcome verdict, so a
-    failure the labels flagged trains the reward head but is never imitated."""
+def labeled_outcomes(labeled_dir, dataset_root) -> dict[int, bool]:
+    """A `labeling.run` output's outcomes in the numbering of the dataset they are read for: the
+    source's (labels/), or the output's own when that dataset is the output."""
     try:
         outcomes = label_files.read_outcomes(labeled_dir)
+        if not _is_output_of(labeled_dir, dataset_root):
+            return outcomes
+        number = label_files.read_output_numbering(labeled_dir)
     except ValueError as err:
         raise LabelError(str(err)) from err
+    return {number[e]: success for e, success in outcomes.items()}
+
+
+def _is_output_of(labeled_dir, dataset_root) -> bool:
+    return Path(labeled_dir).resolve() == Path(dataset_root).resolve()
+
+
+def with_outcomes(frame: pd.DataFrame, outcomes: dict[int, bool]) -> pd.DataFrame:
+    """Rows of a `labeling.run` output with `imitate` = its episode's outcome verdict, so a
+    failure the labels flagged trains the reward head but is never imitated."""
     return frame.assign(imitate=[outcomes.get(int(e), False) for e in frame.episode_index])
 
 

@@ -55,9 +55,9 @@ def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels], outcome
     return pd.concat(rows, ignore_index=True)
 
 
-def episode_table(result: LabeledEpisodes, threshold: float) -> pd.DataFrame:
+def episode_table(result: LabeledEpisodes, threshold: float, number: dict[int, int]) -> pd.DataFrame:
     """Every episode of the run: its outcome verdict and the final expected score it rests on,
-    or why it got no labels."""
+    or why it got no labels; and its index in the output dataset (`number`)."""
     rows = [{"episode_index": episode, "labeled": True, "success": result.outcomes[episode],
              "final_expected": float(label.expected[-1]),
              "reason": f"final expected score {label.expected[-1]:.2f} "
@@ -65,9 +65,10 @@ def episode_table(result: LabeledEpisodes, threshold: float) -> pd.DataFrame:
             for episode, label in result.labels.items()]
     rows += [{"episode_index": episode, "labeled": False, "success": False, "final_expected": np.nan, "reason": reason}
              for episode, reason in result.skipped.items()]
-    return pd.DataFrame(rows, columns=["episode_index", "labeled", "success", "final_expected", "reason"]).astype(
+    table = pd.DataFrame(rows, columns=["episode_index", "labeled", "success", "final_expected", "reason"]).astype(
         {"episode_index": "int64", "labeled": bool, "success": bool, "final_expected": "float64"}
     ).sort_values("episode_index", ignore_index=True)
+    return table.assign(output_episode_index=table["episode_index"].map(number).astype("int64"))
 
 
 def write_outputs(out: Path, source: EpisodeSource, result: LabeledEpisodes, rewrites: dict[str, TaskRewrite],
@@ -106,7 +107,7 @@ def write_outputs(out: Path, source: EpisodeSource, result: LabeledEpisodes, rew
                   "reason": pd.Series(list(skipped.values()), dtype="str")}).to_parquet(
         sidecar / "skipped.parquet", index=False)
     threshold = provenance["config"]["outcome"]["success_min_final_expected"]
-    episode_table(result, threshold).to_parquet(sidecar / EPISODES_FILE, index=False)
+    episode_table(result, threshold, number).to_parquet(sidecar / EPISODES_FILE, index=False)
     (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
     rabc_progress(renumbered).to_parquet(staging / RABC_PROGRESS_FILE, index=False)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from common.dataset import EpisodeSource
-from common.label_files import read_outcomes
+from common.label_files import read_outcomes, read_output_numbering
 from labeling.calls import CallResult
 from labeling.clips import ClipSpec
 from labeling.config import LabelingConfig, OutcomeConfig, ValidationConfig
@@ -115,22 +115,23 @@ def test_a_labeled_failure_is_masked_out_of_rewacts_action_loss_with_no_flag(lab
     meta = LeRobotDatasetMetadata("local/labeled", root=out)
     spans = {int(r["episode_index"]): (int(r["dataset_from_index"]), int(r["dataset_to_index"]))
              for r in meta.episodes.to_list()}
+    number = read_output_numbering(out)  # the output holds the two labeled episodes, numbered 0..1
     for source in (dict(label_source="labels", labels_path=str(out)), dict(label_source="dataset")):
         table = build_reward_table(RewACTConfig(**source, skip_unlabeled_episodes=True), meta)
-        assert table.imitate[slice(*spans[SUCCESS])].all(), source
-        assert not table.imitate[slice(*spans[FAILURE])].any(), source
-        assert table.labeled[slice(*spans[FAILURE])].all(), source  # it still trains the reward head
+        assert table.imitate[slice(*spans[number[SUCCESS]])].all(), source
+        assert not table.imitate[slice(*spans[number[FAILURE]])].any(), source
+        assert table.labeled[slice(*spans[number[FAILURE]])].all(), source  # it still trains the reward head
 
 
 def test_ra_bc_gives_a_failed_episode_zero_weight(labeled_with_a_failure):
     from lerobot.rewards.sarm.rabc import RABCWeights
 
     out = labeled_with_a_failure[0]
-    frames = pd.read_parquet(out / "labels" / "frames.parquet")
+    dataset = pd.read_parquet(sorted((out / "data").rglob("*.parquet"))[0])  # RA-BC reads the output's indices
     weighter = RABCWeights(out / "sarm_progress.parquet", chunk_size=5, device="cpu")
-    for episode, rows in frames.groupby("episode_index"):
+    for episode, rows in dataset.groupby("episode_index"):
         weights, _ = weighter.compute_batch_weights({"index": rows["index"].to_numpy()[:-1]})
-        if episode == FAILURE:
+        if episode == read_output_numbering(out)[FAILURE]:
             assert float(weights.max()) == 0.0
         else:
             assert float(weights.min()) > 0.0
@@ -138,15 +139,17 @@ def test_ra_bc_gives_a_failed_episode_zero_weight(labeled_with_a_failure):
 
 def test_outcomes_and_rewards_in_rewacts_own_formats(labeled_with_a_failure):
     out = labeled_with_a_failure[0]
+    # rewACT reads these with the output dataset: its numbering (the run labeled two source episodes)
+    number = read_output_numbering(out)
     outcomes = json.loads((out / "candywrapper_plugins" / "episode_outcome" / "outcomes.json").read_text())
-    assert outcomes == [{"episode_index": SUCCESS, "outcome": "success"},
-                        {"episode_index": FAILURE, "outcome": "failure"}]
-    frames = pd.read_parquet(out / "labels" / "frames.parquet")
-    for episode, rows in frames.groupby("episode_index"):
+    assert outcomes == [{"episode_index": number[SUCCESS], "outcome": "success"},
+                        {"episode_index": number[FAILURE], "outcome": "failure"}]
+    dataset = pd.read_parquet(sorted((out / "data").rglob("*.parquet"))[0])
+    for episode, rows in dataset.groupby("episode_index"):
         rewards = pd.read_parquet(out / "candywrapper_plugins" / "labelled_rewards" / f"episode_{episode:06d}.parquet")
         assert list(rewards.columns) == ["frame_index", "reward"]
         np.testing.assert_array_equal(rewards.frame_index, rows["index"])  # the global index, as rewACT reads it
-        np.testing.assert_allclose(rewards.reward, rows.reward)
+        np.testing.assert_allclose(rewards.reward, [float(np.ravel(r)[0]) for r in rows["next.reward"]])
 
 
 def test_negatives_come_from_successful_episodes_only(labeled_with_a_failure):
@@ -184,7 +187,7 @@ def test_an_episode_with_too_few_readable_answers_is_left_unlabeled_with_the_rea
     data = pd.read_parquet(out / "data")
     assert (data[data.episode_index == FAILURE]["reward.labeled"] == 0).all()
     assert FAILURE not in set(pd.read_parquet(out / "sarm_progress.parquet").episode_index)
-    assert {"episode_index": FAILURE, "outcome": "unknown"} in json.loads(
+    assert {"episode_index": read_output_numbering(out)[FAILURE], "outcome": "unknown"} in json.loads(
         (out / "candywrapper_plugins" / "episode_outcome" / "outcomes.json").read_text())
 
 

@@ -24,8 +24,7 @@ import pandas as pd
 import training.evaluation.predict  # noqa: F401  (registers the `rewact:CHECKPOINT` reward source)
 from common.advantages import COLUMNS
 from common.ground_truth import read_ground_truth
-from common.label_files import read_outcomes
-from common.reward_sources import LabelError, parse_source
+from common.reward_sources import LabelError, labeled_outcomes, parse_source
 from rewact.labels import EpisodeSpan
 
 
@@ -41,16 +40,13 @@ class Advantages:
 
 def episode_outcomes(spec: str, dataset_root) -> dict[int, bool] | None:
     """Episode -> success where the reward source judges outcomes: a `labeling.run` output
-    (`labels:DIR`, through `read_outcomes`) or the benchmark's ground truth; else None."""
+    (`labels:DIR`, through `labeled_outcomes`) or the benchmark's ground truth; else None."""
     kind, path = parse_source(spec)
     if kind == "ground_truth":
         episodes = read_ground_truth(dataset_root)[1]
         return dict(zip(episodes["episode_index"].astype(int), episodes["outcome"] == "success", strict=True))
     if kind == "labels" and Path(path).is_dir():
-        try:
-            return read_outcomes(path)
-        except ValueError as err:
-            raise LabelError(str(err)) from err
+        return labeled_outcomes(path, dataset_root)
     return None
 
 
