@@ -26,7 +26,7 @@ from PIL import Image
 
 from common.cli import DatasetError
 from common.dataset import EpisodeSource
-from common.label_files import LABELS_DIR, frames_file, read_outcomes, read_summary
+from common.label_files import LABELS_DIR, frames_file, read_outcomes, read_output_numbering, read_summary
 from labeling.calls import CallCache
 
 REPORT_DIR = "report"
@@ -70,9 +70,9 @@ def write_report(out: str | Path, cache_dir: str | Path | None = None, thumb_siz
     skipped = dict(zip(tables["skipped"]["episode_index"].astype(int), tables["skipped"]["reason"], strict=True))
     corrected = _corrected_episodes(provenance)
     rows = []
-    for episode in source.episode_indices:
-        info, curve, points = source.episode(episode), curves.get(episode), points_of.get(episode, [])
-        row = _row(info, curve, points, outcomes, skipped.get(episode), episode in corrected)
+    for episode, index in sorted(_output_numbering(out, source).items()):  # labels/ number as the source does
+        info, curve, points = source.episode(index), curves.get(episode), points_of.get(episode, [])
+        row = _row(episode, info, curve, points, outcomes, skipped.get(episode), episode in corrected)
         detail = {
             **row,
             "expected": _rounded(curve["expected"]) if curve is not None else [],
@@ -83,7 +83,8 @@ def write_report(out: str | Path, cache_dir: str | Path | None = None, thumb_siz
             "verdicts": _records(_of_episode(tables["verdicts"], episode)),
             "raw_answers": raw.get(episode, []),
             # Frames of labeled episodes only: a skipped one may be the one that cannot be decoded.
-            "strips": {} if curve is None else _write_strips(source, episode, points, staging / "frames", thumb_size),
+            "strips": {} if curve is None else _write_strips(source, index, episode, points, staging / "frames",
+                                                             thumb_size),
         }
         _write_script(staging / "episodes" / f"{episode:06d}.js", "reportEpisode", detail)
         rows.append(row)
@@ -144,19 +145,27 @@ def _keyframes(table: pd.DataFrame) -> list[dict]:
     return points
 
 
-def _row(info, curve: pd.DataFrame | None, points: list[dict], outcomes: dict[int, bool] | None,
+def _output_numbering(out: Path, source: EpisodeSource) -> dict[int, int]:
+    """Source episode -> its index in the output (the identity for an output without the table)."""
+    try:
+        return read_output_numbering(out)
+    except ValueError:
+        return {episode: episode for episode in source.episode_indices}
+
+
+def _row(episode: int, info, curve: pd.DataFrame | None, points: list[dict], outcomes: dict[int, bool] | None,
          skipped: str | None, corrected: bool) -> dict:
-    """One line of the episode table."""
+    """One line of the episode table (`episode` in the source's numbering, `info` from the output)."""
     labeled = curve is not None and bool(curve["labeled"].all())
     final = points[-1] if points else None
     if not labeled:
         verdict = "not labeled"
-    elif outcomes is None or info.index not in outcomes:
+    elif outcomes is None or episode not in outcomes:
         verdict = "unknown"
     else:
-        verdict = "success" if outcomes[info.index] else "failure"
+        verdict = "success" if outcomes[episode] else "failure"
     return {
-        "episode": info.index, "task": info.task, "length": info.length, "verdict": verdict,
+        "episode": episode, "task": info.task, "length": info.length, "verdict": verdict,
         "final_score": int(curve["score"].iloc[-1]) if labeled else None,
         "final_expected": _number(curve["expected"].iloc[-1]) if labeled else None,
         # How sure the model was of the episode's last frame: the top probability of its answer.
@@ -185,15 +194,16 @@ def _histograms(frames: pd.DataFrame, rows: list[dict]) -> dict:
             "final": [finals.count(s) for s in range(1, 6)]}
 
 
-def _write_strips(source: EpisodeSource, episode: int, points: list[dict], folder: Path, size: int) -> dict:
-    """Per camera, one JPEG of the episode's frames side by side: every k-th frame and every frame
-    the model saw. Returns, per camera, the file, the frames it holds and a cell's size."""
-    length = source.episode(episode).length
-    picked = set(source.frame_indices(episode, max(1, math.ceil(length / STRIP_FRAMES))))
+def _write_strips(source: EpisodeSource, index: int, episode: int, points: list[dict], folder: Path, size: int) -> dict:
+    """Per camera, one JPEG of the frames of the output's episode `index` (source episode
+    `episode`) side by side: every k-th frame and every frame the model saw. Returns, per camera,
+    the file, the frames it holds and a cell's size."""
+    length = source.episode(index).length
+    picked = set(source.frame_indices(index, max(1, math.ceil(length / STRIP_FRAMES))))
     picked |= {frame for point in points for frame in point["context"]}
     picked = sorted(picked)
     recorded = max(max(source.meta.features[camera]["shape"][:2]) for camera in source.camera_keys)
-    decoded = source.frames(episode, picked, size=size if size < recorded else None)
+    decoded = source.frames(index, picked, size=size if size < recorded else None)
     strips = {}
     for camera, images in decoded.items():
         name = f"{episode:06d}_{camera.removeprefix('observation.images.')}.jpg"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from chromium import Chromium, find_chromium
-from common.label_files import EPISODES_FILE, LABELS_DIR, read_keypoints
+from common.label_files import EPISODES_FILE, LABELS_DIR, read_keypoints, read_outcomes
 from labeling.corrections import FORMAT, Corrections, set_verdicts
 from labeling.run import main as label
 
@@ -168,8 +168,10 @@ def test_corrections_refill_rewrite_every_output_file_and_survive_a_resume(copy_
     assert (np.diff(curve["expected"]) >= -1e-9).all()  # refilled by the progress stage's fill, between them
     assert dropped not in set(frames["episode_index"])
     others = before[~before["episode_index"].isin([episode, dropped])]
+    others = others.assign(success=others["success"] | (others["episode_index"] == 1))  # the reviewer's verdict
     pd.testing.assert_frame_equal(frames[frames["episode_index"].isin(others["episode_index"].unique())]
                                   .reset_index(drop=True), others.reset_index(drop=True))
+    assert read_outcomes(out)[1]  # and in the episode table every consumer reads
 
     dataset = LeRobotDataset("local/labeled", root=out)
     table = dataset.hf_dataset.to_pandas()
