@@ -39,14 +39,14 @@ def training_dataset_meta(config: PreTrainedConfig, dataset_meta: Any | None) ->
     return dataset_meta if dataset_meta is not None else getattr(config, "_runtime_dataset_meta", None)
 
 
-def make_act_pipelines(
-    config: PreTrainedConfig,
-    dataset_stats: dict[str, dict[str, torch.Tensor]] | None,
-    frame_step: ProcessorStep,
-) -> tuple[
-    PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
-    PolicyProcessorPipeline[PolicyAction, PolicyAction],
-]:
+# The pre- and post-processor pipelines LeRobot's factory expects from a policy's processor maker.
+ACTPipelines = tuple[PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
+                     PolicyProcessorPipeline[PolicyAction, PolicyAction]]
+DatasetStats = dict[str, dict[str, torch.Tensor]]
+
+
+def make_act_pipelines(config: PreTrainedConfig, dataset_stats: DatasetStats | None,
+                       frame_step: ProcessorStep) -> ACTPipelines:
     """ACT's default pre/post-processors with `frame_step` first, while the batch still has `index`."""
     s = make_default_policy_processor_steps(config, dataset_stats, normalizer_device=config.device)
     return make_policy_processor_pipelines(

@@ -12,8 +12,6 @@ import numpy as np
 import torch
 from lerobot.processor import (
     EnvTransition,
-    PolicyAction,
-    PolicyProcessorPipeline,
     ProcessorStepRegistry,
     TransitionKey,
 )
@@ -21,7 +19,8 @@ from lerobot.processor import (
 from common.advantages import AdvantageError, default_path, read_advantages
 from rewact.configuration_actvantage import ACTvantageConfig
 from rewact.labels import episode_spans
-from rewact.processor_act_base import FrameDataStep, make_act_pipelines, training_dataset_meta
+from rewact.processor_act_base import (ACTPipelines, DatasetStats, FrameDataStep, make_act_pipelines,
+                                      training_dataset_meta)
 
 ADVANTAGE = "advantage"
 
@@ -66,14 +65,8 @@ class AdvantageConditionStep(FrameDataStep):
         return {"advantage_path": self.advantage_path}
 
 
-def make_actvantage_pre_post_processors(
-    config: ACTvantageConfig,
-    dataset_stats: dict[str, dict[str, torch.Tensor]] | None = None,
-    dataset_meta: Any | None = None,
-) -> tuple[
-    PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
-    PolicyProcessorPipeline[PolicyAction, PolicyAction],
-]:
+def make_actvantage_pre_post_processors(config: ACTvantageConfig, dataset_stats: DatasetStats | None = None,
+                                        dataset_meta: Any | None = None) -> ACTPipelines:
     dataset_meta = training_dataset_meta(config, dataset_meta)
     conditions = None
     path = config.advantage_path

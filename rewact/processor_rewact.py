@@ -7,18 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from lerobot.processor import (
     EnvTransition,
-    PolicyAction,
-    PolicyProcessorPipeline,
     ProcessorStepRegistry,
     TransitionKey,
 )
 
 from rewact.configuration_rewact import RewACTConfig
 from rewact.labels import RewardTable, build_reward_table
-from rewact.processor_act_base import FrameDataStep, make_act_pipelines, training_dataset_meta
+from rewact.processor_act_base import (ACTPipelines, DatasetStats, FrameDataStep, make_act_pipelines,
+                                      training_dataset_meta)
 
 REWARD_LABELED = "reward_labeled"
 REWARD_IMITATE = "reward_imitate"
@@ -49,14 +47,8 @@ class RewardTargetStep(FrameDataStep):
         return {"label_source": self.label_source}
 
 
-def make_rewact_pre_post_processors(
-    config: RewACTConfig,
-    dataset_stats: dict[str, dict[str, torch.Tensor]] | None = None,
-    dataset_meta: Any | None = None,
-) -> tuple[
-    PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
-    PolicyProcessorPipeline[PolicyAction, PolicyAction],
-]:
+def make_rewact_pre_post_processors(config: RewACTConfig, dataset_stats: DatasetStats | None = None,
+                                    dataset_meta: Any | None = None) -> ACTPipelines:
     dataset_meta = training_dataset_meta(config, dataset_meta)
     table = build_reward_table(config, dataset_meta) if dataset_meta is not None else None
     return make_act_pipelines(config, dataset_stats, RewardTargetStep(label_source=config.label_source, table=table))
