@@ -28,7 +28,7 @@ import pandas as pd
 
 from common.cli import ConfigError, DatasetError
 from common.dataset import EpisodeSource
-from common.label_files import LABELS_DIR, episodes_file, frames_file, read_outcomes, read_summary
+from common.label_files import LABELS_DIR, frames_file, read_outcomes, read_summary
 from common.options import from_record
 from common.scale import HIGHEST, LOWEST
 from labeling.output import write_outputs
@@ -148,18 +148,6 @@ def apply_corrections(corrections: Corrections, result: LabeledEpisodes, config:
     result.outcomes |= {e: v for e, v in corrections.verdicts.items() if e not in corrections.dropped}
 
 
-def set_verdicts(out: Path, corrections: Corrections) -> None:
-    """The reviewer's verdicts over the run's own in `labels/episodes.parquet` (when the output has one)."""
-    path = episodes_file(out)
-    if not corrections.verdicts or not path.is_file():
-        return
-    table = pd.read_parquet(path)
-    corrected = table["episode_index"].isin(list(corrections.verdicts)) & table["labeled"]
-    table.loc[corrected, "success"] = table.loc[corrected, "episode_index"].map(corrections.verdicts)
-    table.loc[corrected, "reason"] = "set in review"
-    table.to_parquet(path, index=False)
-
-
 def correction_record(corrections: Corrections) -> dict:
     """What provenance keeps of the corrections applied to an output."""
     return {**corrections.as_dict(), "applied": datetime.now(UTC).isoformat()}
@@ -225,7 +213,6 @@ def correct_output(out: Path, corrections_path: Path, cache_dir: Path | None = N
     provenance["corrections"] = correction_record(corrections)
     summary = read_summary(out) | skip_counts(result)
     write_outputs(out, source, result, rewrites, provenance, summary, overwrite=True)
-    set_verdicts(out, corrections)
     write_report(out, cache_dir)
     return corrections
 

@@ -55,12 +55,15 @@ def frame_table(source: EpisodeSource, labels: dict[int, EpisodeLabels], outcome
     return pd.concat(rows, ignore_index=True)
 
 
-def episode_table(result: LabeledEpisodes, threshold: float, number: dict[int, int]) -> pd.DataFrame:
-    """Every episode of the run: its outcome verdict and the final expected score it rests on,
-    or why it got no labels; and its index in the output dataset (`number`)."""
+def episode_table(result: LabeledEpisodes, threshold: float, number: dict[int, int],
+                  reviewed: set[int] = frozenset()) -> pd.DataFrame:
+    """Every episode of the run: its outcome verdict and what it rests on (the final expected
+    score, or a reviewer's verdict for the `reviewed` episodes), or why it got no labels; and its
+    index in the output dataset (`number`)."""
     rows = [{"episode_index": episode, "labeled": True, "success": result.outcomes[episode],
              "final_expected": float(label.expected[-1]),
-             "reason": f"final expected score {label.expected[-1]:.2f} "
+             "reason": "set in review" if episode in reviewed else
+                       f"final expected score {label.expected[-1]:.2f} "
                        f"{'>=' if result.outcomes[episode] else '<'} {threshold:g}"}
             for episode, label in result.labels.items()]
     rows += [{"episode_index": episode, "labeled": False, "success": False, "final_expected": np.nan, "reason": reason}
@@ -107,7 +110,8 @@ def write_outputs(out: Path, source: EpisodeSource, result: LabeledEpisodes, rew
                   "reason": pd.Series(list(skipped.values()), dtype="str")}).to_parquet(
         sidecar / "skipped.parquet", index=False)
     threshold = provenance["config"]["outcome"]["success_min_final_expected"]
-    episode_table(result, threshold, number).to_parquet(sidecar / EPISODES_FILE, index=False)
+    reviewed = {int(v["episode"]) for v in provenance.get("corrections", {}).get("verdicts", [])}
+    episode_table(result, threshold, number, reviewed).to_parquet(sidecar / EPISODES_FILE, index=False)
     (sidecar / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
     rabc_progress(renumbered).to_parquet(staging / RABC_PROGRESS_FILE, index=False)

@@ -29,7 +29,7 @@ from labeling.calls import CallCache, CallStats, Job, MissingBudget, ModelCaller
 from labeling.clips import context_indices
 from labeling.config import STAGES, LabelingConfig, parse_stages
 from labeling.context import LabelingContext
-from labeling.corrections import correct_labels, correction_record, set_verdicts
+from labeling.corrections import correct_labels, correction_record
 from labeling.model_stages import MODEL_STAGES_FILE, declared_stages
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes, check_not_all_skipped, label_episodes, rewrites
@@ -269,7 +269,6 @@ def main(argv: list[str] | None = None) -> int:
         record["corrections"] = correction_record(corrections)
     write_outputs(args.out, source, result, task_rewrites, record, summary, overwrite=args.overwrite)
     cache.close()
-    set_verdicts(args.out, corrections)
     write_report(args.out, cache_path.parent)
     width = max(map(len, summary))
     print("\n".join(f"{key:<{width}}  {value}" for key, value in summary.items()))

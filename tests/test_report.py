@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from chromium import Chromium, find_chromium
-from common.label_files import EPISODES_FILE, LABELS_DIR, read_keypoints, read_outcomes
-from labeling.corrections import FORMAT, Corrections, set_verdicts
+from common.label_files import LABELS_DIR, read_keypoints, read_outcomes
+from labeling.corrections import FORMAT, Corrections, apply_corrections
 from labeling.run import main as label
 
 
@@ -239,12 +239,17 @@ def test_bad_corrections_are_one_line_errors_and_change_nothing(labeled, tmp_pat
     assert not (labeled.with_name("labeled.cache") / "corrections.json").exists()
 
 
-def test_reviewed_verdicts_replace_the_runs_own(tmp_path):
-    (tmp_path / LABELS_DIR).mkdir()
-    path = tmp_path / LABELS_DIR / EPISODES_FILE
-    pd.DataFrame({"episode_index": [0, 1, 2], "labeled": [True, True, False], "success": [True, False, False],
-                  "final_expected": [4.8, 2.0, np.nan], "reason": [None, None, "skipped"]}).to_parquet(path)
-    set_verdicts(tmp_path, Corrections(verdicts={0: False, 1: True, 2: True}))
-    table = pd.read_parquet(path)
-    assert table["success"].tolist() == [False, True, False]  # an unlabeled episode has no verdict to set
-    assert table["reason"].tolist() == ["set in review", "set in review", "skipped"]
+def test_reviewed_verdicts_replace_the_runs_own():
+    from labeling.config import LabelingConfig
+    from labeling.output import episode_table
+    from labeling.pipeline import LabeledEpisodes
+    from labeling.records import EpisodeLabels
+
+    def labels(episode, final):
+        return EpisodeLabels(episode, 3, "t", expected=np.array([1.0, 2.0, final]), score=np.array([1, 2, round(final)]))
+
+    result = LabeledEpisodes({0: labels(0, 4.8), 1: labels(1, 2.0)}, {0: True, 1: False}, skipped={2: "unreadable"})
+    apply_corrections(Corrections(verdicts={0: False, 1: True}), result, LabelingConfig(), dataset="")
+    table = episode_table(result, 3.5, {0: 0, 1: 1, 2: 2}, reviewed={0, 1})
+    assert table["success"].tolist() == [False, True, False]  # the skipped episode has no verdict
+    assert table["reason"].tolist() == ["set in review", "set in review", "unreadable"]
