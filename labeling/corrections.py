@@ -143,7 +143,7 @@ def apply_corrections(corrections: Corrections, result: LabeledEpisodes, config:
         labels.keyframes[frame] = keyframe
         refill.add(episode)
     for episode in refill:
-        apply_fill(result.labels[episode], config.progress.fill, config.progress.min_drop)
+        apply_fill(result.labels[episode], config.progress)
         result.outcomes[episode] = config.outcome.succeeded(result.labels[episode])
     result.outcomes |= {e: v for e, v in corrections.verdicts.items() if e not in corrections.dropped}
 

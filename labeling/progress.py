@@ -3,15 +3,19 @@
 Asking about every prefix [0, t] of an episode costs T calls and O(T^2) images. Instead:
 
 1. score K keyframes spread over the episode, each from a clip of at most C frames spread
-   over [0, t] (so every call shows C images, whatever t is);
-2. where neighbouring keyframes' expected scores jump by more than `jump_threshold`, score
-   the frame between them, and repeat until no jump is left or the episode's budget of
-   `max_keyframes` calls is spent;
+   over [0, t] (so every call shows C images, whatever t is); K grows with the episode's
+   duration (`keyframes_per_second`, from a floor to a cap), so a 30-s recording is not
+   judged from as many keyframes as a 1-s one;
+2. score the frames between keyframes where something may hide, until none is left or the
+   episode's budget of calls is spent: where neighbouring expected scores jump by more than
+   `jump_threshold`, on both sides of a keyframe lower than both its neighbours (the depth
+   and extent of a dip), and in any gap longer than `max_gap_seconds` between keyframes with
+   room for a dip below them (a slip between two high keyframes);
 3. fill the frames between keyframes from the keyframe expectations, then interpolate linearly.
-   The default `unimodal` fill is isotonic (progress never decreases) unless the keyframes
-   say the episode lost at least `min_drop` levels after its peak (an object dropped, an arm
-   that reached and went back): then progress rises to the peak and falls after it, so the
-   regression the model saw survives into the labels.
+   The default `piecewise` fill is the least-squares fit that is monotone between turns, each
+   turn costing `turn_penalty` (squared levels): progress never decreases unless the
+   keyframes show a fall worth more than a turn (an object dropped, an arm that reached and
+   went back), and it may rise again after it (a regrasp, then success).
 
 Per keyframe, the model's distribution over 1-5 is read from token probabilities where the
 backend gives them (its answer = argmax, its value = expectation); otherwise the answer text is
@@ -28,6 +32,7 @@ from itertools import pairwise
 import numpy as np
 from tqdm import tqdm
 
+from common.cli import ConfigError
 from common.options import option
 from common.scale import HIGHEST, LOWEST
 from labeling.backends import SCORE_CHOICES, SamplingParams, VLMRequest
@@ -41,39 +46,79 @@ PROMPT = "progress_score.v1.txt"
 ANSWER_PREFIX = "ANSWER: "
 # The score's probabilities after the prefilled "ANSWER: "; a few tokens where only text can be had.
 SAMPLING = SamplingParams(max_tokens=8, choices=SCORE_CHOICES)
-FILLS = ("unimodal", "isotonic", "linear")
+FILLS = ("piecewise", "isotonic", "linear")
 
 
 @dataclass(frozen=True)
 class ProgressConfig:
-    initial_keyframes: int = option(6, help="keyframes scored first, spread over each episode")
-    max_keyframes: int = option(12, help="model calls per episode, at most")
+    """How many keyframes each episode gets, where refinement looks, and how frames are filled.
+    Per episode the initial keyframes are max(initial_keyframes, keyframes_per_second x its
+    seconds) and the budget of calls max(max_keyframes, twice that), both at most keyframe_cap."""
+
+    initial_keyframes: int = option(6, help="keyframes scored first, spread over each episode (at least)")
+    max_keyframes: int = option(12, help="model calls per episode allowed, at least")
+    keyframes_per_second: float = option(0.0, help="initial keyframes per second of episode, above the floor "
+                                                   "--initial-keyframes (the budget grows twice as fast)")
+    keyframe_cap: int = option(48, help="model calls per episode, at most, however long it is")
     context_frames: int = option(6, help="frames shown per call")
     jump_threshold: float = option(1.0, help="score jump between neighbouring keyframes that asks for the frame "
                                              "between them")
-    fill: str = option("unimodal", choices=FILLS,
-                       help="unimodal: never decreasing unless the keyframes fall --min-drop levels after their peak; "
+    dip_threshold: float = option(0.5, help="a keyframe this far below both neighbours is a dip: the frames "
+                                            "beside it are scored, to find its depth and extent")
+    max_gap_seconds: float = option(0.0, help="split gaps longer than this between keyframes a dip could hide "
+                                              "under (both above the lowest score); 0: never")
+    fill: str = option("piecewise", choices=FILLS,
+                       help="piecewise: monotone between turns, each turn costing --turn-penalty; "
                             "isotonic: never decreasing; linear: keyframes joined as scored")
-    min_drop: float = option(1.0, help="unimodal fill: levels lost after the peak to keep a regression")
+    # A last keyframe d levels below the one before saves d^2/2 with one turn; a lone keyframe
+    # d below both neighbours saves the same with two: 0.5 keeps the first from d = 1, the second from 1.4.
+    turn_penalty: float = option(0.5, help="piecewise fill: squared levels a change of direction must save")
     # An episode with fewer readable keyframe answers (or fewer than it has keyframes, if shorter)
     # is left unlabeled, with the reason, rather than filled flat from one or two answers.
     min_readable_keyframes: int = option(3, help="an episode with fewer readable keyframe answers is left unlabeled, "
                                                  "with the reason")
+
+    def __post_init__(self):
+        if self.fill not in FILLS:
+            raise ConfigError(f"fill must be one of {', '.join(FILLS)}, got '{self.fill}'")
+        if not 1 <= self.initial_keyframes <= self.keyframe_cap or self.max_keyframes < 1:
+            raise ConfigError("need 1 <= initial_keyframes <= keyframe_cap and max_keyframes >= 1, got "
+                              f"{self.initial_keyframes}, {self.keyframe_cap}, {self.max_keyframes}")
+        if min(self.keyframes_per_second, self.max_gap_seconds, self.turn_penalty, self.dip_threshold) < 0:
+            raise ConfigError("keyframes_per_second, max_gap_seconds, turn_penalty and dip_threshold cannot be "
+                              "negative")
+
+    def keyframe_counts(self, length: int, fps: float) -> tuple[int, int]:
+        """(initial keyframes, budget of calls) of an episode of `length` frames at `fps`."""
+        by_duration = int(np.ceil(self.keyframes_per_second * length / fps))
+        initial = min(self.keyframe_cap, max(self.initial_keyframes, by_duration))
+        return initial, min(self.keyframe_cap, max(self.max_keyframes, 2 * by_duration))
+
+    def max_gap_frames(self, fps: float) -> int | None:
+        return int(round(self.max_gap_seconds * fps)) if self.max_gap_seconds > 0 else None
 
 
 def initial_keyframes(length: int, count: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, length - 1, max(1, min(count, length)))})
 
 
-def refinement_frames(expected: dict[int, float | None], threshold: float, budget: int) -> list[int]:
-    """Midpoints of the largest jumps between neighbouring scored keyframes."""
+def refinement_frames(expected: dict[int, float | None], threshold: float, budget: int,
+                      dip_threshold: float = ProgressConfig.dip_threshold, max_gap: int | None = None) -> list[int]:
+    """Frames to score next, most telling first, at most `budget`: midpoints of the largest
+    jumps above `threshold`; then both sides of every dip (a keyframe `dip_threshold` below
+    both neighbours), to find its depth and extent; then midpoints of the longest gaps over
+    `max_gap` frames whose ends both leave room below them for a dip of a level."""
     scored = sorted((frame, value) for frame, value in expected.items() if value is not None)
-    jumps = sorted(
-        ((abs(b - a), (fa + fb) // 2) for (fa, a), (fb, b) in pairwise(scored) if fb - fa > 1 and abs(b - a) > threshold),
-        reverse=True,
-    )
+    gaps = [(fa, a, fb, b) for (fa, a), (fb, b) in pairwise(scored) if fb - fa > 1]
+    jumps = [(fa + fb) // 2 for _, fa, fb in sorted(((abs(b - a), fa, fb) for fa, a, fb, b in gaps
+                                                     if abs(b - a) > threshold), reverse=True)]
+    dips = [frame for (fa, a), (f, v), (fb, b) in zip(scored, scored[1:], scored[2:], strict=False)
+            if min(a, b) - v >= dip_threshold for frame in ((fa + f) // 2, (f + fb) // 2) if frame not in (fa, f, fb)]
+    hiding = [] if max_gap is None else [
+        (fa + fb) // 2 for _, fa, fb in sorted(((fb - fa, fa, fb) for fa, a, fb, b in gaps
+                                               if fb - fa > max_gap and min(a, b) >= LOWEST + 1), reverse=True)]
     new = []
-    for _, frame in jumps:
+    for frame in jumps + dips + hiding:
         if frame not in expected and frame not in new and len(new) < budget:
             new.append(frame)
     return sorted(new)
@@ -90,21 +135,54 @@ def isotonic(values: np.ndarray) -> np.ndarray:
     return np.concatenate([np.full(int(count), mean) for mean, count in blocks])
 
 
-def unimodal(values: np.ndarray, min_drop: float) -> np.ndarray:
-    """Least-squares fit that rises, then falls, if it ends at least `min_drop` below its
-    peak; otherwise the non-decreasing fit. Exact: the best rise/fall split of all."""
-    rising = isotonic(values)
-    best, best_error = rising, float(((rising - values) ** 2).sum())
-    for split in range(1, len(values)):
-        fit = np.concatenate([isotonic(values[:split]), -isotonic(-values[split:])])
-        error = float(((fit - values) ** 2).sum())
-        if error < best_error - 1e-12:
-            best, best_error = fit, error
-    return best if best.max() - best[-1] >= min_drop else rising
+def _monotone_errors(values: np.ndarray, start: int) -> np.ndarray:
+    """errors[j]: squared error of the non-decreasing fit of values[start:j], for every j > start
+    (pool adjacent violators grown one value at a time, so all of them cost O(n))."""
+    errors = np.full(len(values) + 1, np.inf)
+    blocks: list[tuple[float, float, int]] = []  # (sum, sum of squares, count)
+    total = 0.0
+    for j in range(start, len(values)):
+        block = (float(values[j]), float(values[j]) ** 2, 1)
+        while blocks and blocks[-1][0] / blocks[-1][2] > block[0] / block[2]:
+            merged = blocks.pop()
+            total -= merged[1] - merged[0] ** 2 / merged[2]
+            block = (block[0] + merged[0], block[1] + merged[1], block[2] + merged[2])
+        blocks.append(block)
+        total += block[1] - block[0] ** 2 / block[2]
+        errors[j + 1] = max(total, 0.0)
+    return errors
+
+
+def piecewise_monotone(values: np.ndarray, turn_penalty: float) -> np.ndarray:
+    """Least-squares fit made of monotone runs, rising first, each change of direction costing
+    `turn_penalty`: exact, by dynamic programming over where the runs end (O(n^2)). A rise
+    that falls and rises again (a slip, a regrasp, success) is kept when the keyframes show
+    a dip worth more than two turns; with an infinite penalty it is the isotonic fit."""
+    n = len(values)
+    if n == 0:
+        return values.astype(np.float64)
+    # errors[d][i][j]: error of values[i:j] as one run, d = 0 rising, 1 falling
+    errors = [np.stack([_monotone_errors(sign * values, i) for i in range(n)]) for sign in (1.0, -1.0)]
+    best = np.full((2, n + 1), np.inf)  # best[d][j]: values[:j] fitted, its last run in direction d
+    cut = np.zeros((2, n + 1), dtype=int)
+    best[0, 1:], best[1, 1:] = errors[0][0, 1:], turn_penalty + errors[1][0, 1:]
+    for j in range(2, n + 1):
+        for d in (0, 1):
+            candidates = best[1 - d, 1:j] + turn_penalty + errors[d][1:j, j]
+            i = int(np.argmin(candidates)) + 1
+            if candidates[i - 1] < best[d, j] - 1e-12:
+                best[d, j], cut[d, j] = candidates[i - 1], i
+    fit, end, d = np.empty(n), n, int(np.argmin(best[:, n]))
+    while end > 0:
+        start = cut[d, end]
+        run = values[start:end]
+        fit[start:end] = isotonic(run) if d == 0 else -isotonic(-run)
+        end, d = start, 1 - d
+    return fit
 
 
 def fill_frames(length: int, expected: dict[int, float], mode: str,
-                min_drop: float = ProgressConfig.min_drop) -> np.ndarray:
+                turn_penalty: float = ProgressConfig.turn_penalty) -> np.ndarray:
     """Per-frame expected score from keyframe values; NaN everywhere if none were scored."""
     if not expected:
         return np.full(length, np.nan)
@@ -112,14 +190,14 @@ def fill_frames(length: int, expected: dict[int, float], mode: str,
     values = np.array([expected[f] for f in frames], dtype=np.float64)
     if mode == "isotonic":
         values = isotonic(values)
-    elif mode == "unimodal":
-        values = unimodal(values, min_drop)
+    elif mode == "piecewise":
+        values = piecewise_monotone(values, turn_penalty)
     return np.interp(np.arange(length), frames, values)
 
 
-def apply_fill(labels: EpisodeLabels, mode: str, min_drop: float = ProgressConfig.min_drop) -> None:
+def apply_fill(labels: EpisodeLabels, config: ProgressConfig) -> None:
     scored = {f: k.expected for f, k in labels.keyframes.items() if k.expected is not None}
-    labels.expected = fill_frames(labels.length, scored, mode, min_drop)
+    labels.expected = fill_frames(labels.length, scored, config.fill, config.turn_penalty)
     rounded = np.clip(np.rint(np.nan_to_num(labels.expected)), LOWEST, HIGHEST)
     labels.score = np.where(np.isnan(labels.expected), 0, rounded).astype(int)
 
@@ -164,7 +242,9 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
     }
     with tqdm(total=len(ctx.episodes), desc="progress", unit="episode", disable=not ctx.caller.progress) as bar:
         for group in ctx.groups():
-            pending = {e: initial_keyframes(labels[e].length, config.initial_keyframes) for e in group}
+            episodes = {e: ctx.source.episode(e) for e in group}
+            pending = {e: initial_keyframes(info.length, config.keyframe_counts(info.length, info.fps)[0])
+                       for e, info in episodes.items()}
             while pending:
                 jobs, owners = [], []
                 for episode, frames in pending.items():
@@ -182,14 +262,15 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                     )
                 pending = {}
                 for episode in sorted({e for e, _ in owners}):
-                    keyframes = labels[episode].keyframes
-                    budget = config.max_keyframes - len(keyframes)
-                    new = refinement_frames({f: k.expected for f, k in keyframes.items()}, config.jump_threshold, budget)
+                    keyframes, info = labels[episode].keyframes, episodes[episode]
+                    budget = config.keyframe_counts(info.length, info.fps)[1] - len(keyframes)
+                    new = refinement_frames({f: k.expected for f, k in keyframes.items()}, config.jump_threshold,
+                                            budget, config.dip_threshold, config.max_gap_frames(info.fps))
                     if new:
                         pending[episode] = new
             for episode in group:
                 if episode not in ctx.skipped:
-                    apply_fill(labels[episode], config.fill, config.min_drop)
+                    apply_fill(labels[episode], config)
             bar.update(len(group))
     return {e: label for e, label in labels.items() if e not in ctx.skipped}
 

@@ -117,10 +117,11 @@ def dry_run(ctx: LabelingContext, config: LabelingConfig) -> str:
         job = rewrite.rewrite_job(ctx, info.task, config.rewrite.paraphrases)
         lines.append(render_request("rewrite", rewrite.PROMPT, job, rewrite.SAMPLING, per_frame) + "\n(one per task)")
     labels = EpisodeLabels(episode, info.length, info.task)
-    frames = initial_keyframes(info.length, config.progress.initial_keyframes)
+    initial, budget = config.progress.keyframe_counts(info.length, info.fps)
+    frames = initial_keyframes(info.length, initial)
     for job in progress.progress_jobs(ctx, labels, frames, config.progress, clip=None):
         lines.append(render_request("progress", progress.PROMPT, job, progress.SAMPLING, per_frame))
-    lines.append(f"\n(refinement keyframes depend on the answers; at most {config.progress.max_keyframes} calls per episode)")
+    lines.append(f"\n(refinement keyframes depend on the answers; at most {budget} calls for this episode)")
     if "negatives" in config.stages:
         frames = negatives.describe_frames_of(info.length, config.progress.context_frames)
         job = negatives.describe_job(ctx, episode, frames, clip=None)

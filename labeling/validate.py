@@ -81,7 +81,7 @@ def validate_progress(ctx: LabelingContext, labels: dict[int, EpisodeLabels], sa
             keyframe.source = "validator"
             refill.add(verdict.episode)
     for episode in refill:
-        apply_fill(labels[episode], config.fill, config.min_drop)
+        apply_fill(labels[episode], config)
     return verdicts
 
 

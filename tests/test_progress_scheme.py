@@ -1,11 +1,22 @@
-"""The keyframe scheme: keyframes, context clips, refinement, isotonic fill, naive cost."""
+"""The keyframe scheme: keyframes by duration, context clips, refinement, the fills, naive cost."""
+
+from itertools import product
 
 import numpy as np
 import pytest
 
+from common.cli import ConfigError
 from labeling.clips import context_indices
 from labeling.negatives import temporal_clips
-from labeling.progress import fill_frames, initial_keyframes, isotonic, naive_prefix_cost, refinement_frames, unimodal
+from labeling.progress import (
+    ProgressConfig,
+    fill_frames,
+    initial_keyframes,
+    isotonic,
+    naive_prefix_cost,
+    piecewise_monotone,
+    refinement_frames,
+)
 from labeling.records import EpisodeLabels
 
 
@@ -73,29 +84,90 @@ def test_step_keypoints_reproduce_step_labels_under_rewacts_interpolation():
     assert keypoints[0] == 0.0 and keypoints[8] == 1.0
 
 
-def test_unimodal_fill_keeps_a_regression_the_keyframes_show():
+def test_piecewise_fill_keeps_a_regression_the_keyframes_show():
     # reached, then went back to the start: the last keyframes say so, the labels must too
     keyframes = {0: 1.0, 10: 2.5, 20: 4.8, 30: 5.0, 40: 2.0, 49: 1.2}
-    kept = fill_frames(50, keyframes, "unimodal")
+    kept = fill_frames(50, keyframes, "piecewise")
     assert kept[30] == pytest.approx(5.0) and kept[-1] == pytest.approx(1.2)
     assert np.all(np.diff(kept[:31]) >= 0) and np.all(np.diff(kept[30:]) <= 0)
     smeared = fill_frames(50, keyframes, "isotonic")
     assert smeared[-1] > 2.5  # the monotone fill hides the reset
 
 
-def test_unimodal_fill_equals_isotonic_on_successes_and_small_dips():
+def test_piecewise_fill_keeps_a_slip_and_the_regrasp_after_it():
+    # lifted, slipped to the table, regrasped, placed: rise, fall, rise
+    keyframes = {0: 1.0, 10: 2.5, 20: 4.0, 25: 1.9, 30: 2.1, 40: 4.2, 49: 5.0}
+    filled = fill_frames(50, keyframes, "piecewise")
+    assert filled[-1] == pytest.approx(5.0)
+    assert filled[25] < filled[20] - 1.5 and filled[25] < filled[40] - 1.5  # the dip survives, at its depth
+    turns = np.flatnonzero(np.diff(np.sign(np.diff(filled[[0, 10, 20, 25, 30, 40, 49]]))))
+    assert len(turns) == 2
+    assert np.all(np.diff(fill_frames(50, keyframes, "isotonic")) >= 0)  # which isotonic cannot show
+
+
+def test_piecewise_fill_equals_isotonic_on_successes_and_small_dips():
     success = {0: 1.0, 10: 1.8, 20: 3.1, 30: 2.9, 40: 4.4, 49: 5.0}  # noise mid-way, ends at the top
-    np.testing.assert_allclose(fill_frames(50, success, "unimodal"), fill_frames(50, success, "isotonic"))
-    shaky_end = {0: 1.0, 20: 3.0, 40: 5.0, 49: 4.4}  # a fall of less than min_drop is noise
-    np.testing.assert_allclose(fill_frames(50, shaky_end, "unimodal"), fill_frames(50, shaky_end, "isotonic"))
-    assert fill_frames(50, shaky_end, "unimodal", min_drop=0.5)[-1] == pytest.approx(4.4)
+    np.testing.assert_allclose(fill_frames(50, success, "piecewise"), fill_frames(50, success, "isotonic"))
+    shaky_end = {0: 1.0, 20: 3.0, 40: 5.0, 49: 4.4}  # a fall worth less than a turn is noise
+    np.testing.assert_allclose(fill_frames(50, shaky_end, "piecewise"), fill_frames(50, shaky_end, "isotonic"))
+    assert fill_frames(50, shaky_end, "piecewise", turn_penalty=0.1)[-1] == pytest.approx(4.4)
+    lone_dip = {0: 1.0, 10: 4.0, 20: 3.4, 30: 4.0, 40: 5.0}  # one keyframe 0.6 down: smoothed
+    assert np.all(np.diff(fill_frames(50, lone_dip, "piecewise")) >= 0)
 
 
-def test_unimodal_is_the_best_rise_then_fall():
+def _best_by_enumeration(values: np.ndarray, penalty: float) -> float:
+    """The least cost over every split into alternating monotone runs, rising first."""
+    best = np.inf
+    n = len(values)
+    for cuts in product((False, True), repeat=n - 1):
+        bounds = [0, *[i + 1 for i, c in enumerate(cuts) if c], n]
+        for first in (0, 1):
+            cost = penalty * (len(bounds) - 2 + first)
+            for k, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+                run = values[a:b]
+                fit = isotonic(run) if (k + first) % 2 == 0 else -isotonic(-run)
+                cost += ((fit - run) ** 2).sum()
+            best = min(best, cost)
+    return best
+
+
+def test_piecewise_monotone_is_the_exact_optimum():
     rng = np.random.default_rng(0)
-    for _ in range(50):
-        values = rng.uniform(1, 5, rng.integers(2, 12))
-        fit = unimodal(values, min_drop=0.0)
-        peak = int(np.argmax(fit))
-        assert np.all(np.diff(fit[: peak + 1]) >= -1e-9) and np.all(np.diff(fit[peak:]) <= 1e-9)
-        assert ((fit - values) ** 2).sum() <= ((isotonic(values) - values) ** 2).sum() + 1e-9
+    for _ in range(25):
+        values = rng.uniform(1, 5, rng.integers(1, 8))
+        penalty = float(rng.choice([0.0, 0.3, 1.0, 4.0]))
+        fit = piecewise_monotone(values, penalty)
+        runs = np.diff(fit)
+        turns = np.count_nonzero(np.diff(np.sign(runs[np.abs(runs) > 1e-9]))) if len(runs) else 0
+        falls_first = len(runs) and runs[np.abs(runs) > 1e-9][:1].sum() < 0
+        cost = ((fit - values) ** 2).sum() + penalty * (turns + falls_first)
+        assert cost <= _best_by_enumeration(values, penalty) + 1e-9
+    values = rng.uniform(1, 5, 10)
+    np.testing.assert_allclose(piecewise_monotone(values, 0.0), values)
+    np.testing.assert_allclose(piecewise_monotone(values, 1e9), isotonic(values))
+
+
+def test_refinement_probes_both_sides_of_a_dip_and_long_gaps_between_high_keyframes():
+    dip = {0: 3.5, 100: 4.0, 200: 3.2, 300: 4.1, 400: 5.0}  # 200 is 0.8 down: no jump above the threshold
+    assert refinement_frames(dip, threshold=1.0, budget=10) == [150, 250]
+    assert refinement_frames(dip, threshold=1.0, budget=10, dip_threshold=1.0) == []
+    slip_hidden = {0: 1.0, 100: 1.2, 200: 4.0, 300: 4.1, 400: 5.0}
+    assert refinement_frames(slip_hidden, 1.0, budget=10) == [150]
+    # gaps over 60 frames whose ends both leave room for a dip below them; 0-100 sits at the bottom
+    assert refinement_frames(slip_hidden, 1.0, budget=10, max_gap=60) == [150, 250, 350]
+    first_two = refinement_frames(slip_hidden, 1.0, budget=2, max_gap=60)
+    assert len(first_two) == 2 and 150 in first_two  # the jump first
+
+
+def test_keyframes_by_duration_between_a_floor_and_a_cap():
+    today = ProgressConfig()
+    assert ProgressConfig(keyframes_per_second=0.0).keyframe_counts(600, 20) == (6, 12)
+    by_duration = ProgressConfig(keyframes_per_second=0.5, keyframe_cap=24)
+    assert by_duration.keyframe_counts(40, 40) == (today.initial_keyframes, today.max_keyframes)  # 1 s: the floor
+    assert by_duration.keyframe_counts(600, 20) == (15, 24)  # 30 s: 15, budget 30 capped
+    assert ProgressConfig(max_gap_seconds=2.0).max_gap_frames(20) == 40
+    assert ProgressConfig().max_gap_frames(20) is None
+    with pytest.raises(ConfigError):
+        ProgressConfig(fill="unimodal")
+    with pytest.raises(ConfigError):
+        ProgressConfig(initial_keyframes=60, keyframe_cap=48)
