@@ -124,6 +124,13 @@ def refinement_frames(expected: dict[int, float | None], threshold: float, budge
     return sorted(new)
 
 
+def next_keyframes(expected: dict[int, float | None], length: int, fps: float, config: ProgressConfig) -> list[int]:
+    """The refinement keyframes of an episode whose keyframes so far scored `expected`."""
+    budget = config.keyframe_counts(length, fps)[1] - len(expected)
+    return refinement_frames(expected, config.jump_threshold, budget, config.dip_threshold,
+                             config.max_gap_frames(fps))
+
+
 def isotonic(values: np.ndarray) -> np.ndarray:
     """Non-decreasing least-squares fit (pool adjacent violators)."""
     blocks: list[list[float]] = []  # [mean, count]
@@ -263,9 +270,7 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                 pending = {}
                 for episode in sorted({e for e, _ in owners}):
                     keyframes, info = labels[episode].keyframes, episodes[episode]
-                    budget = config.keyframe_counts(info.length, info.fps)[1] - len(keyframes)
-                    new = refinement_frames({f: k.expected for f, k in keyframes.items()}, config.jump_threshold,
-                                            budget, config.dip_threshold, config.max_gap_frames(info.fps))
+                    new = next_keyframes({f: k.expected for f, k in keyframes.items()}, info.length, info.fps, config)
                     if new:
                         pending[episode] = new
             for episode in group:

@@ -13,6 +13,7 @@ from labeling.progress import (
     fill_frames,
     initial_keyframes,
     isotonic,
+    next_keyframes,
     naive_prefix_cost,
     piecewise_monotone,
     refinement_frames,
@@ -171,3 +172,29 @@ def test_keyframes_by_duration_between_a_floor_and_a_cap():
         ProgressConfig(fill="unimodal")
     with pytest.raises(ConfigError):
         ProgressConfig(initial_keyframes=60, keyframe_cap=48)
+
+
+def _keyframes_asked(truth: np.ndarray, fps: int, config: ProgressConfig) -> dict[int, float]:
+    """The progress stage's keyframe loop, with the truth answering for the model."""
+    length = len(truth)
+    expected = {f: float(truth[f]) for f in initial_keyframes(length, config.keyframe_counts(length, fps)[0])}
+    while new := next_keyframes(expected, length, fps, config):
+        expected |= {f: float(truth[f]) for f in new}
+    return expected
+
+
+def test_a_2_second_slip_in_a_30_second_episode_is_found_and_filled():
+    fps, length = 20, 600
+    t = np.arange(length) / fps
+    truth = np.clip(1 + t / 4, 1, 4)  # lifted by 12 s
+    truth[(t >= 14) & (t < 16)] = 2.0  # slipped to the table for 2 s, regrasped
+    truth[t >= 26] = 5.0  # placed
+    coarse = _keyframes_asked(truth, fps, ProgressConfig(keyframes_per_second=0.0, max_gap_seconds=0.0))
+    assert len(coarse) <= 12 and min(v for f, v in coarse.items() if 12 * fps < f < 26 * fps) == 4.0  # missed
+    fine = ProgressConfig(keyframes_per_second=0.25, max_gap_seconds=1.5, keyframe_cap=24)
+    asked = _keyframes_asked(truth, fps, fine)
+    assert len(asked) <= 24
+    filled = fill_frames(length, asked, "piecewise", fine.turn_penalty)
+    dipped = np.flatnonzero(filled < 3.0)
+    assert filled[-1] == 5.0 and len(dipped[dipped > 12 * fps]) > 0  # the dip is in the labels, at its depth
+    assert np.all(np.abs(dipped[dipped > 12 * fps] / fps - 15) <= 2)  # and where it happened

@@ -156,6 +156,30 @@ def paired_bootstrap(episodes: list[EpisodeTruth], rewards_a: dict[int, np.ndarr
                         [difference(weights) for weights in _resamples(len(episodes), samples, seed)])
 
 
+def dip(score: np.ndarray) -> tuple[int, float]:
+    """(frame, depth) of a 1-5 score sequence's deepest dip: the frame furthest below both the
+    highest score before it and the highest after it (a fall that is recovered from); depth 0
+    when the sequence never falls and rises again."""
+    before, after = np.maximum.accumulate(score), np.maximum.accumulate(score[::-1])[::-1]
+    depth = np.minimum(before, after) - score
+    frame = int(np.argmax(depth))
+    return frame, float(depth[frame])
+
+
+def dip_recovered(labels: np.ndarray, truth: np.ndarray) -> bool:
+    """Labels (1-5) of an episode whose truth dips and then succeeds: they end at the top score
+    and show a dip of at least a level whose bottom is within one level of the true bottom."""
+    true_frame, _ = dip(truth)
+    frame, depth = dip(labels)
+    return bool(labels[-1] == SUCCESS_SCORE and depth >= 1 and abs(labels[frame] - truth[true_frame]) <= 1)
+
+
+def bootstrap_share(hits: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(share, low, high) of per-episode hits, the interval over resampled episodes."""
+    draws = [{"share": float((w * hits).sum() / w.sum())} for w in _resamples(len(hits), samples, seed)]
+    return _percentiles({"share": float(np.mean(hits))}, draws)["share"]
+
+
 def _resamples(episodes: int, samples: int, seed: int) -> list[np.ndarray]:
     """How many times each episode is drawn, per bootstrap resample."""
     rng = np.random.default_rng(seed)

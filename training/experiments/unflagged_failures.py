@@ -41,7 +41,7 @@ from common.options import as_record, command_line, option, parse_options
 from training.evaluation.scoring import compare, load_source
 from training.experiments.augment import augmented_dataset, clip_episodes
 from training.experiments.workbench import (PRESETS, SMALL_REWACT, Preset, RewACTRunOptions, SplitOptions,
-                                           generate_splits, run, settings_tag, step, train_rewact)
+                                           generate_splits, plot_frontier, run, settings_tag, step, train_rewact)
 
 PROG = "python -m training.experiments.unflagged_failures"
 REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
@@ -166,33 +166,12 @@ def frontier_rows(heldout: EpisodeSource, labeled: dict[str, Path], out: Path, s
         metrics = report["metrics"][name]
         rows.append({"scheme": name, "calls_per_frame": summary["progress_calls_per_labeled_frame"],
                      "mae": metrics["mae"], "auroc": metrics["auroc"], "voc": metrics["voc"]})
-    plot_frontier(out / "frontier.png", rows)
+    plot_frontier(out / "frontier.png", rows, (("mae", "label MAE (1-5) ↓"), ("auroc", "failure AUROC ↑")))
     lines = ["| keyframe scheme | progress calls per frame | MAE (1-5) ↓ | AUROC ↑ | VOC ↑ |", "|---|---|---|---|---|"]
     lines += [f"| {r['scheme']} | {r['calls_per_frame']:.3f} | " + " | ".join(
         f"{r[k][0]:.2f} [{r[k][1]:.2f}, {r[k][2]:.2f}]" for k in ("mae", "auroc", "voc")) + " |" for r in rows]
     (out / "frontier.md").write_text("\n".join(lines) + "\n")
     return rows
-
-
-def plot_frontier(path: Path, rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    calls = [r["calls_per_frame"] for r in rows]
-    for ax, key, label in ((axes[0], "mae", "label MAE (1-5) ↓"), (axes[1], "auroc", "failure AUROC ↑")):
-        values = np.array([r[key] for r in rows])
-        ax.errorbar(calls, values[:, 0], yerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]], fmt="o-")
-        for r, x, y in zip(rows, calls, values[:, 0]):
-            ax.annotate(r["scheme"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel("progress calls per frame")
-        ax.set_ylabel(label)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from common.cli import ConfigError, parse_names
 from common.dataset import EpisodeSource
 from common.options import option
@@ -178,3 +180,26 @@ def settings_tag(preset: Preset, steps: int, batch_size: int, options: Sequence[
     tag = f"_{steps}steps" if steps != preset.steps else ""
     tag += f"_batch{batch_size}" if batch_size != preset.batch_size else ""
     return tag + (f"_{hashlib.sha1(' '.join(options).encode()).hexdigest()[:8]}" if options else "")
+
+
+def plot_frontier(path: Path, rows: list[dict], panels: Sequence[tuple[str, str]]) -> None:
+    """One panel per (metric, axis label): each row's estimate and interval against its progress
+    calls per frame (log scale), annotated with its scheme's name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+    calls = [r["calls_per_frame"] for r in rows]
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        values = np.array([r[key] for r in rows])
+        ax.errorbar(calls, values[:, 0], yerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]], fmt="o")
+        for r, x, y in zip(rows, calls, values[:, 0], strict=True):
+            ax.annotate(r["scheme"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("progress calls per frame")
+        ax.set_ylabel(label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
