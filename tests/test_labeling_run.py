@@ -17,6 +17,7 @@ import pytest
 
 from common.label_files import read_keypoints
 from common.reward_sources import keypoint_targets
+from labeling.progress import fill_frames
 from labeling.run import main
 
 LABELING_DIR = Path(__file__).resolve().parents[1] / "labeling"
@@ -57,10 +58,11 @@ def test_every_frame_is_labeled_and_lerobot_loads_the_result(labeled, demo_root)
     assert frames.score.between(1, 5).all() and frames.reward.between(0, 1).all()
     np.testing.assert_allclose(frames.reward, (frames.score - 1) / 4, atol=1e-6)
     assert (frames.score - frames.expected).abs().max() <= 0.5  # the label is the rounded expectation
-    for _, episode in frames.groupby("episode_index"):
-        steps = np.diff(episode.expected.to_numpy())
-        falls = np.flatnonzero(steps < -1e-9)
-        assert not len(falls) or np.all(steps[falls[0]:] <= 1e-9)  # unimodal fill: rises, then may only fall
+    keyframes = pd.read_parquet(labeled / "labels" / "keyframes.parquet").dropna(subset=["expected"])
+    for episode_index, episode in frames.groupby("episode_index"):
+        scored = keyframes[keyframes.episode_index == episode_index]
+        filled = fill_frames(len(episode), dict(zip(scored.frame, scored.expected, strict=True)), "piecewise")
+        np.testing.assert_allclose(episode.expected, filled, atol=1e-6)  # the default fill of its keyframes
     item = dataset[int(frames["index"].iloc[10])]
     assert float(item["next.reward"]) == pytest.approx(frames.reward.iloc[10], abs=1e-6)
 
