@@ -23,11 +23,13 @@ def test_dip_recovered_needs_the_top_score_and_a_dip_near_the_true_depth():
     assert not dip_recovered(np.array([1, 2, 5, 5, 4, 4, 5, 5, 5]), np.array([1, 2, 5, 5, 1, 1, 3, 5, 5]))
 
 
-def test_a_dataset_without_ground_truth_is_a_one_line_error(tmp_path, capsys):
+def test_a_dataset_without_ground_truth_or_an_unknown_scheme_is_a_one_line_error(tmp_path, demo_root, capsys):
     from training.experiments.keyframe_frontier import main
 
     assert run_cli(main, ["--dataset", str(tmp_path), "--preset", "smoke"]) == 2
     assert "has no ground truth" in capsys.readouterr().err
+    assert run_cli(main, ["--dataset", str(demo_root), "--preset", "smoke", "--schemes", "1/s"]) == 2
+    assert "unknown scheme(s) 1/s" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -72,6 +72,8 @@ class FrontierOptions:
 
     dataset: Path = option(help="a data.generate benchmark (its ground_truth/ sidecar scores the labels)")
     preset: str = option("full", choices=tuple(PRESETS), help="which schemes: full, or smoke (two, a plumbing check)")
+    schemes: tuple[str, ...] = option((), parse=parse_names, help="comma-separated schemes of the preset to run "
+                                      "(default: all of them; dense is always run, as the reference)")
     work: Path = option(Path("outputs/keyframe_frontier"), help="labels of every scheme and their shared answer cache")
     results: Path = option(Path("docs/results/keyframe_frontier"), help="where the table, plot and results.json go")
     model: str = option(str(REWARD_VLM), help="VLM for labeling.run; the default is the reward VLM trained here")
@@ -89,6 +91,8 @@ class FrontierOptions:
         if not has_ground_truth(self.dataset):
             raise ConfigError(f"{self.dataset} has no ground truth (ground_truth/frames.parquet): generate it with "
                               "python -m data.generate")
+        if unknown := sorted(set(self.schemes) - set(PRESETS[self.preset])):
+            raise ConfigError(f"unknown scheme(s) {', '.join(unknown)}; the preset has {', '.join(PRESETS[self.preset])}")
         if self.dense_every < 1:
             raise ConfigError(f"dense_every must be at least 1, got {self.dense_every}")
 
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     cameras = ["--cameras", *options.label_cameras] if options.label_cameras else []
     picked = ["--episodes", options.episodes] if options.episodes else []
     labeled = {}
-    for name in PRESETS[options.preset]:
+    for name in [n for n in PRESETS[options.preset] if not options.schemes or n in options.schemes or n == DENSE]:
         arguments = scheme_arguments(name, source.fps, options.dense_every)
         out = options.work / "".join(c if c.isalnum() else "_" for c in name)
         labeled[name] = out
