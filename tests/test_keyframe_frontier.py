@@ -42,9 +42,9 @@ def test_smoke_preset_labels_two_schemes_and_writes_the_frontier(demo_root, tmp_
     assert main(arguments) == 0
     record = json.loads((results / "results.json").read_text())
     rows = {row["scheme"]: row for row in record["rows"]}
-    assert set(rows) == {"6/12 (until now)", "dense"} and record["episodes"] == [0, 3]
+    assert set(rows) == {"6/12", "dense"} and record["episodes"] == [0, 3]
     frames = 35 + 39
-    assert 2 * 6 <= rows["6/12 (until now)"]["calls"] <= 2 * 12  # 6 initial, refined up to 12, per episode
+    assert 2 * 6 <= rows["6/12"]["calls"] <= 2 * 12  # 6 initial, refined up to 12, per episode
     assert rows["dense"]["calls"] == sum(int(np.ceil(n / 4)) for n in (35, 39))  # every 4th frame, no refinement
     assert rows["dense"]["calls_per_frame"] == pytest.approx(rows["dense"]["calls"] / frames)
     assert rows["dense"]["mae_minus_dense"][0] == 0.0
