@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common.cli import run_cli
-from training.evaluation.metrics import dip, dip_recovered
+from training.evaluation.metrics import dip, dip_recovered, dip_visible
 
 
 def test_dip_is_the_deepest_recovered_fall():
@@ -19,7 +19,8 @@ def test_dip_recovered_needs_the_top_score_and_a_dip_near_the_true_depth():
     truth = np.array([1, 2, 4, 4, 2, 2, 3, 5, 5])
     assert dip_recovered(np.array([1, 2, 4, 4, 3, 3, 4, 5, 5]), truth)
     assert not dip_recovered(np.array([1, 2, 4, 4, 4, 4, 4, 5, 5]), truth)  # smoothed over
-    assert not dip_recovered(np.array([1, 2, 4, 4, 2, 2, 3, 4, 4]), truth)  # never reaches 5
+    ends_at_4 = np.array([1, 2, 4, 4, 2, 2, 3, 4, 4])
+    assert dip_visible(ends_at_4, truth) and not dip_recovered(ends_at_4, truth)  # never reaches 5
     assert not dip_recovered(np.array([1, 2, 5, 5, 4, 4, 5, 5, 5]), np.array([1, 2, 5, 5, 1, 1, 3, 5, 5]))
 
 

@@ -166,12 +166,17 @@ def dip(score: np.ndarray) -> tuple[int, float]:
     return frame, float(depth[frame])
 
 
-def dip_recovered(labels: np.ndarray, truth: np.ndarray) -> bool:
-    """Labels (1-5) of an episode whose truth dips and then succeeds: they end at the top score
-    and show a dip of at least a level whose bottom is within one level of the true bottom."""
+def dip_visible(labels: np.ndarray, truth: np.ndarray) -> bool:
+    """Labels (1-5) of an episode whose truth dips show a dip of at least a level whose bottom is
+    within one level of the true bottom."""
     true_frame, _ = dip(truth)
     frame, depth = dip(labels)
-    return bool(labels[-1] == SUCCESS_SCORE and depth >= 1 and abs(labels[frame] - truth[true_frame]) <= 1)
+    return bool(depth >= 1 and abs(labels[frame] - truth[true_frame]) <= 1)
+
+
+def dip_recovered(labels: np.ndarray, truth: np.ndarray) -> bool:
+    """The dip is visible and the labels end at the top score: a slip, then success."""
+    return bool(labels[-1] == SUCCESS_SCORE and dip_visible(labels, truth))
 
 
 def bootstrap_share(hits: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float, float]:

@@ -10,7 +10,7 @@ answer cache, so a keyframe two schemes share is asked once. Per scheme: progres
 frame and per episode-second; label MAE against the simulator's progress, its difference from
 dense scoring (paired); final-frame AUROC of successes against failures; and on successes
 whose truth dips (an object dropped, then regrasped) the share whose labels end at the top score
-and show the dip (`training.evaluation.metrics.dip_recovered`). 95 % bootstrap intervals over
+and show the dip (`training.evaluation.metrics.dip_recovered`), and the share that show it at all. 95 % bootstrap intervals over
 episodes. Dense scoring is a keyframe every `--dense-every` frames, no refinement. Every scheme
 is filled the same way (`--fill`), so the rows differ only in where the model is asked.
 Labeled schemes are kept in the work directory: running the command again only scores.
@@ -33,7 +33,8 @@ from common.dataset import EpisodeSource
 from common.ground_truth import has_ground_truth
 from common.options import as_record, command_line, option, parse_options
 from common.scale import nearest_score
-from training.evaluation.metrics import SUCCESS_SCORE, bootstrap, bootstrap_share, dip, dip_recovered, paired_bootstrap
+from training.evaluation.metrics import SUCCESS_SCORE, bootstrap, bootstrap_share, dip, dip_recovered, dip_visible,
+                                         paired_bootstrap
 from training.evaluation.scoring import load_source, load_truth
 from training.experiments.workbench import plot_frontier, run, step
 
@@ -65,7 +66,8 @@ PRESETS = {
     # Plumbing check for the test suite: two schemes on the episodes given; its numbers mean nothing.
     "smoke": (DENSE, "6/12"),
 }
-PANELS = (("mae", "label MAE (1-5) ↓"), ("auroc", "failure AUROC ↑"), ("dip_recall", "dip visible, ends at 5 ↑"))
+PANELS = (("mae", "label MAE (1-5) ↓"), ("auroc", "failure AUROC ↑"), ("dip_visible", "dip visible ↑"),
+          ("dip_recall", "dip visible, ends at 5 ↑"))
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def scheme_row(name: str, labeled: Path, source: EpisodeSource, episodes: list[i
     dips = [e for e in successes if dip(e.score)[1] >= 1]
     labels = {e.index: nearest_score(rewards[e.index]) for e in truth}
     ends_at_top = np.array([labels[e.index][-1] == SUCCESS_SCORE for e in successes], dtype=float)
+    visible = np.array([dip_visible(labels[e.index], e.score) for e in dips], dtype=float)
     recovered = np.array([dip_recovered(labels[e.index], e.score) for e in dips], dtype=float)
     nan = (math.nan, math.nan, math.nan)
     return {
@@ -134,6 +137,7 @@ def scheme_row(name: str, labeled: Path, source: EpisodeSource, episodes: list[i
         "mae": metrics["mae"], "auroc": metrics["auroc"],
         "mae_minus_dense": paired_bootstrap(truth, rewards, dense, samples, seed)["mae"],
         "ends_at_top": bootstrap_share(ends_at_top, samples, seed) if len(successes) else nan,
+        "dip_visible": bootstrap_share(visible, samples, seed) if len(dips) else nan,
         "dip_recall": bootstrap_share(recovered, samples, seed) if len(dips) else nan,
         "dip_episodes": len(dips), "successes": len(successes),
     }
@@ -146,10 +150,10 @@ def markdown(rows: list[dict], episodes: int, seconds: float, dense_every: int) 
     lines = [f"{episodes} episodes, {seconds:.0f} s of recording; dense = a keyframe every {dense_every} frames. "
              "95 % bootstrap intervals over episodes.", "",
              "| scheme | calls / frame | calls / episode-second | MAE (1-5) ↓ | MAE − dense | AUROC ↑ | "
-             "successes ending at 5 ↑ | dip visible, ends at 5 ↑ |", "|---|---|---|---|---|---|---|---|"]
+             "successes ending at 5 ↑ | dip visible ↑ | dip visible, ends at 5 ↑ |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['scheme']} | {r['calls_per_frame']:.4f} | {r['calls_per_episode_second']:.2f} | {cell(r['mae'])} | "
               f"{cell(r['mae_minus_dense'])} | {cell(r['auroc'])} | {cell(r['ends_at_top'])} | "
-              f"{cell(r['dip_recall'])} (of {r['dip_episodes']}) |" for r in rows]
+              f"{cell(r['dip_visible'])} | {cell(r['dip_recall'])} (of {r['dip_episodes']}) |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
