@@ -187,9 +187,10 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                     new = refinement_frames({f: k.expected for f, k in keyframes.items()}, config.jump_threshold, budget)
                     if new:
                         pending[episode] = new
-            for episode in group:
-                if episode not in ctx.skipped:
-                    apply_fill(labels[episode], config.fill, config.min_drop)
+            with ctx.caller.stats.timed("fill"):
+                for episode in group:
+                    if episode not in ctx.skipped:
+                        apply_fill(labels[episode], config.fill, config.min_drop)
             bar.update(len(group))
     return {e: label for e, label in labels.items() if e not in ctx.skipped}
 
