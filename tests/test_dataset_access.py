@@ -66,6 +66,21 @@ def test_resized_frames_are_decoded_a_chunk_at_a_time(demo_root, monkeypatch):
     assert np.array_equal(resized, dataset._resize(whole, 48))  # the same pixels as resizing all at once
 
 
+def test_resizing_filters_like_pil_bilinear(demo_root):
+    """Frames are shrunk with an antialiasing filter (PIL's reference bilinear, within a level), never
+    by picking pixels, and stay uint8."""
+    from PIL import Image
+
+    import common.dataset as dataset
+
+    frames = EpisodeSource.open(demo_root).frames(2, [0, 20], cameras=["corner2"])["observation.images.corner2"]
+    resized = dataset._resize(frames, (40, 30))
+    assert resized.dtype == np.uint8 and resized.shape == (2, 40, 30, 3)
+    for frame, small in zip(frames, resized, strict=True):
+        reference = np.asarray(Image.fromarray(frame).resize((30, 40), Image.BILINEAR), dtype=int)
+        assert np.abs(small.astype(int) - reference).max() <= 1
+
+
 def test_image_feature_dataset_with_three_cameras(image_dataset):
     source = EpisodeSource.open(image_dataset)
     assert len(source.camera_keys) == 3
