@@ -25,6 +25,9 @@ from PIL import Image
 from common.cli import DatasetError, error_line
 
 
+DECODE_CHUNK = 16  # frames decoded at full resolution at once when they are resized
+
+
 @dataclass(frozen=True)
 class EpisodeInfo:
     index: int
@@ -193,7 +196,7 @@ class EpisodeSource:
         bad = [i for i in picked if not 0 <= i < info.length]
         if bad:
             raise DatasetError(f"frame index {bad[0]} out of range for episode {index} ({info.length} frames)")
-        return {camera: _resize(self._decode(index, camera, picked), size) for camera in cameras}
+        return {camera: self._decode_at_size(index, camera, picked, size) for camera in cameras}
 
     def rows(self, index: int, columns: Sequence[str], frame_indices: Sequence[int] | None = None) -> pd.DataFrame:
         """`columns` of one episode's rows (default: all its frames; else those at `frame_indices`),
@@ -231,6 +234,16 @@ class EpisodeSource:
         if self.hub is not None:
             self.hub.download([str(relative)])
         return self.root / relative
+
+    def _decode_at_size(self, index: int, camera: str, picked: list[int], size) -> np.ndarray:
+        """Frames that are shrunk are decoded a chunk at a time, each chunk resized before the
+        next is decoded, so the full-resolution frames in memory are bounded by the chunk, not
+        by the number of frames asked (at 480x640 one frame is 0.9 MB as uint8, 3.7 MB as the
+        float the resize works in)."""
+        if size is None:
+            return self._decode(index, camera, picked)
+        chunks = [picked[i : i + DECODE_CHUNK] for i in range(0, len(picked), DECODE_CHUNK)]
+        return np.concatenate([_resize(self._decode(index, camera, chunk), size) for chunk in chunks])
 
     def _decode(self, index: int, camera: str, picked: list[int]) -> np.ndarray:
         if camera in self.meta.video_keys:
@@ -297,9 +310,11 @@ def _resize(frames: np.ndarray, size: int | tuple[int, int] | None) -> np.ndarra
         size = (max(1, round(height * scale)), max(1, round(width * scale)))
     if tuple(size) == (height, width):
         return frames
-    tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    # Resized as uint8, PyTorch's vectorised antialiased path (as PIL's bilinear filter, within a
+    # level): at 480x640 three to four times as fast as resizing the frames as floats.
+    tensor = torch.from_numpy(frames).permute(0, 3, 1, 2)
     resized = torch.nn.functional.interpolate(tensor, size=tuple(size), mode="bilinear", antialias=True)
-    return resized.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return np.ascontiguousarray(resized.permute(0, 2, 3, 1).numpy())
 
 
 def episode_table(meta) -> dict[int, dict]:

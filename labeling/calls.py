@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -85,8 +87,15 @@ class CallResult:
         return float(self.value) if isinstance(self.value, int) else None
 
 
+# Where a run's wall time goes: decoding frames (and resizing them), the backend's calls,
+# filling labels between keyframes, writing the output.
+PHASES = ("decode", "model", "fill", "write")
+
+
 @dataclass
 class CallStats:
+    """A run's counters: calls, tokens, missing answers, and wall seconds per phase."""
+
     model_calls: int = 0  # requests sent to the backend by this run, retries included
     cached_calls: int = 0  # answers taken from the resume cache
     failed_calls: int = 0  # requests the backend answered with an error
@@ -96,6 +105,16 @@ class CallStats:
     missing: Counter = field(default_factory=Counter)  # unusable final answers, by reason
     by_stage: Counter = field(default_factory=Counter)  # model calls per stage
     image_tokens_by_stage: Counter = field(default_factory=Counter)
+    seconds: Counter = field(default_factory=Counter)  # wall seconds by phase (PHASES); Ray: replicas added up
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Adds the wall time of the `with` block to `phase`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - start
 
     def add(self, other: CallStats) -> None:
         """Fold in another caller's counts (a Ray replica's, per episode)."""
@@ -104,7 +123,7 @@ class CallStats:
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        for key in ("missing", "by_stage", "image_tokens_by_stage"):
+        for key in ("missing", "by_stage", "image_tokens_by_stage", "seconds"):
             data[key] = dict(getattr(self, key))
         return data
 
@@ -279,7 +298,8 @@ class ModelCaller:
             for start in range(0, len(missing), step):
                 chunk = missing[start : start + step]
                 batch = [requests[i] for i in chunk]
-                responses = self.backend.generate(batch, params)
+                with self.stats.timed("model"):
+                    responses = self.backend.generate(batch, params)
                 self._count(stage, responses)
                 self.cache.put_many([
                     (self.key(stage, requests[i], params, response.identity) if response.identity else keys[i],

@@ -34,7 +34,8 @@ class LabelingContext:
         if episode in self.skipped:
             return None
         try:
-            return ClipImages(self.source, self.clip, episode, frames)
+            with self.caller.stats.timed("decode"):
+                return ClipImages(self.source, self.clip, episode, frames)
         except DatasetError as err:
             if not self.skip_bad_episodes:
                 raise

@@ -31,6 +31,7 @@ from common.label_files import (CANDYWRAPPER_OUTCOMES_FILE, CANDYWRAPPER_REWARDS
                                 REWARD_FEATURES, SCORE, SUMMARY_FILE, write_keypoints)
 from common.scale import score_to_reward
 from common.staging import publish, staging_dir
+from labeling.calls import PHASES, CallStats
 from labeling.pipeline import LabeledEpisodes
 from labeling.records import EpisodeLabels, TaskRewrite
 
@@ -75,13 +76,30 @@ def episode_table(result: LabeledEpisodes, threshold: float, number: dict[int, i
 
 
 def write_outputs(out: Path, source: EpisodeSource, result: LabeledEpisodes, rewrites: dict[str, TaskRewrite],
-                  provenance: dict, summary: dict, overwrite: bool = False) -> Path:
+                  provenance: dict, summary: dict, overwrite: bool = False, stats: CallStats | None = None) -> Path:
     """`result.skipped`: episodes left unlabeled (frames or answers unreadable), and why.
 
     The output dataset holds the run's episodes (labeled or skipped), numbered 0..n-1 in the
-    source's order, as `sarm_progress.parquet` is; the sidecar keeps the source's numbering."""
+    source's order, as `sarm_progress.parquet` is; the sidecar keeps the source's numbering.
+    `stats`: the run's counters, when this is the run's own write: the time spent here is its
+    `write` phase, and the summary gets the seconds of every phase (`seconds`), the write's
+    included in `elapsed_s`."""
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    if stats is None:
+        staging = _write_staging(out, source, result, rewrites, provenance)
+    else:
+        with stats.timed("write"):
+            staging = _write_staging(out, source, result, rewrites, provenance)
+        summary = summary | {"seconds": {phase: round(stats.seconds[phase], 3) for phase in PHASES},
+                             "elapsed_s": round(summary["elapsed_s"] + stats.seconds["write"], 2)}
+    (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    return publish(staging, out)
+
+
+def _write_staging(out: Path, source: EpisodeSource, result: LabeledEpisodes, rewrites: dict[str, TaskRewrite],
+                   provenance: dict) -> Path:
+    """Everything of the output but its summary, in `<out>.partial`."""
     staging = staging_dir(out)
 
     labels, negatives, verdicts, skipped = result.labels, result.negatives, result.verdicts, result.skipped
@@ -121,9 +139,7 @@ def write_outputs(out: Path, source: EpisodeSource, result: LabeledEpisodes, rew
     (staging / KEYPOINTS_FILE).parent.mkdir(parents=True, exist_ok=True)
     write_keypoints(staging / KEYPOINTS_FILE, keypoints)
     write_candywrapper(staging, renumbered, result, number)
-    (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-
-    return publish(staging, out)
+    return staging
 
 
 def write_dataset(root: Path, source: EpisodeSource, episodes: list[int], frames: pd.DataFrame) -> pd.DataFrame:

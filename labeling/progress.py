@@ -273,9 +273,10 @@ def score_progress(ctx: LabelingContext, instructions: dict[int, str], config: P
                     new = next_keyframes({f: k.expected for f, k in keyframes.items()}, info.length, info.fps, config)
                     if new:
                         pending[episode] = new
-            for episode in group:
-                if episode not in ctx.skipped:
-                    apply_fill(labels[episode], config)
+            with ctx.caller.stats.timed("fill"):
+                for episode in group:
+                    if episode not in ctx.skipped:
+                        apply_fill(labels[episode], config)
             bar.update(len(group))
     return {e: label for e, label in labels.items() if e not in ctx.skipped}
 

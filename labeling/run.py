@@ -22,6 +22,7 @@ from pathlib import Path
 
 from common.cli import ConfigError, DatasetError, parse_episodes, run_cli
 from common.dataset import REVISION_HELP, EpisodeSource
+from common.label_files import read_summary
 from common.options import as_record, option, parse_options
 from labeling import negatives, progress, rewrite, validate
 from labeling.backends import SamplingParams, make_backend
@@ -268,9 +269,10 @@ def main(argv: list[str] | None = None) -> int:
                         {k: v for k, v in as_record(args).items() if k != "labeling"})
     if corrections:
         record["corrections"] = correction_record(corrections)
-    write_outputs(args.out, source, result, task_rewrites, record, summary, overwrite=args.overwrite)
+    write_outputs(args.out, source, result, task_rewrites, record, summary, overwrite=args.overwrite, stats=stats)
     cache.close()
     write_report(args.out, cache_path.parent)
+    summary = read_summary(args.out)  # as written, with the phases' seconds
     width = max(map(len, summary))
     print("\n".join(f"{key:<{width}}  {value}" for key, value in summary.items()))
     print(f"wrote {args.out}")

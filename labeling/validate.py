@@ -80,8 +80,9 @@ def validate_progress(ctx: LabelingContext, labels: dict[int, EpisodeLabels], sa
             keyframe.probs = None  # the validator answers a score, not a distribution
             keyframe.source = "validator"
             refill.add(verdict.episode)
-    for episode in refill:
-        apply_fill(labels[episode], config)
+    with ctx.caller.stats.timed("fill"):
+        for episode in refill:
+            apply_fill(labels[episode], config)
     return verdicts
 
 

@@ -51,6 +51,36 @@ def test_each_episode_video_is_decoded_once(demo_root, monkeypatch):
     assert len(calls[0]) == source.episode(2).length
 
 
+def test_resized_frames_are_decoded_a_chunk_at_a_time(demo_root, monkeypatch):
+    """Full-resolution frames are held a chunk at a time, whatever the number of frames asked."""
+    import common.dataset as dataset
+
+    source = EpisodeSource.open(demo_root)
+    picked = list(range(source.episode(2).length))
+    whole = source.frames(2, picked, cameras=["topview"])["observation.images.topview"]
+    batches = []
+    real = EpisodeSource._decode
+    monkeypatch.setattr(EpisodeSource, "_decode", lambda self, *a: batches.append(len(a[2])) or real(self, *a))
+    resized = source.frames(2, picked, cameras=["topview"], size=48)["observation.images.topview"]
+    assert len(picked) > dataset.DECODE_CHUNK and max(batches) == dataset.DECODE_CHUNK and sum(batches) == len(picked)
+    assert np.array_equal(resized, dataset._resize(whole, 48))  # the same pixels as resizing all at once
+
+
+def test_resizing_filters_like_pil_bilinear(demo_root):
+    """Frames are shrunk with an antialiasing filter (PIL's reference bilinear, within a level), never
+    by picking pixels, and stay uint8."""
+    from PIL import Image
+
+    import common.dataset as dataset
+
+    frames = EpisodeSource.open(demo_root).frames(2, [0, 20], cameras=["corner2"])["observation.images.corner2"]
+    resized = dataset._resize(frames, (40, 30))
+    assert resized.dtype == np.uint8 and resized.shape == (2, 40, 30, 3)
+    for frame, small in zip(frames, resized, strict=True):
+        reference = np.asarray(Image.fromarray(frame).resize((30, 40), Image.BILINEAR), dtype=int)
+        assert np.abs(small.astype(int) - reference).max() <= 1
+
+
 def test_image_feature_dataset_with_three_cameras(image_dataset):
     source = EpisodeSource.open(image_dataset)
     assert len(source.camera_keys) == 3

@@ -83,6 +83,9 @@ def test_sidecar_provenance_summary_and_keypoints(labeled):
     assert summary["frames_labeled"] == summary["frames"] == 569
     assert summary["progress_calls_per_labeled_frame"] < 0.25  # vs 1.0 for per-frame prefix scoring
     assert summary["progress_frames_shown"] < summary["naive_prefix_frames_shown"] / 10
+    # Where the run's wall time went, by phase (bench/labeling_scale.py reads it).
+    assert set(summary["seconds"]) == {"decode", "model", "fill", "write"}
+    assert min(summary["seconds"].values()) > 0 and sum(summary["seconds"].values()) <= summary["elapsed_s"]
     frames = pd.read_parquet(labeled / "labels" / "frames.parquet")
     keypoints = read_keypoints(labeled / "rewact_extensions" / "reward_keypoints.json")
     for episode, rows in frames.groupby("episode_index"):
@@ -94,6 +97,7 @@ def test_a_finished_run_calls_nothing_when_repeated(labeled, demo_root, tiny_mod
                  "--device", "cpu", "--image-size", "96", "--quiet", "--overwrite"]) == 0
     summary = json.loads((labeled / "labeling_summary.json").read_text())
     assert summary["model_calls"] == 0 and summary["cached_calls"] > 0
+    assert summary["seconds"]["model"] == 0 and summary["seconds"]["decode"] > 0  # frames are still read
 
 
 def test_ra_bc_progress_parquet_trains_rewact_through_stock_lerobot(labeled, tmp_path):
