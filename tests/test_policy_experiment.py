@@ -1,31 +1,80 @@
-"""`python -m training.experiments.policy_experiment --preset smoke`: trains both rows on state, rolls them
-out in the metaworld_bench env and writes the success table."""
+"""`python -m training.experiments.policy_experiment --preset smoke`: records and labels a split,
+trains every row on state at both failure shares, rolls each out on the same unrecorded seeds,
+writes the success table with Wilson and paired intervals, and skips finished steps when run again."""
 
 import json
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from data.env import recorded_seeds
+from training.evaluation.success import paired_difference
+
+COMMAND = [sys.executable, "-m", "training.experiments.policy_experiment"]
+
+
+def test_paired_difference_cancels_the_luck_of_shared_rollout_seeds():
+    easy = np.array([1, 1, 1, 1, 0, 0, 0, 0] * 5, dtype=float)  # seeds both policies find easy or hard
+    better = easy.copy()
+    better[4::8] = 1  # one hard seed in eight solved as well
+    diff = paired_difference(better[None], easy[None])
+    assert diff["mean"] == pytest.approx(0.125)
+    assert 0 < diff["ci95_low"] < diff["mean"] < diff["ci95_high"]  # paired: clear of zero
+    same = paired_difference(easy[None], easy[None])
+    assert same == {"mean": 0.0, "ci95_low": 0.0, "ci95_high": 0.0}
+    with pytest.raises(ValueError, match="same rollout seeds"):
+        paired_difference(easy[None], easy[None, :-1])
 
 
 @pytest.mark.slow
-def test_smoke_preset_trains_rolls_out_and_tabulates_success_with_wilson_intervals(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "training.experiments.policy_experiment", "--work", str(tmp_path)],
+def test_smoke_preset_trains_every_row_rolls_out_and_tabulates_success(tmp_path):
+    result = subprocess.run([*COMMAND, "--work", str(tmp_path), "--results", str(tmp_path / "docs")],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     work = tmp_path / "smoke"
     report = json.loads((work / "results.json").read_text())
     assert not set(report["eval_seeds"]) & recorded_seeds([work / "train"])
-    for row, name in (("a", "imitate-all"), ("e", "oracle")):
-        summary = report["rows"][row]
-        assert summary["episodes"] == 2 and summary["ci95_low"] <= summary["success_rate"] <= summary["ci95_high"]
-        assert f"| ({row}) {name} |" in (work / "results.md").read_text()
-        config = json.loads((work / "checkpoints" / f"{row}_seed0" / "checkpoints" / "last" / "pretrained_model"
-                             / "config.json").read_text())
-        assert config["label_source"] == {"a": "interpolation", "e": "ground_truth"}[row]
-        assert "observation.environment_state" in config["input_features"]  # the policy reads state
-        rollouts = json.loads((work / "rollouts" / f"{row}_seed0.json").read_text())
-        assert [len(r["reward"]) for r in rollouts] == [r["length"] for r in rollouts]
-    assert "| (e) oracle |" in result.stdout
+    rows = {(entry["row"], entry["share"]): entry for entry in report["table"]}
+    assert set(rows) == {(row, share) for row in "abcde" for share in (0.25, 0.5)}
+    for (row, share), entry in rows.items():
+        assert entry["episodes"] == 2 and entry["ci95_low"] <= entry["success_rate"] <= entry["ci95_high"]
+        assert ("minus_a" in entry) == (row != "a")
+        assert f"| {share:.0%} | ({row}) {entry['name']} |" in (work / "results.md").read_text()
+
+    # The failure shares: both successes and the first 1 (25 %) or 2 (50 %) failures.
+    def trained_on(name):
+        return json.loads((work / "checkpoints" / name / "cost.json").read_text())["episodes"]
+
+    assert trained_on("a_fail25_seed0") == 3 and trained_on("a_fail50_seed0") == 4
+    assert not (work / "checkpoints" / "e_fail25_seed0").exists()  # the oracle imitates the same successes
+
+    def config(name):
+        return json.loads((work / "checkpoints" / name / "checkpoints" / "last" / "pretrained_model"
+                           / "config.json").read_text())
+
+    assert config("a_fail50_seed0")["label_source"] == "interpolation"
+    assert config("b_fail50_seed0")["label_source"] == "labels"
+    assert config("e_fail50_seed0")["label_source"] == "ground_truth"
+    assert config("d_fail50_seed0")["type"] == "actvantage"
+    for name in ("a_fail50_seed0", "d_fail50_seed0"):  # policies on state: no camera reaches them
+        features = config(name)["input_features"]
+        assert "observation.environment_state" in features and not any("images" in key for key in features)
+    rabc = (work / "train_c_fail50_seed0.log").read_text()
+    assert "sample_weighting" in rabc and "rabc" in rabc.lower()
+
+    rollouts = json.loads((work / "rollouts" / "a_fail50_seed0.json").read_text())["rollouts"]
+    assert [len(r["reward"]) for r in rollouts] == [r["length"] for r in rollouts]  # RewACT's head traced
+    actvantage = json.loads((work / "rollouts" / "d_fail50_seed0.json").read_text())["rollouts"]
+    assert all(r["reward"] == [] and r["length"] > 0 for r in actvantage)  # no reward head
+    assert {p["step"] for p in report["curve"]["a"]} == {1, 2}  # a checkpoint per curve_every step
+    assert len(list((work / "videos").glob("*/*.mp4"))) == 5  # smoke's rollouts all fail: one video per row
+    assert (tmp_path / "docs" / "success.png").is_file() and (tmp_path / "docs" / "curve.png").is_file()
+    advantages = pd.read_parquet(work / "advantages.parquet")
+    assert advantages["episode_index"].nunique() == 4
+
+    again = subprocess.run([*COMMAND, "--work", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train a_fail50_seed0: done" in again.stdout and " ..." not in again.stdout  # nothing ran again

@@ -1,9 +1,10 @@
-"""Roll a RewACT checkpoint out in the benchmark's env (`data.env`) and keep its reward per frame.
+"""Roll a policy checkpoint out in the benchmark's env (`data.env`) and keep RewACT's reward per frame.
 
 The env is the one `lerobot-eval --env.type=metaworld_bench` builds; observations go through
-LeRobot's own `preprocess_observation` and the checkpoint's processors, as in `lerobot-eval`,
-and each action comes with the reward head's estimate from the same forward pass
-(`select_action_with_reward`), so a rollout's trace is what the policy believed while acting.
+LeRobot's own `preprocess_observation` and the checkpoint's processors, as in `lerobot-eval`.
+A RewACT action comes with the reward head's estimate from the same forward pass
+(`select_action_with_reward`), so a rollout's trace is what the policy believed while acting;
+a policy without a reward head (ACTvantage, ACT) only acts.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Rollout:
     seed: int
     success: bool  # the simulator's success flag was raised (the episode then ends)
     length: int  # frames the policy acted on
-    reward: tuple[float, ...]  # the reward head's estimate at each of those frames
+    reward: tuple[float, ...]  # the reward head's estimate at each of those frames (none without a head)
 
     @property
     def record(self) -> dict:
@@ -61,20 +62,24 @@ def run_rollout(loaded: LoadedPolicy, env: MetaWorldBenchEnv, seed: int) -> tupl
     policy.reset()
     observation, _ = env.reset(seed=seed)
     frames: dict[str, list[np.ndarray]] = {camera: [] for camera in observation["pixels"]}
-    rewards, success = [], False
+    rewards, success, length = [], False, 0
     for _ in range(env.episode_length):
         for camera, image in observation["pixels"].items():
             frames[camera].append(image)
         batch = preprocess_observation(observation)
         batch["task"] = [env.task_description]
-        action, reward = policy.select_action_with_reward(loaded.preprocessor(batch))
-        rewards.append(float(reward[0]))
+        if hasattr(policy, "select_action_with_reward"):
+            action, reward = policy.select_action_with_reward(loaded.preprocessor(batch))
+            rewards.append(float(reward[0]))
+        else:
+            action = policy.select_action(loaded.preprocessor(batch))
+        length += 1
         action = loaded.postprocessor(action)
         observation, _, terminated, truncated, info = env.step(action[0].cpu().numpy())
         success = bool(info["is_success"])
         if terminated or truncated:
             break
-    rollout = Rollout(seed=seed, success=success, length=len(rewards), reward=tuple(rewards))
+    rollout = Rollout(seed=seed, success=success, length=length, reward=tuple(rewards))
     return rollout, {camera: np.stack(images) for camera, images in frames.items()}
 
 
@@ -90,8 +95,8 @@ def run_rollouts(loaded: LoadedPolicy, env_config: MetaWorldBenchEnvConfig, seed
             rollouts.append(rollout)
             if index < videos:
                 videos_dir.mkdir(parents=True, exist_ok=True)
-                write_video(videos_dir / f"seed_{seed}.mp4", frames, {"prediction": np.array(rollout.reward)},
-                            env_config.fps)
+                curves = {"prediction": np.array(rollout.reward)} if rollout.reward else {}
+                write_video(videos_dir / f"seed_{seed}.mp4", frames, curves, env_config.fps)
     finally:
         env.close()
     return rollouts

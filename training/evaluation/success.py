@@ -1,12 +1,15 @@
 """Success rates of closed-loop rollouts, with Wilson score intervals.
 
 With tens of rollouts per policy a rate's normal-approximation interval leaves [0, 1] and
-collapses to a point at 0 % or 100 %; Wilson's stays inside and keeps a width.
+collapses to a point at 0 % or 100 %; Wilson's stays inside and keeps a width. Two policies
+rolled out from the same seeds are compared by a paired interval.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 Z_95 = 1.959963984540054
 
@@ -26,3 +29,17 @@ def success_summary(successes: list[bool]) -> dict[str, float | int]:
     low, high = wilson_interval(sum(successes), len(successes))
     return {"episodes": len(successes), "successes": sum(successes), "success_rate": sum(successes) / len(successes),
             "ci95_low": low, "ci95_high": high}
+
+
+def paired_difference(successes: np.ndarray, baseline: np.ndarray, samples: int = 2000,
+                      seed: int = 0) -> dict[str, float]:
+    """Success rate of `successes` minus `baseline`, both (training seeds, rollout seeds) with the
+    rollout seeds in the same order: its 95 % interval resamples rollout seeds (a paired
+    bootstrap), so the luck of a start state that every policy shares cancels out."""
+    if successes.shape[1] != baseline.shape[1]:
+        raise ValueError("a paired difference needs the same rollout seeds on both sides")
+    per_seed = successes.mean(axis=0, dtype=float) - baseline.mean(axis=0, dtype=float)  # per rollout seed, over training seeds
+    draws = np.random.default_rng(seed).integers(0, len(per_seed), size=(samples, len(per_seed)))
+    means = per_seed[draws].mean(axis=1)
+    return {"mean": float(per_seed.mean()), "ci95_low": float(np.quantile(means, 0.025)),
+            "ci95_high": float(np.quantile(means, 0.975))}

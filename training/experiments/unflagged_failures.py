@@ -40,11 +40,11 @@ from common.label_files import SUMMARY_FILE, read_outcomes, read_summary
 from common.options import as_record, command_line, option, parse_options
 from training.evaluation.scoring import compare, load_source
 from training.experiments.augment import augmented_dataset, clip_episodes
-from training.experiments.workbench import (PRESETS, SMALL_REWACT, Preset, RewACTRunOptions, SplitOptions,
-                                           generate_splits, plot_frontier, run, settings_tag, step, train_rewact)
+from training.experiments.workbench import (PRESETS, REWARD_VLM, SMALL_REWACT, Preset, RewACTRunOptions,
+                                           SplitOptions, generate_splits, plot_frontier, run, settings_tag, step,
+                                           train_rewact)
 
 PROG = "python -m training.experiments.unflagged_failures"
-REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
 REWARD_VLM_TRAIN_SEED = 100  # outputs/reward_vlm/train in the Makefile's reward-vlm target
 # Keyframe schemes of the cost-quality frontier, in order: name -> (initial, max keyframes), or None
 # for labeling.run's defaults (6/12), whose held-out labels the experiment has already made.

@@ -29,6 +29,9 @@ SMALL_REWACT = ["--policy.dim_model=128", "--policy.dim_feedforward=512", "--pol
                 "--policy.optimizer_lr=3e-4", "--policy.optimizer_lr_backbone=1e-4"]
 
 
+# The small reward VLM this project trained on MetaWorld (seed 100), which labels the experiments' data.
+REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
+
 TRAINED_WITH = "trained_with.json"  # in each RewACT checkpoint directory: the settings it was trained with
 
 
