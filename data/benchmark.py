@@ -8,7 +8,8 @@ never read.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,19 +68,19 @@ def episode_seed(base_seed: int, task: str, kind: str, index: int, attempt: int)
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
-def features(config: GenerateConfig) -> dict:
-    size = config.rollout.image_size
-    visual = "video" if config.use_videos else "image"
+def features(rollout: RolloutConfig, use_videos: bool, environment_state: bool) -> dict:
+    size = rollout.image_size
+    visual = "video" if use_videos else "image"
     feats = {
         f"observation.images.{camera}": {
             "dtype": visual,
             "shape": (size, size, 3),
             "names": ["height", "width", "channels"],
         }
-        for camera in config.rollout.cameras
+        for camera in rollout.cameras
     }
     feats["observation.state"] = {"dtype": "float32", "shape": (len(STATE_NAMES),), "names": STATE_NAMES}
-    if config.environment_state:
+    if environment_state:
         feats["observation.environment_state"] = {
             "dtype": "float32", "shape": (len(ENV_STATE_NAMES),), "names": ENV_STATE_NAMES,
         }
@@ -89,36 +90,38 @@ def features(config: GenerateConfig) -> dict:
 
 def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = True) -> Path:
     """Write the dataset to `config.out`; built in a sibling temp dir and renamed when complete."""
-    out = config.out
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
-    staging = staging_dir(out)
     silence_expert_warnings()
-
-    dataset = None
-    records = []
     sims: dict[str, MetaWorldSim] = {}
-    try:
+
+    def episodes():
         for task, kind, index in tqdm(config.episode_plan(), desc="episodes", disable=not progress):
             sim = sims.get(task) or sims.setdefault(task, MetaWorldSim(task, config.rollout))
-            if dataset is None:
-                dataset = create_dataset(
-                    repo_id=config.repo_id,
-                    fps=sim.fps,
-                    features=features(config),
-                    root=staging,
-                    robot_type="sawyer",
-                    use_videos=config.use_videos,
-                )
-            records.append(_write_episode(dataset, _rollout_with_retries(sim, config, task, kind, index),
-                                          config.environment_state))
-        if dataset is None:
-            raise ConfigError("nothing to generate: the episode plan is empty")
-        dataset.finalize()
-        write_ground_truth(staging, records, config_summary(config))
+            yield _rollout_with_retries(sim, config, task, kind, index)
+
+    try:
+        return write_episodes(config.out, episodes(), config.rollout, use_videos=config.use_videos,
+                              environment_state=config.environment_state, repo_id=config.repo_id,
+                              summary=config_summary(config), overwrite=overwrite)
     finally:
         for sim in sims.values():
             sim.close()
+
+
+def write_episodes(out: Path, episodes: Iterable[Episode], rollout: RolloutConfig, *, use_videos: bool,
+                   environment_state: bool, repo_id: str, summary: dict, overwrite: bool = False) -> Path:
+    """Save recorded episodes (any source: the scripted kinds, a policy's rollouts) as a LeRobot
+    dataset at `out` with their truth in the ground-truth sidecar; built in a sibling temp dir and
+    renamed when complete. Episodes are consumed one at a time, so memory does not grow with them."""
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    staging = staging_dir(out)
+    dataset = create_dataset(repo_id=repo_id, fps=rollout.fps, features=features(rollout, use_videos, environment_state),
+                             root=staging, robot_type="sawyer", use_videos=use_videos)
+    records = [_write_episode(dataset, episode, environment_state) for episode in episodes]
+    if not records:
+        raise ConfigError("nothing to write: no episodes")
+    dataset.finalize()
+    write_ground_truth(staging, records, summary)
     return publish(staging, out)
 
 
@@ -137,8 +140,8 @@ def _rollout_with_retries(sim: MetaWorldSim, config: GenerateConfig, task: str, 
 
 
 def _write_episode(dataset, episode: Episode, environment_state: bool) -> Episode:
-    """Save the rollout as the dataset's next episode; returns its truth without the frames,
-    which are in the dataset now, so memory does not grow with the episodes generated."""
+    """Save the rollout as the dataset's next episode and drop its frames, which are in the
+    dataset now, so memory does not grow with the episodes written; returns its truth."""
     for t in range(len(episode)):
         frame = {f"observation.images.{camera}": episode.images[camera][t] for camera in episode.images}
         frame["observation.state"] = episode.state[t]
@@ -148,4 +151,5 @@ def _write_episode(dataset, episode: Episode, environment_state: bool) -> Episod
         frame["task"] = episode.task
         dataset.add_frame(frame)
     dataset.save_episode()
-    return replace(episode, images={})
+    episode.images = {}
+    return episode

@@ -75,6 +75,17 @@ class Episode:
     def __len__(self) -> int:
         return len(self.state)
 
+    def record(self, images: dict[str, np.ndarray], state: np.ndarray, environment_state: np.ndarray | None,
+               truth: dict) -> None:
+        """Append one frame: what a robot records, and the simulator's truth (`MetaWorldSim.frame_truth`)."""
+        for camera, image in images.items():
+            self.images.setdefault(camera, []).append(image)
+        self.state.append(state)
+        if environment_state is not None:
+            self.environment_state.append(environment_state)
+        for name, value in truth.items():
+            getattr(self, name).append(value)
+
     @property
     def outcome(self) -> str:
         return "success" if self.success[-1] else "failure"
@@ -152,10 +163,11 @@ class MetaWorldSim:
         start = (obs[4:7] if self.spec.has_object else obs[:3]).copy()
         episode = Episode(self.spec.env_name, self.task, kind, seed)
         controller, length = self._controller(kind, rng, goal, start, episode)
-        info = self.env.evaluate_state(obs, np.zeros(4, dtype=np.float32))[1]
-        initial = (self._tcp_to_obj(obs), float(info["obj_to_target"]))
+        info = self.evaluate(obs)
+        initial = self.initial_distances(obs, info)
         for t in range(self.config.max_frames):
-            self._record(episode, obs, info, initial)
+            episode.record(self.render(), self.state(obs), self.environment_state(obs),
+                           self.frame_truth(obs, info, initial))
             if length(t):
                 break
             action = np.clip(controller(obs, t), -1.0, 1.0).astype(np.float32)
@@ -166,7 +178,16 @@ class MetaWorldSim:
         episode.action.append(np.clip(controller(obs, len(episode)), -1.0, 1.0).astype(np.float32))
         return episode if _matches_kind(episode) else None
 
-    def _record(self, episode: Episode, obs: np.ndarray, info: dict, initial: tuple[float, float]) -> None:
+    def evaluate(self, obs: np.ndarray) -> dict:
+        """The simulator's info (success, distances) for the current state, as a step returns it."""
+        return self.env.evaluate_state(obs, np.zeros(4, dtype=np.float32))[1]
+
+    def initial_distances(self, obs: np.ndarray, info: dict) -> tuple[float, float]:
+        """(hand to object, object to goal) at an episode's first frame: what progress is relative to."""
+        return self._tcp_to_obj(obs), float(info["obj_to_target"])
+
+    def frame_truth(self, obs: np.ndarray, info: dict, initial: tuple[float, float]) -> dict:
+        """The simulator's truth of the current frame: `Episode`'s per-frame ground-truth fields."""
         success = bool(info["success"])
         tcp_to_obj = self._tcp_to_obj(obs)
         grasped = bool(info["grasp_success"]) and self.spec.grasps
@@ -179,16 +200,8 @@ class MetaWorldSim:
             obj_to_target_0=initial[1],
             success=success,
         )
-        for camera, image in self.render().items():
-            episode.images.setdefault(camera, []).append(image)
-        episode.state.append(self.state(obs))
-        episode.environment_state.append(self.environment_state(obs))
-        episode.progress.append(progress)
-        episode.score.append(progress_to_score(progress, success))
-        episode.success.append(success)
-        episode.obj_to_target.append(float(info["obj_to_target"]))
-        episode.tcp_to_obj.append(tcp_to_obj)
-        episode.grasped.append(grasped)
+        return {"progress": progress, "score": progress_to_score(progress, success), "success": success,
+                "obj_to_target": float(info["obj_to_target"]), "tcp_to_obj": tcp_to_obj, "grasped": grasped}
 
     def _tcp_to_obj(self, obs: np.ndarray) -> float:
         return float(np.linalg.norm(self.env.tcp_center - obs[4:7]))

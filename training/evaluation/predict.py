@@ -14,25 +14,26 @@ from common.reward_sources import episode_lengths, frames_from, register
 
 @dataclass
 class LoadedPolicy:
-    policy: object  # RewACTPolicy
+    policy: object  # any LeRobot policy; RewACT's also predicts rewards
     preprocessor: object  # PolicyProcessorPipeline
     postprocessor: object  # PolicyProcessorPipeline: the action back in the robot's units
     path: Path
 
 
 def load_policy(checkpoint: str | Path, device: str = "cpu") -> LoadedPolicy:
-    """A checkpoint directory as written by lerobot-train (`.../pretrained_model`)."""
-    from lerobot.policies.factory import make_pre_post_processors
+    """A checkpoint directory as written by lerobot-train (`.../pretrained_model`), of any policy
+    type LeRobot or this project's plugins (RewACT, ACTvantage) register."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
-    import rewact  # noqa: F401  (registers the config type)
-    from rewact.modeling_rewact import RewACTPolicy
+    import rewact  # noqa: F401  (registers the config types)
 
     path = Path(checkpoint)
     if (path / "pretrained_model").is_dir():
         path = path / "pretrained_model"
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no RewACT checkpoint at {checkpoint} (expected config.json)")
-    policy = RewACTPolicy.from_pretrained(path)
+        raise FileNotFoundError(f"no policy checkpoint at {checkpoint} (expected config.json)")
+    policy = get_policy_class(PreTrainedConfig.from_pretrained(path).type).from_pretrained(path)
     policy.config.device = device
     policy.to(device).eval()
     preprocessor, postprocessor = make_pre_post_processors(
