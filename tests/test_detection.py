@@ -59,3 +59,52 @@ def test_auroc_is_undefined_without_both_outcomes():
     assert np.isnan(metrics["auroc"][0]) and metrics["false_success"][0] == 0.0
     assert np.isnan(metrics["stop_when_done"]["stop_right_rate"])
 
+
+@pytest.mark.slow
+def test_smoke_preset_runs_the_rollout_label_round_and_reports_both_heads(demo_checkpoint, demo_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from common.ground_truth import read_ground_truth
+
+    work, results = tmp_path / "work", tmp_path / "results"
+    command = [sys.executable, "-m", "training.experiments.success_detection", "--preset", "smoke", "--task",
+               "reach-v3", "--policies", str(demo_checkpoint), "--datasets", str(demo_root), "--work", str(work),
+               "--results", str(results), "--train-episodes", "7,8,10"]  # two reach successes and a stall
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((results / "results.json").read_text())
+    assert report["seeds"] == {"round1": [5000, 5001], "fresh": [5002, 5003]}
+    for name in ("before, round-one rollouts", "before, fresh rollouts", "after, fresh rollouts"):
+        head = report["heads"][name]
+        assert head["rollouts"] == 2 and 0.0 <= head["threshold"] <= 1.0
+        assert len(head["final_reward"]["success"]) + len(head["final_reward"]["failure"]) == 2
+    # The round's rollouts were recorded with the head's views and labeled by labeling.run; the
+    # after-head trained on the training episodes and them.
+    round1 = work / "rollouts" / "round1" / "policy0"
+    assert read_ground_truth(round1)[1]["seed"].tolist() == [5000, 5001]
+    assert (work / "labeled" / "round1_policy0" / "labels" / "episodes.parquet").is_file()
+    after = json.loads((work / "head_data" / "after" / "meta" / "info.json").read_text())
+    before = json.loads((work / "head_data" / "before" / "meta" / "info.json").read_text())
+    assert after["total_episodes"] == before["total_episodes"] + 2
+    for file in ("README.md", "final_reward.png", "roc.png"):
+        assert (results / file).is_file()
+    assert "| after, fresh rollouts | 2 (" in (results / "README.md").read_text()
+    # Run again: every step is reused.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    steps = [line for line in again.stdout.splitlines() if line.startswith("[experiment]")]
+    assert again.returncode == 0 and steps and all("already done" in line for line in steps)
+
+
+def test_a_head_dataset_with_simulator_positions_is_refused_before_anything_runs(tmp_path, cli):
+    from data.benchmark import GenerateConfig, generate
+    from data.rollout import RolloutConfig
+
+    dataset = generate(GenerateConfig(out=tmp_path / "with_positions", tasks=("reach-v3",), successes=1,
+                                      failures_per_kind=0, rollout=RolloutConfig(cameras=("topview",), image_size=32),
+                                      use_videos=False, environment_state=True), progress=False)
+    result = cli("training.experiments.success_detection", "--policies", tmp_path / "unused", "--datasets", dataset,
+                 "--task", "reach-v3", "--work", tmp_path / "work", "--results", tmp_path / "results")
+    assert result.returncode == 2 and "must not read the simulator's object and goal positions" in result.stderr
+    assert not (tmp_path / "work").exists()

@@ -78,8 +78,9 @@ def env_settings(env_config) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(RolloutOptions, argv, prog="python -m training.rollout")
-    if options.out.exists() and not options.overwrite:
-        raise FileExistsError(f"{options.out} already exists (pass --overwrite to replace it)")
+    for out in (options.out, options.record):
+        if out is not None and out.exists() and not options.overwrite:
+            raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
     reused = sorted(set(options.seeds) & recorded_seeds(list(options.training_datasets)))
     if reused:
         raise ConfigError(f"seed(s) {reused} are episodes of the training datasets; choose another --seed")
