@@ -1,9 +1,10 @@
-"""Roll a RewACT checkpoint out in the benchmark's env (`data.env`) and keep its reward per frame.
+"""Roll a policy checkpoint out in the benchmark's env (`data.env`) and keep its reward per frame.
 
 The env is the one `lerobot-eval --env.type=metaworld_bench` builds; observations go through
 LeRobot's own `preprocess_observation` and the checkpoint's processors, as in `lerobot-eval`,
-and each action comes with the reward head's estimate from the same forward pass
+and a RewACT's action comes with its reward head's estimate from the same forward pass
 (`select_action_with_reward`), so a rollout's trace is what the policy believed while acting.
+A `Recording` saves the rollouts as a dataset, the simulator's truth in its sidecar.
 """
 
 from __future__ import annotations
