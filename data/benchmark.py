@@ -71,19 +71,19 @@ def episode_seed(base_seed: int, task: str, kind: str, index: int, attempt: int)
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
-def features(config: GenerateConfig) -> dict:
-    height, width = config.rollout.resolution
-    visual = "video" if config.use_videos else "image"
+def features(rollout: RolloutConfig, use_videos: bool, environment_state: bool) -> dict:
+    height, width = rollout.resolution
+    visual = "video" if use_videos else "image"
     feats = {
         f"observation.images.{camera}": {
             "dtype": visual,
             "shape": (height, width, 3),
             "names": ["height", "width", "channels"],
         }
-        for camera in config.rollout.cameras
+        for camera in rollout.cameras
     }
     feats["observation.state"] = {"dtype": "float32", "shape": (len(STATE_NAMES),), "names": STATE_NAMES}
-    if config.environment_state:
+    if environment_state:
         feats["observation.environment_state"] = {
             "dtype": "float32", "shape": (len(ENV_STATE_NAMES),), "names": ENV_STATE_NAMES,
         }
@@ -93,31 +93,65 @@ def features(config: GenerateConfig) -> dict:
 
 def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = True) -> Path:
     """Write the dataset to `config.out`; built in a sibling temp dir and renamed when complete."""
-    out = config.out
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
     plan = config.episode_plan()
     if not plan:
         raise ConfigError("nothing to generate: the episode plan is empty")
     for task, kind in dict.fromkeys((task, kind) for task, kind, _ in plan):
         check_kind_applies(task, kind)
-    staging = staging_dir(out)
+    writer = EpisodeWriter(config.out, config.rollout, use_videos=config.use_videos,
+                           environment_state=config.environment_state, repo_id=config.repo_id, overwrite=overwrite)
     silence_expert_warnings()
-
-    dataset = create_dataset(repo_id=config.repo_id, fps=config.rollout.fps, features=features(config), root=staging,
-                             robot_type="sawyer", use_videos=config.use_videos)
-    records = []
     sims: dict[str, MetaWorldSim] = {}
     try:
         for task, kind, index in tqdm(plan, desc="episodes", disable=not progress):
             sim = sims.get(task) or sims.setdefault(task, MetaWorldSim(task, config.rollout))
-            records.append(_record_episode(dataset, sim, config, kind, index))
-        dataset.finalize()
-        write_ground_truth(staging, records, config_summary(config))
+            _record_episode(writer, sim, config, kind, index)
     finally:
         for sim in sims.values():
             sim.close()
-    return publish(staging, out)
+    return writer.publish(config_summary(config))
+
+
+class EpisodeWriter:
+    """A LeRobot dataset written frame by frame as episodes are rendered (the scripted kinds, a
+    policy's rollouts), built in a sibling temp dir and published whole with the simulator's truth
+    in its sidecar. Frames go to the dataset's episode buffer, so memory does not grow with them."""
+
+    def __init__(self, out: Path, rollout: RolloutConfig, *, use_videos: bool, environment_state: bool,
+                 repo_id: str, overwrite: bool = False):
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+        self.out, self.staging, self.environment_state = out, staging_dir(out), environment_state
+        self.dataset = create_dataset(repo_id=repo_id, fps=rollout.fps,
+                                      features=features(rollout, use_videos, environment_state), root=self.staging,
+                                      robot_type="sawyer", use_videos=use_videos)
+        self.records: list[Episode] = []
+
+    def add_frame(self, frame: Frame, task: str) -> None:
+        """`frame` as `LeRobotDataset.add_frame` takes it, into the current episode."""
+        record = {f"observation.images.{camera}": image for camera, image in frame.images.items()}
+        record["observation.state"] = frame.state
+        if self.environment_state:
+            record["observation.environment_state"] = frame.environment_state
+        record["action"] = frame.action
+        record["task"] = task
+        self.dataset.add_frame(record)
+
+    def save_episode(self, truth: Episode) -> None:
+        """The frames added since the last episode become the next one; `truth` is its sidecar record."""
+        self.dataset.save_episode()
+        self.records.append(truth)
+
+    def discard_episode(self) -> None:
+        self.dataset.clear_episode_buffer()
+
+    def publish(self, summary: dict) -> Path:
+        """Finish the dataset, write the sidecar and move it to `out`."""
+        if not self.records:
+            raise ConfigError("nothing to write: no episodes")
+        self.dataset.finalize()
+        write_ground_truth(self.staging, self.records, summary)
+        return publish(self.staging, self.out)
 
 
 def config_summary(config: GenerateConfig) -> dict:
@@ -126,29 +160,14 @@ def config_summary(config: GenerateConfig) -> dict:
     return summary
 
 
-def _record_episode(dataset, sim: MetaWorldSim, config: GenerateConfig, kind: str, index: int) -> Episode:
-    """Roll out `kind` until the simulator agrees, each frame going to the dataset's episode buffer
-    as it is rendered; a rejected rollout's buffer is discarded and the next seed tried. Returns the
-    kept rollout's truth: no frame of it is held in memory."""
-
-    def add(frame: Frame) -> None:
-        dataset.add_frame(_lerobot_frame(frame, sim.task, config.environment_state))
-
+def _record_episode(writer: EpisodeWriter, sim: MetaWorldSim, config: GenerateConfig, kind: str, index: int) -> None:
+    """Roll out `kind` until the simulator agrees, each frame going to the writer as it is
+    rendered; a rejected rollout's frames are discarded and the next seed tried."""
     for attempt in range(MAX_ATTEMPTS):
-        episode = sim.rollout(kind, episode_seed(config.seed, sim.spec.env_name, kind, index, attempt), on_frame=add)
+        episode = sim.rollout(kind, episode_seed(config.seed, sim.spec.env_name, kind, index, attempt),
+                              on_frame=lambda frame: writer.add_frame(frame, sim.task))
         if episode is not None:
-            dataset.save_episode()
-            return episode
-        dataset.clear_episode_buffer()
+            writer.save_episode(episode)
+            return
+        writer.discard_episode()
     raise RuntimeError(f"could not produce a '{kind}' episode of {sim.spec.env_name} in {MAX_ATTEMPTS} attempts")
-
-
-def _lerobot_frame(frame: Frame, task: str, environment_state: bool) -> dict:
-    """A rendered frame as `LeRobotDataset.add_frame` takes it."""
-    record = {f"observation.images.{camera}": image for camera, image in frame.images.items()}
-    record["observation.state"] = frame.state
-    if environment_state:
-        record["observation.environment_state"] = frame.environment_state
-    record["action"] = frame.action
-    record["task"] = task
-    return record

@@ -35,11 +35,15 @@ from data.rollout import (ACTION_NAMES, CAMERAS, ENV_STATE_NAMES, STATE_NAMES, M
                           silence_expert_warnings)
 
 ENV_TYPE = "metaworld_bench"
+# The info key of each frame's simulator truth (`MetaWorldSim.frame_truth`: progress, score,
+# success, distances), for evaluation only: a policy never sees it.
+GROUND_TRUTH = "ground_truth"
 
 
 class MetaWorldBenchEnv(gym.Env):
     """One frame per step: the action held for `action_repeat` simulator steps, then every camera
-    rendered. Terminates on the simulator's success flag, truncates after `episode_length` frames."""
+    rendered. Terminates on the simulator's success flag, truncates after `episode_length` frames.
+    Each frame's info carries the simulator's truth under `GROUND_TRUTH`, for recording rollouts."""
 
     metadata = {"render_modes": ["rgb_array"]}
 
@@ -69,6 +73,7 @@ class MetaWorldBenchEnv(gym.Env):
         self._sim: MetaWorldSim | None = None  # built on first reset, inside a vector env's worker
         self._frames = 0
         self._images: dict[str, np.ndarray] = {}
+        self._initial: tuple[float, float] = (0.0, 0.0)  # distances at reset, what progress is relative to
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -79,14 +84,18 @@ class MetaWorldBenchEnv(gym.Env):
             silence_expert_warnings()
             self._sim = MetaWorldSim(self.task, self.rollout)
         self._frames = 0
-        return self._observe(self._sim.reset(episode_seed)), {"is_success": False}
+        obs = self._sim.reset(episode_seed)
+        info = self._sim.evaluate(obs)
+        self._initial = self._sim.initial_distances(obs, info)
+        return self._observe(obs), {"is_success": False, GROUND_TRUTH: self._sim.frame_truth(obs, info, self._initial)}
 
     def step(self, action: np.ndarray):
         obs, reward, info = self._sim.step(np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0))
         self._frames += 1
         success = bool(info["success"])
         truncated = self._frames >= self._max_episode_steps
-        return self._observe(obs), reward, success, truncated, {"is_success": success, "task": self.task}
+        return self._observe(obs), reward, success, truncated, {
+            "is_success": success, "task": self.task, GROUND_TRUTH: self._sim.frame_truth(obs, info, self._initial)}
 
     def render(self) -> np.ndarray:
         """The cameras of the latest observation side by side, for lerobot-eval's videos."""

@@ -149,6 +149,11 @@ class Episode:
     def __len__(self) -> int:
         return len(self.progress)
 
+    def add_truth(self, truth: dict) -> None:
+        """Append one frame's simulator truth (`MetaWorldSim.frame_truth`)."""
+        for name, value in truth.items():
+            getattr(self, name).append(value)
+
     @property
     def outcome(self) -> str:
         return "success" if self.success[-1] else "failure"
@@ -285,10 +290,10 @@ class MetaWorldSim:
         plan = self._plan(kind, rng, Steering(self.expert.get_action, episode, goal, start, self.config))
         frame_cap = self.config.frame_cap(plan.detour_frames)
         self.env.max_path_length = max(SawyerXYZEnv.max_path_length, frame_cap * self.config.action_repeat)
-        info = self.env.evaluate_state(obs, np.zeros(4, dtype=np.float32))[1]
-        initial = (self._tcp_to_obj(obs), float(info["obj_to_target"]))
+        info = self.evaluate(obs)
+        initial = self.initial_distances(obs, info)
         for t in range(frame_cap):
-            self._record(episode, obs, info, initial)
+            episode.add_truth(self.frame_truth(obs, info, initial))
             over = plan.is_over(t)
             action = np.clip(plan.act(obs, t), -1.0, 1.0).astype(np.float32)
             if self.config.operator_speed < 1:
@@ -302,7 +307,16 @@ class MetaWorldSim:
             obs, _, info = self.step(action)
         return None
 
-    def _record(self, episode: Episode, obs: np.ndarray, info: dict, initial: tuple[float, float]) -> None:
+    def evaluate(self, obs: np.ndarray) -> dict:
+        """The simulator's info (success, distances) for the current state, as a step returns it."""
+        return self.env.evaluate_state(obs, np.zeros(4, dtype=np.float32))[1]
+
+    def initial_distances(self, obs: np.ndarray, info: dict) -> tuple[float, float]:
+        """(hand to object, object to goal) at an episode's first frame: what progress is relative to."""
+        return self._tcp_to_obj(obs), float(info["obj_to_target"])
+
+    def frame_truth(self, obs: np.ndarray, info: dict, initial: tuple[float, float]) -> dict:
+        """The simulator's truth of the current frame: `Episode`'s per-frame fields (`Episode.add_truth`)."""
         success = bool(info["success"])
         tcp_to_obj = self._tcp_to_obj(obs)
         grasped = bool(info["grasp_success"]) and self.spec.grasps
@@ -315,12 +329,8 @@ class MetaWorldSim:
             obj_to_target_0=initial[1],
             success=success,
         )
-        episode.progress.append(progress)
-        episode.score.append(progress_to_score(progress, success))
-        episode.success.append(success)
-        episode.obj_to_target.append(float(info["obj_to_target"]))
-        episode.tcp_to_obj.append(tcp_to_obj)
-        episode.grasped.append(grasped)
+        return {"progress": progress, "score": progress_to_score(progress, success), "success": success,
+                "obj_to_target": float(info["obj_to_target"]), "tcp_to_obj": tcp_to_obj, "grasped": grasped}
 
     def _tcp_to_obj(self, obs: np.ndarray) -> float:
         return float(np.linalg.norm(self.env.tcp_center - obs[4:7]))

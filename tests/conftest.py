@@ -137,3 +137,15 @@ def lerobot_train_command(demo_root: Path, output_dir: Path, policy_type: str, *
         "--steps=2", "--batch_size=2", "--num_workers=0", "--save_freq=2", "--env_eval_freq=0",
         "--wandb.enable=false", f"--output_dir={output_dir}", *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(demo_root, tmp_path_factory) -> Path:
+    """A tiny RewACT trained 2 steps on the demo by stock lerobot-train (96 px, corner2 + topview)."""
+    out = tmp_path_factory.mktemp("rewact") / "run"
+    cmd = lerobot_train_command(demo_root, out, "rewact", "--policy.dim_model=32", "--policy.dim_feedforward=64",
+                                "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1",
+                                "--policy.chunk_size=5", "--policy.n_action_steps=5")
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "checkpoints" / "last" / "pretrained_model"

@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from common.ground_truth import read_ground_truth
-from conftest import lerobot_train_command
 from data.env import ENV_TYPE, MetaWorldBenchEnvConfig
 from data.benchmark import GenerateConfig, generate
 from data.rollout import MetaWorldSim, RolloutConfig
@@ -90,18 +89,6 @@ def test_config_matches_the_simulator_and_rejects_bad_settings():
         MetaWorldBenchEnvConfig(cameras="corner2,ceiling")
     with pytest.raises(ValueError, match="500 simulator steps"):
         MetaWorldBenchEnvConfig(episode_length=300, action_repeat=2)
-
-
-@pytest.fixture(scope="module")
-def demo_checkpoint(demo_root, tmp_path_factory) -> Path:
-    """A tiny RewACT trained 2 steps on the demo by stock lerobot-train (96 px, corner2 + topview)."""
-    out = tmp_path_factory.mktemp("rewact") / "run"
-    cmd = lerobot_train_command(demo_root, out, "rewact", "--policy.dim_model=32", "--policy.dim_feedforward=64",
-                                "--policy.n_encoder_layers=1", "--policy.n_decoder_layers=1",
-                                "--policy.chunk_size=5", "--policy.n_action_steps=5")
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out / "checkpoints" / "last" / "pretrained_model"
 
 
 @pytest.mark.slow

@@ -139,8 +139,8 @@ def bootstrap(episodes: list[EpisodeTruth], rewards: dict[int, np.ndarray], samp
               seed: int = 0) -> dict[str, tuple[float, float, float]]:
     """(estimate, low, high) per metric; the interval is the 2.5-97.5 percentile over resampled episodes."""
     stats = per_episode(episodes, rewards)
-    return _percentiles(aggregate(stats, np.ones(len(episodes))),
-                        [aggregate(stats, weights) for weights in _resamples(len(episodes), samples, seed)])
+    return percentile_intervals(aggregate(stats, np.ones(len(episodes))),
+                                [aggregate(stats, weights) for weights in resamples(len(episodes), samples, seed)])
 
 
 def paired_bootstrap(episodes: list[EpisodeTruth], rewards_a: dict[int, np.ndarray], rewards_b: dict[int, np.ndarray],
@@ -152,8 +152,8 @@ def paired_bootstrap(episodes: list[EpisodeTruth], rewards_a: dict[int, np.ndarr
         a, b = aggregate(stats_a, weights), aggregate(stats_b, weights)
         return {name: a[name] - b[name] for name in a if name in b}
 
-    return _percentiles(difference(np.ones(len(episodes))),
-                        [difference(weights) for weights in _resamples(len(episodes), samples, seed)])
+    return percentile_intervals(difference(np.ones(len(episodes))),
+                                [difference(weights) for weights in resamples(len(episodes), samples, seed)])
 
 
 def dip(score: np.ndarray) -> tuple[int, float]:
@@ -181,17 +181,18 @@ def dip_recovered(labels: np.ndarray, truth: np.ndarray) -> bool:
 
 def bootstrap_share(hits: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """(share, low, high) of per-episode hits, the interval over resampled episodes."""
-    draws = [{"share": float((w * hits).sum() / w.sum())} for w in _resamples(len(hits), samples, seed)]
-    return _percentiles({"share": float(np.mean(hits))}, draws)["share"]
+    draws = [{"share": float((w * hits).sum() / w.sum())} for w in resamples(len(hits), samples, seed)]
+    return percentile_intervals({"share": float(np.mean(hits))}, draws)["share"]
 
 
-def _resamples(episodes: int, samples: int, seed: int) -> list[np.ndarray]:
+def resamples(episodes: int, samples: int, seed: int) -> list[np.ndarray]:
     """How many times each episode is drawn, per bootstrap resample."""
     rng = np.random.default_rng(seed)
     return [np.bincount(rng.integers(0, episodes, episodes), minlength=episodes) for _ in range(samples)]
 
 
-def _percentiles(estimate: dict[str, float], draws: list[dict[str, float]]) -> dict[str, tuple[float, float, float]]:
+def percentile_intervals(estimate: dict[str, float], draws: list[dict[str, float]]) -> dict[str, tuple[float, float, float]]:
+    """(estimate, 2.5th, 97.5th percentile of the draws) per metric; draws where it is undefined are left out."""
     intervals = {}
     for name, value in estimate.items():
         values = np.array([draw[name] for draw in draws])

@@ -48,10 +48,9 @@ from common.options import as_record, option, parse_options
 from common.staging import publish, staging_dir
 from data.benchmark import GenerateConfig, generate
 from data.env import MetaWorldBenchEnvConfig
-from data.rollout import RolloutConfig
+from data.rollout import Frame, RolloutConfig
 from training.evaluation.predict import load_policy
-from training.evaluation.rollouts import run_rollout, run_rollouts
-from training.evaluation.reward_video import write_video
+from training.evaluation.rollouts import run_rollout, run_rollouts, write_rollout_video
 from training.evaluation.success import paired_difference, success_summary
 from training.experiments.workbench import REWARD_VLM, run
 
@@ -304,9 +303,9 @@ def videos(row: str, name: str, preset: Preset, paths: Paths, out: Path) -> None
     staging.mkdir(parents=True)
     try:
         for outcome, seed in chosen.items():
-            rollout, frames = run_rollout(loaded, env, seed)
-            curves = {"prediction": np.array(rollout.reward)} if rollout.reward else {}
-            write_video(staging / f"{row}_{outcome}_seed{seed}.mp4", frames, curves, env_config.fps)
+            frames: list[Frame] = []
+            rollout, _ = run_rollout(loaded, env, seed, on_frame=frames.append)
+            write_rollout_video(staging / f"{row}_{outcome}_seed{seed}.mp4", rollout, frames, env_config.fps)
     finally:
         env.close()
     publish(staging, out)

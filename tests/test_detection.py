@@ -1,0 +1,110 @@
+"""Success detection on rollouts (training/evaluation/detection.py), on hand-made traces: the
+threshold comes from the training successes, and every stop is counted as right, early or wrong."""
+
+import numpy as np
+import pytest
+
+from training.evaluation.detection import RolloutTrace, detection_metrics, stop_when_done, training_threshold
+
+
+def trace(reward, first_success=None):
+    reward = np.array(reward, dtype=float)
+    success = np.zeros(len(reward), dtype=bool)
+    if first_success is not None:
+        success[first_success:] = True
+    return RolloutTrace(reward, success)
+
+
+def test_threshold_is_what_95_percent_of_the_training_successes_reach():
+    finals = np.linspace(0.5, 0.99, 20)  # 20 training successes: 19 of them (95 %) reach the second lowest
+    assert training_threshold(finals) == pytest.approx(finals[1])
+    assert training_threshold(np.array([0.9, 0.7]), recall=0.5) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="no episode a success"):
+        training_threshold(np.array([]))
+
+
+def test_stop_when_done_counts_right_early_wrong_and_never_stopped_successes():
+    traces = [
+        trace([0.1, 0.5, 0.95], first_success=2),  # crosses at the success frame: right
+        trace([0.1, 0.95, 0.97, 0.99], first_success=3),  # crosses at 1, success at 3: early
+        trace([0.2, 0.9, 0.4]),  # crosses, never succeeds: wrong
+        trace([0.2, 0.3, 0.5], first_success=2),  # a success the head never reaches: never stopped
+        trace([0.1, 0.2, 0.3]),  # a failure it never stops: nothing to count
+    ]
+    stops = stop_when_done(traces, threshold=0.9)
+    assert {key: stops[key] for key in ("stops", "right", "early", "wrong", "never_stopped_successes")} == {
+        "stops": 3, "right": 1, "early": 1, "wrong": 1, "never_stopped_successes": 1}
+    assert stops["stop_right_rate"] == pytest.approx(1 / 3)
+    low, high = stops["stop_right_ci95"]
+    assert 0 < low < 1 / 3 < high < 1
+
+
+def test_false_success_is_scored_at_the_given_threshold_not_one_fitted_to_the_rollouts():
+    successes = [trace([0.2, r], first_success=1) for r in (0.8, 0.85, 0.9, 0.95)]
+    failures = [trace([0.1, r]) for r in (0.3, 0.6, 0.82, 0.88)]
+    metrics = detection_metrics(successes + failures, threshold=0.84, samples=200)
+    assert metrics["auroc"][0] == pytest.approx(13 / 16)  # success > failure in 13 of 16 pairs
+    assert metrics["false_success"][0] == pytest.approx(1 / 4)  # 0.88 reaches 0.84
+    assert metrics["true_success"][0] == pytest.approx(3 / 4)  # 0.8 does not
+    for name in ("auroc", "false_success", "true_success"):
+        estimate, low, high = metrics[name]
+        assert low <= estimate <= high
+    assert metrics["final_reward"] == {"success": [0.8, 0.85, 0.9, 0.95], "failure": [0.3, 0.6, 0.82, 0.88]}
+    # A threshold below every final reward calls every failure a success.
+    assert detection_metrics(successes + failures, threshold=0.0, samples=10)["false_success"][0] == 1.0
+
+
+def test_auroc_is_undefined_without_both_outcomes():
+    metrics = detection_metrics([trace([0.1, 0.2]), trace([0.3, 0.4])], threshold=0.5, samples=10)
+    assert np.isnan(metrics["auroc"][0]) and metrics["false_success"][0] == 0.0
+    assert np.isnan(metrics["stop_when_done"]["stop_right_rate"])
+
+
+@pytest.mark.slow
+def test_smoke_preset_runs_the_rollout_label_round_and_reports_both_heads(demo_checkpoint, demo_root, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from common.ground_truth import read_ground_truth
+
+    work, results = tmp_path / "work", tmp_path / "results"
+    command = [sys.executable, "-m", "training.experiments.success_detection", "--preset", "smoke", "--task",
+               "reach-v3", "--policies", str(demo_checkpoint), "--datasets", str(demo_root), "--work", str(work),
+               "--results", str(results), "--train-episodes", "7,8,10"]  # two reach successes and a stall
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((results / "results.json").read_text())
+    assert report["seeds"] == {"round1": [5000, 5001], "fresh": [5002, 5003]}
+    for name in ("before, round-one rollouts", "before, fresh rollouts", "after, fresh rollouts"):
+        head = report["heads"][name]
+        assert head["rollouts"] == 2 and 0.0 <= head["threshold"] <= 1.0
+        assert len(head["final_reward"]["success"]) + len(head["final_reward"]["failure"]) == 2
+    # The round's rollouts were recorded with the head's views and labeled by labeling.run; the
+    # after-head trained on the training episodes and them.
+    round1 = work / "rollouts" / "round1" / "policy0"
+    assert read_ground_truth(round1)[1]["seed"].tolist() == [5000, 5001]
+    assert (work / "labeled" / "round1_policy0" / "labels" / "episodes.parquet").is_file()
+    after = json.loads((work / "head_data" / "after" / "meta" / "info.json").read_text())
+    before = json.loads((work / "head_data" / "before" / "meta" / "info.json").read_text())
+    assert after["total_episodes"] == before["total_episodes"] + 2
+    for file in ("README.md", "final_reward.png", "roc.png"):
+        assert (results / file).is_file()
+    assert "| after, fresh rollouts | 2 (" in (results / "README.md").read_text()
+    # Run again: every step is reused.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    steps = [line for line in again.stdout.splitlines() if line.startswith("[experiment]")]
+    assert again.returncode == 0 and steps and all("already done" in line for line in steps)
+
+
+def test_a_head_dataset_with_simulator_positions_is_refused_before_anything_runs(tmp_path, cli):
+    from data.benchmark import GenerateConfig, generate
+    from data.rollout import RolloutConfig
+
+    dataset = generate(GenerateConfig(out=tmp_path / "with_positions", tasks=("reach-v3",), successes=1,
+                                      failures_per_kind=0, rollout=RolloutConfig(cameras=("topview",), image_size=32),
+                                      use_videos=False, environment_state=True), progress=False)
+    result = cli("training.experiments.success_detection", "--policies", tmp_path / "unused", "--datasets", dataset,
+                 "--task", "reach-v3", "--work", tmp_path / "work", "--results", tmp_path / "results")
+    assert result.returncode == 2 and "must not read the simulator's object and goal positions" in result.stderr
+    assert not (tmp_path / "work").exists()

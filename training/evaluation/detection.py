@@ -1,0 +1,94 @@
+"""Does a reward head know when a rollout is done? Success detection on closed-loop rollouts.
+
+Per rollout the head's reward at every frame and the simulator's success flag per frame (the
+ground-truth sidecar of a recorded rollout; the env ends an episode on its first success):
+
+- the final-frame reward's AUROC for rollout success, with a bootstrap 95 % interval over rollouts;
+- the false-success rate at a threshold fixed before any rollout is seen: the final-frame reward
+  that 95 % of the TRAINING episodes the labels call successes reach (`training_threshold`), so
+  the threshold is what a user could have set, not one tuned on the rollouts it is scored on;
+- "stop when the head says done": a rollout stops at the first frame whose reward reaches the
+  threshold. The stop is right when the simulator has said success at or before that frame,
+  early when the success comes later, and wrong when the rollout never succeeds; a success the
+  head never reaches the threshold on is never stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.evaluation.metrics import (RECALL_FOR_THRESHOLD, percentile_intervals, recall_threshold, resamples,
+                                         weighted_auroc)
+from training.evaluation.success import wilson_interval
+
+
+@dataclass(frozen=True)
+class RolloutTrace:
+    reward: np.ndarray  # (T,) the reward head's estimate at each frame, in [0, 1]
+    success: np.ndarray  # (T,) the simulator's success flag at each frame
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.success[-1])
+
+    @property
+    def first_success(self) -> int | None:
+        return int(np.argmax(self.success)) if self.success.any() else None
+
+    def stop_frame(self, threshold: float) -> int | None:
+        """The first frame whose reward reaches `threshold`: where a user would stop; None if none does."""
+        crossing = np.flatnonzero(self.reward >= threshold)
+        return int(crossing[0]) if len(crossing) else None
+
+
+def training_threshold(final_rewards_of_successes: np.ndarray, recall: float = RECALL_FOR_THRESHOLD) -> float:
+    """The highest final-frame reward that `recall` of the training successes (as the labels call
+    them) reach: the head's own idea of "done", taken before any rollout."""
+    final = np.asarray(final_rewards_of_successes, dtype=float)
+    if not len(final):
+        raise ValueError("the training labels call no episode a success: no threshold to take from them")
+    return recall_threshold(final, np.ones(len(final), dtype=bool), np.ones(len(final)), recall)
+
+
+def stop_when_done(traces: list[RolloutTrace], threshold: float) -> dict[str, float | int]:
+    """Where each rollout would stop at `threshold`, counted as right, early or wrong (module docstring),
+    and the successes it never stops; the share of stops that are right with its Wilson 95 % interval."""
+    right = early = wrong = never_stopped_successes = 0
+    for trace in traces:
+        stop, success = trace.stop_frame(threshold), trace.first_success
+        if stop is None:
+            never_stopped_successes += trace.succeeded
+        elif success is not None and stop >= success:
+            right += 1
+        elif success is not None:
+            early += 1
+        else:
+            wrong += 1
+    stops = right + early + wrong
+    low, high = wilson_interval(right, stops) if stops else (float("nan"), float("nan"))
+    return {"stops": stops, "right": right, "early": early, "wrong": wrong,
+            "never_stopped_successes": never_stopped_successes,
+            "stop_right_rate": right / stops if stops else float("nan"), "stop_right_ci95": (low, high)}
+
+
+def detection_metrics(traces: list[RolloutTrace], threshold: float, samples: int = 1000,
+                      seed: int = 0) -> dict[str, object]:
+    """Final-frame AUROC, and the false- and true-success rates at `threshold`, each as
+    (estimate, low, high) over `samples` bootstrap resamples of the rollouts; the stop accounting."""
+    final = np.array([trace.reward[-1] for trace in traces], dtype=float)
+    success = np.array([trace.succeeded for trace in traces], dtype=bool)
+    says_done = final >= threshold
+
+    def rates(weights: np.ndarray) -> dict[str, float]:
+        failures, successes = (weights * ~success).sum(), (weights * success).sum()
+        return {"auroc": weighted_auroc(final, success, weights),
+                "false_success": (weights * (says_done & ~success)).sum() / failures if failures else float("nan"),
+                "true_success": (weights * (says_done & success)).sum() / successes if successes else float("nan")}
+
+    intervals = percentile_intervals(rates(np.ones(len(traces))),
+                                     [rates(weights) for weights in resamples(len(traces), samples, seed)])
+    return {"rollouts": len(traces), "successes": int(success.sum()), "threshold": float(threshold), **intervals,
+            "stop_when_done": stop_when_done(traces, threshold),
+            "final_reward": {"success": final[success].tolist(), "failure": final[~success].tolist()}}

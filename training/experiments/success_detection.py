@@ -1,0 +1,326 @@
+"""Does the reward head know it is done? Success detection on a policy's rollouts, before and
+after a rollout-label round (issue 21, item 4).
+
+    python -m training.experiments.success_detection --preset cpu --task reach-v3 \
+        --policies outputs/train/policy/checkpoints/last --datasets outputs/bench_reach \
+        --work outputs/success_detection --results docs/results/success_detection
+
+1. The head's training data: each of `--datasets` labeled by `labeling.run` with `--model`
+   (pixels and the task only), trained as a pixel RewACT ("before").
+2. Every policy (any RewACT or ACT checkpoint, on state or pixels) is rolled out on new seeds and
+   its rollouts recorded with the head's views (`training.evaluation.rollouts.Recording`).
+3. The rollout-label round: those rollouts labeled by `labeling.run` too, and a head trained on
+   the training data plus them ("after").
+4. Fresh rollouts on seeds neither round used. Each head's final-frame AUROC, false success at the
+   threshold from its own training labels, and "stop when done" (`training.evaluation.detection`).
+
+Finished steps are skipped when run again (`--work`). Results: `results.json`, and in
+`--results` a README with the command, seeds and table, `final_reward.png` and `roc.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.cli import ConfigError, DatasetError, run_cli
+from common.dataset import EpisodeSource
+from common.ground_truth import read_ground_truth_by_episode
+from common.options import as_record, command_line, option, parse_options
+from common.reward_sources import read_rewards
+from common.staging import publish, staging_dir
+from training.evaluation.detection import RolloutTrace, detection_metrics, training_threshold
+from training.evaluation.predict import load_policy, predict_rewards
+from training.evaluation.rollouts import IMAGE_PREFIX, Recording, env_config_for, run_rollouts
+from training.evaluation.success import success_summary
+from training.experiments.workbench import run, step, train_rewact
+
+PROG = "python -m training.experiments.success_detection"
+HEAD_LABELS = "reward_labels.parquet"  # beside each head's training set: its labels and outcome verdicts
+
+
+@dataclass(frozen=True)
+class Preset:
+    rollouts: int  # per policy and round
+    episode_length: int  # frames before a rollout is cut off
+    head_steps: int
+    head_batch_size: int
+    bootstrap: int  # resamples of each interval
+
+
+PRESETS = {
+    # Plumbing only (a minute or two on a CPU): its numbers mean nothing.
+    "smoke": Preset(rollouts=2, episode_length=8, head_steps=2, head_batch_size=2, bootstrap=100),
+    # Sized for a 2-core CPU: 20 rollouts per policy and round, the head trained as SMALL_REWACT.
+    "cpu": Preset(rollouts=20, episode_length=90, head_steps=1500, head_batch_size=8, bootstrap=1000),
+}
+
+
+@dataclass(frozen=True)
+class SuccessDetectionOptions:
+    """Does the reward head know it is done? Success detection on rollouts, before and after a rollout-label round."""
+
+    policies: tuple[Path, ...] = option(help="policy checkpoints to roll out (RewACT or ACT, state or pixels)")
+    datasets: tuple[Path, ...] = option(help="the reward head's training datasets (recorded by data.generate); "
+                                             "labeled here by labeling.run")
+    task: str = option(help="MetaWorld task the policies do, e.g. reach-v3")
+    preset: str = option("cpu", choices=tuple(PRESETS), help="how large the run is")
+    work: Path = option(Path("outputs/success_detection"), help="labels, heads, rollouts; finished steps are reused")
+    results: Path = option(Path("docs/results/success_detection"), help="README, plots and results.json")
+    model: str = option("models/metaworld-reward-vlm", help="the labeler's model (labeling.run --model)")
+    train_episodes: str | None = option(None, help="episodes of each --datasets to label and train on, e.g. 0,3,5-9 "
+                                                   "(default: all)")
+    seed: int = option(5000, help="first rollout seed; round one uses the next --rollouts seeds, the fresh "
+                                  "rollouts the ones after")
+    head_seed: int = option(0, help="training seed of both heads")
+    rollouts: int | None = option(None, help="rollouts per policy and round (default: the preset's)")
+    head_steps: int | None = option(None, help="training steps of each head (default: the preset's)")
+    action_repeat: int = option(2, help="simulator steps per action, as the datasets were recorded")
+    device: str = option("cpu", help="torch device of policies, heads and labeler")
+
+    def __post_init__(self):
+        if not self.policies or not self.datasets:
+            raise ConfigError("--policies and --datasets each need at least one path")
+
+    @property
+    def sized(self) -> Preset:
+        preset = PRESETS[self.preset]
+        return Preset(self.rollouts or preset.rollouts, preset.episode_length, self.head_steps or preset.head_steps,
+                      preset.head_batch_size, preset.bootstrap)
+
+    def seeds(self, round_index: int) -> list[int]:
+        start = self.seed + round_index * self.sized.rollouts
+        return list(range(start, start + self.sized.rollouts))
+
+
+def label(dataset: Path, out: Path, options: SuccessDetectionOptions, timings: list, episodes: str | None = None) -> Path:
+    """`labeling.run` on `dataset` (the labeler sees its frames and task only)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    step(f"label {dataset.name}", out, timings, lambda: run(
+        [sys.executable, "-m", "labeling.run", "--dataset", str(dataset), "--out", str(out), "--model", options.model,
+         "--device", options.device, "--quiet", *(["--episodes", episodes] if episodes else [])],
+        out.with_name(out.name + ".log")))
+    return out
+
+
+def head_training_set(labeled: list[Path], out: Path, timings: list) -> Path:
+    """The labeled outputs as one dataset, with their labels and outcome verdicts renumbered into it
+    (`HEAD_LABELS`: episode_index, frame_index, reward, imitate) for `--label-source labels`."""
+
+    def build() -> None:
+        from lerobot.datasets.aggregate import aggregate_datasets
+
+        tables, offset = [], 0
+        for root in labeled:
+            meta = EpisodeSource.open(root).meta
+            rows = read_rewards(f"labels:{root}", meta)
+            tables.append(rows.assign(episode_index=rows.episode_index + offset))
+            offset += meta.total_episodes
+        partial = staging_dir(out)
+        aggregate_datasets([f"local/{root.name}" for root in labeled], f"local/{out.name}", roots=labeled,
+                           aggr_root=partial)
+        pd.concat(tables, ignore_index=True).to_parquet(partial / HEAD_LABELS, index=False)
+        publish(partial, out)
+
+    step(f"head training set {out.name}", out, timings, build)
+    return out
+
+
+def train_head(name: str, dataset: Path, options: SuccessDetectionOptions, timings: list) -> Path:
+    (options.work / "heads").mkdir(parents=True, exist_ok=True)
+    spec = train_rewact(f"head {name}", dataset, ["--label-source", "labels", "--labels-path",
+                                                  str(dataset / HEAD_LABELS)],
+                        options.work / "heads" / name, options.sized.head_steps, options.sized.head_batch_size,
+                        options.device, options.head_seed, [], timings)
+    return Path(spec.removeprefix("rewact:"))
+
+
+def recording_views(dataset: Path) -> tuple[tuple[str, ...], int]:
+    """(cameras, image size) of the head's training data: the views rollouts are recorded with."""
+    features = EpisodeSource.open(dataset).meta.features
+    cameras = tuple(key.removeprefix(IMAGE_PREFIX) for key in features if key.startswith(IMAGE_PREFIX))
+    if not cameras:
+        raise ConfigError(f"{dataset} has no camera: the reward head reads pixels")
+    if "observation.environment_state" in features:
+        raise ConfigError(f"{dataset} records observation.environment_state: a reward head must not read the "
+                          "simulator's object and goal positions (record it without --environment-state)")
+    return cameras, int(features[f"{IMAGE_PREFIX}{cameras[0]}"]["shape"][0])
+
+
+def roll_out(round_name: str, round_index: int, views: tuple[tuple[str, ...], int], options: SuccessDetectionOptions,
+             timings: list) -> list[Path]:
+    """Every policy's rollouts of one round recorded with `views` (cameras, image size), each as a
+    dataset with its rollouts.json beside it."""
+    cameras, image_size = views
+    recorded = []
+    for index, checkpoint in enumerate(options.policies):
+        out = options.work / "rollouts" / round_name / f"policy{index}"
+        report = out.with_name(out.name + ".json")
+
+        def roll(out=out, report=report, checkpoint=checkpoint) -> None:
+            loaded = load_policy(checkpoint, options.device)
+            recording = Recording(out, cameras, image_size, repo_id=f"local/{out.name}")
+            env_config = env_config_for(loaded.policy.config, options.task, options.action_repeat,
+                                        options.sized.episode_length, options.datasets, recording)
+            rollouts = run_rollouts(loaded, env_config, options.seeds(round_index), recording=recording)
+            report.write_text(json.dumps({"checkpoint": str(checkpoint), **success_summary(
+                [rollout.success for rollout in rollouts]), "rollouts": [r.record for r in rollouts]}, indent=2))
+
+        step(f"roll out policy {index} ({round_name})", report, timings, roll)
+        recorded.append(out)
+    return recorded
+
+
+def head_threshold(head: Path, training_set: Path) -> float:
+    """The head's own "done": the final-frame reward that 95 % of its training episodes the labels
+    call successes reach."""
+    labels = pd.read_parquet(training_set / HEAD_LABELS)
+    successes = sorted(int(e) for e, rows in labels.groupby("episode_index") if rows["imitate"].iloc[0])
+    if not successes:
+        raise DatasetError(f"labeling.run called none of the episodes in {training_set} a success: the head has no "
+                           "threshold to learn from; give --datasets with successes")
+    predicted = predict_rewards(load_policy(head), training_set, successes)
+    return training_threshold(np.array([reward[-1] for reward, _ in predicted.values()]))
+
+
+def traces(head: Path, rollout_sets: list[Path]) -> list[RolloutTrace]:
+    """The head's reward at every frame of the recorded rollouts, with the simulator's success flags."""
+    loaded = load_policy(head)
+    found = []
+    for root in rollout_sets:
+        truth, _ = read_ground_truth_by_episode(root)
+        predicted = predict_rewards(loaded, root, sorted(truth))
+        found += [RolloutTrace(predicted[e][0], truth[e]["success"].to_numpy(dtype=bool)) for e in sorted(truth)]
+    return found
+
+
+def roc_points(final_reward: dict[str, list[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates) of "final reward >= t" over every t."""
+    success, failure = np.array(final_reward["success"]), np.array(final_reward["failure"])
+    thresholds = np.concatenate([[np.inf], np.sort(np.concatenate([success, failure]))[::-1]])
+    return (np.array([(failure >= t).mean() if len(failure) else np.nan for t in thresholds]),
+            np.array([(success >= t).mean() if len(success) else np.nan for t in thresholds]))
+
+
+def write_plots(rows: dict[str, dict], results: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for column, (name, metrics) in enumerate(rows.items()):
+        for offset, (outcome, colour) in enumerate((("success", "tab:green"), ("failure", "tab:red"))):
+            values = metrics["final_reward"][outcome]
+            jitter = np.random.default_rng(column).uniform(-0.08, 0.08, len(values))
+            ax.scatter(column + (offset - 0.5) * 0.3 + jitter, values, s=12, color=colour,
+                       label=outcome if column == 0 else None)
+        ax.hlines(metrics["threshold"], column - 0.4, column + 0.4, colors="k", linestyles="dashed",
+                  label="threshold (training labels)" if column == 0 else None)
+    ax.set_xticks(range(len(rows)), list(rows), fontsize=8)
+    ax.set(ylabel="final-frame reward", ylim=(-0.05, 1.05), title="Final-frame reward by rollout outcome")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(results / "final_reward.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for name, metrics in rows.items():
+        fpr, tpr = roc_points(metrics["final_reward"])
+        ax.plot(fpr, tpr, marker=".", label=f"{name} (AUROC {metrics['auroc'][0]:.2f})")
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
+    ax.set(xlabel="false-success rate", ylabel="true-success rate", title="ROC of the final-frame reward")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(results / "roc.png", dpi=120)
+    plt.close(fig)
+
+
+def interval(value: tuple[float, float, float]) -> str:
+    estimate, low, high = value
+    return "n/a" if np.isnan(estimate) else f"{estimate:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def results_table(rows: dict[str, dict]) -> str:
+    lines = ["| head, rollouts | rollouts (successes) | threshold | AUROC | false success @95 % TPR | true success "
+             "| stops right / early / wrong | successes never stopped |", "|---|---|---|---|---|---|---|---|"]
+    for name, metrics in rows.items():
+        stops = metrics["stop_when_done"]
+        lines.append(f"| {name} | {metrics['rollouts']} ({metrics['successes']}) | {metrics['threshold']:.2f} | "
+                     f"{interval(metrics['auroc'])} | {interval(metrics['false_success'])} | "
+                     f"{interval(metrics['true_success'])} | {stops['right']} / {stops['early']} / {stops['wrong']} | "
+                     f"{stops['never_stopped_successes']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_readme(options: SuccessDetectionOptions, argv: list[str] | None, rows: dict[str, dict],
+                 success_rates: dict[str, dict]) -> None:
+    policies = "\n".join(f"- policy {index}: `{checkpoint}`: {rates['round1']['successes']}/"
+                         f"{rates['round1']['episodes']} successes in round one, {rates['fresh']['successes']}/"
+                         f"{rates['fresh']['episodes']} on the fresh seeds"
+                         for index, (checkpoint, rates) in enumerate(zip(options.policies, success_rates.values())))
+    (options.results / "README.md").write_text(f"""# Does the reward head know it is done?
+
+```bash
+{command_line(PROG, argv)}
+```
+
+Task {options.task}, preset `{options.preset}`; rollout seeds {options.seeds(0)[0]}-{options.seeds(0)[-1]} (round one,
+labeled by `labeling.run` with `{options.model}` and added to the head's training data) and
+{options.seeds(1)[0]}-{options.seeds(1)[-1]} (fresh); head training seed {options.head_seed}. Intervals: 95 % bootstrap
+over rollouts ({options.sized.bootstrap} resamples); the threshold is the final-frame reward that 95 % of the
+training episodes the labels call successes reach; a stop is right when the simulator has said
+success at or before the first frame whose reward reaches it.
+
+{policies}
+
+{results_table(rows)}
+Targets after the round: AUROC >= 0.9, false success <= 0.10 at 95 % TPR.
+
+![final-frame reward by outcome](final_reward.png) ![ROC](roc.png)
+""")
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(SuccessDetectionOptions, argv, prog=PROG)
+    work, timings = options.work, []
+    views = recording_views(options.datasets[0])
+    labeled_training = [label(dataset, work / "labeled" / f"train{index}", options, timings, options.train_episodes)
+                        for index, dataset in enumerate(options.datasets)]
+    before_set = head_training_set(labeled_training, work / "head_data" / "before", timings)
+    before = train_head("before", before_set, options, timings)
+    round1 = roll_out("round1", 0, views, options, timings)
+    labeled_round1 = [label(root, work / "labeled" / f"round1_{root.name}", options, timings) for root in round1]
+    after_set = head_training_set(labeled_training + labeled_round1, work / "head_data" / "after", timings)
+    after = train_head("after", after_set, options, timings)
+    fresh = roll_out("fresh", 1, views, options, timings)
+
+    threshold_before, threshold_after = head_threshold(before, before_set), head_threshold(after, after_set)
+    samples = options.sized.bootstrap
+    rows = {"before, round-one rollouts": detection_metrics(traces(before, round1), threshold_before, samples),
+            "before, fresh rollouts": detection_metrics(traces(before, fresh), threshold_before, samples),
+            "after, fresh rollouts": detection_metrics(traces(after, fresh), threshold_after, samples)}
+    success_rates = {f"policy{index}": {name: json.loads((root.with_name(root.name + ".json")).read_text())
+                                        for name, root in (("round1", round1[index]), ("fresh", fresh[index]))}
+                     for index in range(len(options.policies))}
+    for rates in success_rates.values():
+        for report in rates.values():
+            report.pop("rollouts")
+    options.results.mkdir(parents=True, exist_ok=True)
+    (options.results / "results.json").write_text(json.dumps(
+        {"command": command_line(PROG, argv), "options": as_record(options), "preset": asdict(options.sized),
+         "seeds": {"round1": options.seeds(0), "fresh": options.seeds(1)}, "policies": success_rates,
+         "heads": rows, "timings": timings}, indent=2))
+    write_plots(rows, options.results)
+    write_readme(options, argv, rows, success_rates)
+    print(results_table(rows), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
