@@ -167,7 +167,8 @@ def test_keyframes_by_duration_between_a_floor_and_a_cap():
     assert by_duration.keyframe_counts(40, 40) == (today.initial_keyframes, today.max_keyframes)  # 1 s: the floor
     assert by_duration.keyframe_counts(600, 20) == (15, 24)  # 30 s: 15, budget 30 capped
     assert ProgressConfig(max_gap_seconds=2.0).max_gap_frames(20) == 40
-    assert ProgressConfig().max_gap_frames(20) is None
+    assert ProgressConfig(max_gap_seconds=0.0).max_gap_frames(20) is None
+    assert today.keyframe_counts(45, 40) == (6, 12)  # a MetaWorld episode: the floors, as before
     with pytest.raises(ConfigError):
         ProgressConfig(fill="unimodal")
     with pytest.raises(ConfigError):

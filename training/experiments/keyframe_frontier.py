@@ -33,16 +33,16 @@ from common.dataset import EpisodeSource
 from common.ground_truth import has_ground_truth
 from common.options import as_record, command_line, option, parse_options
 from common.scale import nearest_score
-from training.evaluation.metrics import SUCCESS_SCORE, bootstrap, bootstrap_share, dip, dip_recovered, dip_visible,
-                                         paired_bootstrap
+from training.evaluation.metrics import (SUCCESS_SCORE, bootstrap, bootstrap_share, dip, dip_recovered, dip_visible,
+                                        paired_bootstrap)
 from training.evaluation.scoring import load_source, load_truth
 from training.experiments.workbench import plot_frontier, run, step
 
 PROG = "python -m training.experiments.keyframe_frontier"
 REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
 DENSE = "dense"
-# A keyframe scheme: labeling.run's progress options. Every scheme names all of them, so a
-# change of labeling.run's defaults never changes what a row measured.
+# A keyframe scheme: labeling.run's progress options. Every scheme names its keyframe counts,
+# rate and gap rule, so a change of those defaults never changes what a row measured.
 # "I/M": I initial keyframes, at most M calls (6/12: the scheme until issue 22); "r/s": r initial
 # keyframes per second of episode (floors 6/12, cap 48); "+gapsNs": gaps over N s split.
 COUNT_ONLY = {"--keyframes-per-second": "0", "--max-gap-seconds": "0"}
