@@ -57,15 +57,17 @@ class ProgressConfig:
 
     initial_keyframes: int = option(6, help="keyframes scored first, spread over each episode (at least)")
     max_keyframes: int = option(12, help="model calls per episode allowed, at least")
-    keyframes_per_second: float = option(0.0, help="initial keyframes per second of episode, above the floor "
-                                                   "--initial-keyframes (the budget grows twice as fast)")
+    # 0.25/s and 2-s gaps: chosen on long episodes (docs/results/keyframe_frontier); an episode
+    # under 24 s keeps the floors, one under 2 s every gap, so short episodes are labelled as before.
+    keyframes_per_second: float = option(0.25, help="initial keyframes per second of episode, above the floor "
+                                                    "--initial-keyframes (the budget grows twice as fast)")
     keyframe_cap: int = option(48, help="model calls per episode, at most, however long it is")
     context_frames: int = option(6, help="frames shown per call")
     jump_threshold: float = option(1.0, help="score jump between neighbouring keyframes that asks for the frame "
                                              "between them")
     dip_threshold: float = option(0.5, help="a keyframe this far below both neighbours is a dip: the frames "
                                             "beside it are scored, to find its depth and extent")
-    max_gap_seconds: float = option(0.0, help="split gaps longer than this between keyframes a dip could hide "
+    max_gap_seconds: float = option(2.0, help="split gaps longer than this between keyframes a dip could hide "
                                               "under (both above the lowest score); 0: never")
     fill: str = option("piecewise", choices=FILLS,
                        help="piecewise: monotone between turns, each turn costing --turn-penalty; "

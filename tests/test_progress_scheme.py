@@ -167,7 +167,8 @@ def test_keyframes_by_duration_between_a_floor_and_a_cap():
     assert by_duration.keyframe_counts(40, 40) == (today.initial_keyframes, today.max_keyframes)  # 1 s: the floor
     assert by_duration.keyframe_counts(600, 20) == (15, 24)  # 30 s: 15, budget 30 capped
     assert ProgressConfig(max_gap_seconds=2.0).max_gap_frames(20) == 40
-    assert ProgressConfig().max_gap_frames(20) is None
+    assert ProgressConfig(max_gap_seconds=0.0).max_gap_frames(20) is None
+    assert today.keyframe_counts(45, 40) == (6, 12)  # a MetaWorld episode: the floors, as before
     with pytest.raises(ConfigError):
         ProgressConfig(fill="unimodal")
     with pytest.raises(ConfigError):
@@ -191,10 +192,10 @@ def test_a_2_second_slip_in_a_30_second_episode_is_found_and_filled():
     truth[t >= 26] = 5.0  # placed
     coarse = _keyframes_asked(truth, fps, ProgressConfig(keyframes_per_second=0.0, max_gap_seconds=0.0))
     assert len(coarse) <= 12 and min(v for f, v in coarse.items() if 12 * fps < f < 26 * fps) == 4.0  # missed
-    fine = ProgressConfig(keyframes_per_second=0.25, max_gap_seconds=1.5, keyframe_cap=24)
-    asked = _keyframes_asked(truth, fps, fine)
-    assert len(asked) <= 24
-    filled = fill_frames(length, asked, "piecewise", fine.turn_penalty)
+    default = ProgressConfig()  # 0.25 keyframes per second, gaps over 2 s split
+    asked = _keyframes_asked(truth, fps, default)
+    assert len(asked) <= default.keyframe_counts(length, fps)[1] == 16
+    filled = fill_frames(length, asked, default.fill, default.turn_penalty)
     dipped = np.flatnonzero(filled < 3.0)
     assert filled[-1] == 5.0 and len(dipped[dipped > 12 * fps]) > 0  # the dip is in the labels, at its depth
     assert np.all(np.abs(dipped[dipped > 12 * fps] / fps - 15) <= 2)  # and where it happened

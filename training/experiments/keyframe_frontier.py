@@ -3,16 +3,18 @@
     python -m training.experiments.keyframe_frontier --dataset DIR [--preset full|smoke]
         [--work outputs/keyframe_frontier] [--results docs/results/keyframe_frontier]
         [--model DIR_OR_HUB_ID --device cuda] [--episodes 0-11] [--label-cameras corner2,topview]
+        [--schemes 6/12,0.25/s+gaps2s] [--dense-every 8]
 
 Each keyframe scheme labels the same episodes of a generated benchmark (`data.generate`, with
 its simulator truth beside it) through `labeling.run --stages progress`; every scheme reads one
 answer cache, so a keyframe two schemes share is asked once. Per scheme: progress calls per
 frame and per episode-second; label MAE against the simulator's progress, its difference from
 dense scoring (paired); final-frame AUROC of successes against failures; and on successes
-whose truth dips (an object dropped, then regrasped) the share whose labels end at the top score
-and show the dip (`training.evaluation.metrics.dip_recovered`), and the share that show it at all. 95 % bootstrap intervals over
-episodes. Dense scoring is a keyframe every `--dense-every` frames, no refinement. Every scheme
-is filled the same way (`--fill`), so the rows differ only in where the model is asked.
+whose truth dips (an object dropped, then regrasped) the share whose labels show the dip
+(`training.evaluation.metrics.dip_visible`) and the share that also end at the top score
+(`dip_recovered`). 95 % bootstrap intervals over episodes. Dense scoring is a keyframe every
+`--dense-every` frames, no refinement. Every scheme is filled the same way (`--fill`), so the
+rows differ only in where the model is asked.
 Labeled schemes are kept in the work directory: running the command again only scores.
 """
 
@@ -30,19 +32,19 @@ import pandas as pd
 
 from common.cli import ConfigError, parse_names, run_cli
 from common.dataset import EpisodeSource
-from common.ground_truth import has_ground_truth
+from common.ground_truth import has_ground_truth, sidecar_dir
 from common.options import as_record, command_line, option, parse_options
 from common.scale import nearest_score
-from training.evaluation.metrics import SUCCESS_SCORE, bootstrap, bootstrap_share, dip, dip_recovered, dip_visible,
-                                         paired_bootstrap
+from training.evaluation.metrics import (SUCCESS_SCORE, bootstrap, bootstrap_share, dip, dip_recovered, dip_visible,
+                                        paired_bootstrap)
 from training.evaluation.scoring import load_source, load_truth
 from training.experiments.workbench import plot_frontier, run, step
 
 PROG = "python -m training.experiments.keyframe_frontier"
 REWARD_VLM = Path(__file__).resolve().parents[2] / "models" / "metaworld-reward-vlm"
 DENSE = "dense"
-# A keyframe scheme: labeling.run's progress options. Every scheme names all of them, so a
-# change of labeling.run's defaults never changes what a row measured.
+# A keyframe scheme: labeling.run's progress options. Every scheme names its keyframe counts,
+# rate and gap rule, so a change of those defaults never changes what a row measured.
 # "I/M": I initial keyframes, at most M calls (6/12: the scheme until issue 22); "r/s": r initial
 # keyframes per second of episode (floors 6/12, cap 48); "+gapsNs": gaps over N s split.
 COUNT_ONLY = {"--keyframes-per-second": "0", "--max-gap-seconds": "0"}
@@ -96,7 +98,8 @@ class FrontierOptions:
             raise ConfigError(f"{self.dataset} has no ground truth (ground_truth/frames.parquet): generate it with "
                               "python -m data.generate")
         if unknown := sorted(set(self.schemes) - set(PRESETS[self.preset])):
-            raise ConfigError(f"unknown scheme(s) {', '.join(unknown)}; the preset has {', '.join(PRESETS[self.preset])}")
+            raise ConfigError(f"unknown scheme(s) {', '.join(unknown)}; "
+                              f"the preset has {', '.join(PRESETS[self.preset])}")
         if self.dense_every < 1:
             raise ConfigError(f"dense_every must be at least 1, got {self.dense_every}")
 
@@ -150,9 +153,9 @@ def markdown(rows: list[dict], episodes: int, seconds: float, dense_every: int) 
     lines = [f"{episodes} episodes, {seconds:.0f} s of recording; dense = a keyframe every {dense_every} frames. "
              "95 % bootstrap intervals over episodes.", "",
              "| scheme | calls / frame | calls / episode-second | MAE (1-5) ↓ | MAE − dense | AUROC ↑ | "
-             "successes ending at 5 ↑ | dip visible ↑ | dip visible, ends at 5 ↑ |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['scheme']} | {r['calls_per_frame']:.4f} | {r['calls_per_episode_second']:.2f} | {cell(r['mae'])} | "
-              f"{cell(r['mae_minus_dense'])} | {cell(r['auroc'])} | {cell(r['ends_at_top'])} | "
+             "successes ending at 5 ↑ | dip visible ↑ | dip visible, ends at 5 ↑ |", "|---" * 9 + "|"]
+    lines += [f"| {r['scheme']} | {r['calls_per_frame']:.4f} | {r['calls_per_episode_second']:.2f} | "
+              f"{cell(r['mae'])} | {cell(r['mae_minus_dense'])} | {cell(r['auroc'])} | {cell(r['ends_at_top'])} | "
               f"{cell(r['dip_visible'])} | {cell(r['dip_recall'])} (of {r['dip_episodes']}) |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -185,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     options.results.mkdir(parents=True, exist_ok=True)
     (options.results / "frontier.md").write_text(markdown(rows, len(episodes), seconds, options.dense_every))
     plot_frontier(options.results / "frontier.png", rows, PANELS)
+    generated = sidecar_dir(options.dataset) / "config.json"  # how data.generate recorded it, seeds included
     record = {"command": command_line(PROG, argv), "options": as_record(options), "episodes": episodes,
+              "dataset_generated_with": json.loads(generated.read_text()) if generated.is_file() else None,
               "fps": source.fps, "seconds": seconds, "bootstrap_seed": options.seed,
               "schemes": {name: scheme_arguments(name, source.fps, options.dense_every) for name in labeled},
               "rows": rows, "timings": timings}
