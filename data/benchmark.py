@@ -127,15 +127,19 @@ def config_summary(config: GenerateConfig) -> dict:
 
 
 def _record_episode(dataset, sim: MetaWorldSim, config: GenerateConfig, kind: str, index: int) -> Episode:
-    """Roll out `kind` until the simulator agrees, each frame going to the dataset's episode buffer
-    as it is rendered; a rejected rollout's buffer is discarded and the next seed tried. Returns the
-    kept rollout's truth: no frame of it is held in memory."""
+    """Roll out `kind` until the simulator agrees, then record that rollout: each frame goes to the
+    dataset's episode buffer as it is rendered, and no frame of it stays in memory. Seeds are
+    judged first without rendering (the simulator is deterministic, and rendering is most of the
+    cost); a recorded rollout the simulator rejects after all is cleared from the buffer."""
 
     def add(frame: Frame) -> None:
         dataset.add_frame(_lerobot_frame(frame, sim.task, config.environment_state))
 
     for attempt in range(MAX_ATTEMPTS):
-        episode = sim.rollout(kind, episode_seed(config.seed, sim.spec.env_name, kind, index, attempt), on_frame=add)
+        seed = episode_seed(config.seed, sim.spec.env_name, kind, index, attempt)
+        if sim.rollout(kind, seed) is None:
+            continue
+        episode = sim.rollout(kind, seed, on_frame=add)
         if episode is not None:
             dataset.save_episode()
             return episode
