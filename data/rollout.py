@@ -256,6 +256,9 @@ class MetaWorldSim:
         self.env.seeded_rand_vec = True
         self.env.seed(seed)
         obs, _ = self.env.reset()
+        # MetaWorld's reset sets the new positions but leaves some of what is drawn where the last
+        # episode ended until the first step; recompute it so frame 0 shows the reset scene.
+        mujoco.mj_forward(self.env.model, self.env.data)
         return obs
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, dict]:

@@ -120,6 +120,26 @@ def test_frames_stream_to_disk_and_rejected_rollouts_leave_nothing(tmp_path, mon
         sim.close()
 
 
+def test_a_recording_does_not_depend_on_the_rollout_before_it():
+    """Seeds are judged by a rollout before the same seed is recorded, so the recording, frame 0's
+    view included, must be the one a fresh simulator makes."""
+    config = RolloutConfig(cameras=("corner2", "topview"), image_size=64)
+    used, fresh = MetaWorldSim("push-v3", config), MetaWorldSim("push-v3", config)
+    try:
+        used.rollout("success", 123)
+        after, alone = [], []
+        used.rollout("success", 7, on_frame=after.append)
+        fresh.rollout("success", 7, on_frame=alone.append)
+    finally:
+        used.close()
+        fresh.close()
+    assert len(after) == len(alone)
+    for a, b in zip(after, alone):
+        for camera in config.cameras:
+            np.testing.assert_array_equal(a.images[camera], b.images[camera])
+        np.testing.assert_array_equal(a.action, b.action)
+
+
 def test_existing_output_is_never_overwritten_silently(tmp_path, capsys):
     out = tmp_path / "ds"
     out.mkdir()
