@@ -161,11 +161,15 @@ def config_summary(config: GenerateConfig) -> dict:
 
 
 def _record_episode(writer: EpisodeWriter, sim: MetaWorldSim, config: GenerateConfig, kind: str, index: int) -> None:
-    """Roll out `kind` until the simulator agrees, each frame going to the writer as it is
-    rendered; a rejected rollout's frames are discarded and the next seed tried."""
+    """Roll out `kind` until the simulator agrees, then record that rollout: each frame goes to the
+    writer as it is rendered, and no frame of it stays in memory. Seeds are judged first without
+    rendering (the simulator is deterministic, and rendering is most of the cost); a recorded
+    rollout the simulator rejects after all is discarded."""
     for attempt in range(MAX_ATTEMPTS):
-        episode = sim.rollout(kind, episode_seed(config.seed, sim.spec.env_name, kind, index, attempt),
-                              on_frame=lambda frame: writer.add_frame(frame, sim.task))
+        seed = episode_seed(config.seed, sim.spec.env_name, kind, index, attempt)
+        if sim.rollout(kind, seed) is None:
+            continue
+        episode = sim.rollout(kind, seed, on_frame=lambda frame: writer.add_frame(frame, sim.task))
         if episode is not None:
             writer.save_episode(episode)
             return

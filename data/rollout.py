@@ -47,11 +47,14 @@ PHYSICS_HZ = 80
 # The kinds' frame counts are stated for the full-speed expert at 40 fps (2 simulator steps a frame).
 REFERENCE_ACTION_REPEAT = 2
 REFERENCE_FRAME_CAP = 90
-# Where a hand grasps a fallen object, as MetaWorld's pick-place expert does (a little behind and
+# Where a hand grasps an object, as MetaWorld's pick-place expert does (a little behind and
 # above its centre), and how high above it the hand comes back before going down.
 GRASP_OFFSET = np.array([-0.005, 0.0, 0.03])
 ABOVE_OBJECT = np.array([0.0, 0.0, 0.1])
 CARRY_HEIGHT = 0.15  # metres: an object carried low to a low goal would have nowhere to fall
+# Sawyer's hand reaches |x| <= 0.5 near the robot but not at the far side of the table, where
+# goals are: a wrong spot stays within this.
+COMFORTABLE_REACH_X = 0.3
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,9 @@ class MetaWorldSim:
         self.env.seeded_rand_vec = True
         self.env.seed(seed)
         obs, _ = self.env.reset()
+        # MetaWorld's reset sets the new positions but leaves some of what is drawn where the last
+        # episode ended until the first step; recompute it so frame 0 shows the reset scene.
+        mujoco.mj_forward(self.env.model, self.env.data)
         return obs
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, dict]:
@@ -295,9 +301,10 @@ class MetaWorldSim:
         for t in range(frame_cap):
             episode.add_truth(self.frame_truth(obs, info, initial))
             over = plan.is_over(t)
-            action = np.clip(plan.act(obs, t), -1.0, 1.0).astype(np.float32)
+            action = plan.act(obs, t)
             if self.config.operator_speed < 1:
-                action = _close_on_arrival(action, episode.last_action)
+                action = _close_on_arrival(action, episode.last_action, obs)
+            action = np.clip(action, -1.0, 1.0).astype(np.float32)
             action[:3] *= self.config.operator_speed
             episode.last_action = action
             if on_frame is not None:
@@ -422,9 +429,9 @@ class Steering:
 
 def _hesitation(steer: Steering, rng: np.random.Generator, is_over: Callable[[int], bool]) -> Plan:
     """The expert holds still once or twice for 1-3 s, when true progress first passes a point
-    in 0.15-0.45 (and in 0.5-0.8), then goes on to success."""
+    in 0.15-0.35 (and, after moving again, one in 0.4-0.6), then goes on to success."""
     episode, config = steer.episode, steer.config
-    pause_at = rng.uniform((0.15, 0.5), (0.45, 0.8))
+    pause_at = rng.uniform((0.15, 0.4), (0.35, 0.6))
     if rng.integers(1, 3) == 1:
         pause_at = pause_at[[rng.integers(2)]]
     lengths = [config.seconds(rng.uniform(1.0, 3.0)) for _ in pause_at]
@@ -433,7 +440,9 @@ def _hesitation(steer: Steering, rng: np.random.Generator, is_over: Callable[[in
     def hesitate(obs: np.ndarray, t: int) -> np.ndarray:
         if pauses and t in pauses[-1]:
             return steer.hold_still()
-        if len(pauses) < len(pause_at) and episode.progress[-1] >= pause_at[len(pauses)] and not any(episode.success):
+        moved_since = not pauses or t >= pauses[-1].stop + steer.config.motion_frames(5)
+        if (len(pauses) < len(pause_at) and moved_since and episode.progress[-1] >= pause_at[len(pauses)]
+                and not any(episode.success)):
             pauses.append(range(t, t + lengths[len(pauses)]))
             return steer.hold_still()
         return steer.expert(obs)
@@ -446,40 +455,48 @@ def _hesitation(steer: Steering, rng: np.random.Generator, is_over: Callable[[in
 
 def _recovered_drop(steer: Steering, rng: np.random.Generator, is_over: Callable[[int], bool]) -> Plan:
     """Mid-carry (the object carried towards the goal at least CARRY_HEIGHT high, lifted over half
-    of that, true progress 0.5-0.65) the gripper opens and the object falls.
-    Once it lies still, the open hand goes back above it, down to it, closes on it, and the
-    expert carries it to the goal."""
+    of that, true progress 0.5 or more, 20-50 % of the way there) the arm stops and the gripper
+    opens: the object falls. Once it lies still (or after a while), the open hand goes back
+    above it, down to it, closes on it, and the expert carries it to the goal."""
     episode, frames = steer.episode, steer.config.motion_frames
-    release_at = float(rng.uniform(0.5, 0.65))
-    open_frames = frames(int(rng.integers(4, 9)))
+    # The object falls part of the way there, far enough from the goal not to land in it.
+    release_within = (1 - rng.uniform(0.2, 0.5)) * np.linalg.norm(steer.start[:2] - steer.goal[:2])
+    open_frames = frames(int(rng.integers(8, 13)))
     carry = steer.with_goal(np.append(steer.goal[:2], max(steer.goal[2], CARRY_HEIGHT)))
     phase = {"step": "carry", "since": 0, "object": np.zeros(3)}  # step: carry, open, over, down, close, place
 
-    def go(step: str, t: int) -> None:
+    def go(step: str, t: int) -> str:
         phase["step"], phase["since"] = step, t
+        return step
 
     def slip(obs: np.ndarray, t: int) -> np.ndarray:
         hand, grasp_at = obs[:3], obs[4:7] + GRASP_OFFSET
-        step, elapsed = phase["step"], t - phase["since"]
-        lifted = episode.grasped[-1] and obs[6] >= CARRY_HEIGHT / 2
-        if step == "carry" and lifted and episode.progress[-1] >= release_at and not any(episode.success):
-            go(step := "open", t)
+        step = phase["step"]
+
+        def elapsed() -> int:
+            return t - phase["since"]
+
+        carried = (episode.grasped[-1] and obs[6] >= CARRY_HEIGHT / 2 and episode.progress[-1] >= 0.5
+                   and np.linalg.norm(obs[4:6] - steer.goal[:2]) <= release_within)
+        if step == "carry" and carried and not any(episode.success):
+            step = go("open", t)
         settled = np.linalg.norm(obs[4:7] - phase["object"]) < 0.001
         phase["object"] = obs[4:7].copy()
-        if step == "open" and elapsed >= open_frames and settled:
-            go(step := "over", t)
+        if step == "open" and (elapsed() >= open_frames and settled or elapsed() >= frames(30)):
+            step = go("over", t)
         if step == "over" and np.linalg.norm(hand - grasp_at - ABOVE_OBJECT) < 0.01:
-            go(step := "down", t)
-        if step == "down" and (abs(hand[2] - grasp_at[2]) < 0.005 or elapsed >= frames(15)):
-            go(step := "close", t)
-        if step == "close" and elapsed >= frames(6):
-            go(step := "place", t)
+            step = go("down", t)
+        if step == "down" and (abs(hand[2] - grasp_at[2]) < 0.005 or elapsed() >= frames(15)):
+            step = go("close", t)
+        if step == "close" and elapsed() >= frames(6):
+            step = go("place", t)
         if step == "carry":
             return carry(obs, t)
         if step == "place":
             return steer.expert(obs)
         if step == "open":
-            return steer.hold_still() * [1, 1, 1, 0] - [0, 0, 0, 1]
+            # The arm stops, then the gripper opens: the object falls, it is not thrown.
+            return steer.hold_still() if elapsed() < frames(4) else np.array([0.0, 0.0, 0.0, -1.0])
         if step == "close":
             return np.array([0.0, 0.0, 0.0, 1.0])
         target = grasp_at + (ABOVE_OBJECT if step == "over" else 0.0)
@@ -492,16 +509,18 @@ def _recovered_drop(steer: Steering, rng: np.random.Generator, is_over: Callable
 
 
 def _corrected_misplacement(steer: Steering, rng: np.random.Generator, is_over: Callable[[int], bool]) -> Plan:
-    """The object is brought close beside the goal, carried on to a wrong spot as far to the side
-    of the goal as it started from it, held there, then moved to the goal."""
+    """The object is brought close beside the goal, carried on to a wrong spot about as far to the
+    side of the goal (the side towards the arm's middle) as it started from it, held there, then
+    moved to the goal."""
     episode, frames, goal = steer.episode, steer.config.motion_frames, steer.goal
     away = steer.start[:2] - goal[:2]
-    start_distance = float(np.linalg.norm(away))
-    angle = rng.choice((-1.0, 1.0)) * rng.uniform(np.radians(70), np.radians(110))
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    side = np.append(rotation @ away / max(start_distance, 1e-6), 0.0)
+    start_distance = float(np.linalg.norm(steer.start - goal))
+    angle = rng.uniform(np.radians(70), np.radians(110))
+    sides = [_rotated(away, sign * angle) / max(float(np.linalg.norm(away)), 1e-6) for sign in (1, -1)]
+    side = np.append(min(sides, key=lambda side: abs(goal[0] + side[0])), 0.0)  # towards the arm's middle
     beside = goal + side * max(0.1, rng.uniform(0.2, 0.4) * start_distance)
     wrong = goal + side * rng.uniform(0.9, 1.2) * start_distance
+    wrong[0] = np.clip(wrong[0], -COMFORTABLE_REACH_X, COMFORTABLE_REACH_X)
     hold = frames(int(rng.integers(10, 31)))
     legs = [(beside, frames(60)), (wrong, frames(40))]  # each target and the most frames it may take
     phase = {"leg": 0, "since": 0}  # the leg under way and the frame it began (the hold's, after the legs)
@@ -509,7 +528,7 @@ def _corrected_misplacement(steer: Steering, rng: np.random.Generator, is_over: 
     def misplace(obs: np.ndarray, t: int) -> np.ndarray:
         if phase["leg"] < len(legs):
             target, patience = legs[phase["leg"]]
-            if np.linalg.norm(obs[4:7] - target) < 0.04 or t - phase["since"] >= patience:
+            if np.linalg.norm(obs[:3] - target) < 0.02 or t - phase["since"] >= patience:
                 phase["leg"] += 1
                 phase["since"] = t
         if phase["leg"] < len(legs):
@@ -524,19 +543,23 @@ def _corrected_misplacement(steer: Steering, rng: np.random.Generator, is_over: 
     return Plan(misplace, is_over, detour_frames=frames(100) + hold, shows_kind=misplaced_then_corrected)
 
 
+def _rotated(vector: np.ndarray, angle: float) -> np.ndarray:
+    return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ vector
+
+
 def _dips(episode: Episode, not_before: int) -> bool:
     """True progress falls at least one score level, to a minimum after `not_before`, before the success."""
     dip = episode.dip
     return dip is not None and dip.depth >= 1 and dip.min_frame >= not_before
 
 
-def _close_on_arrival(action: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """A slowed operator closes the gripper once the hand is where the expert sends it (within
-    5 mm: the expert's command is 10 x the remaining distance), not on the way there. MetaWorld's
-    experts start closing a few centimetres early, timed for their full speed, and a slow hand
-    would close on air."""
-    if action[3] > 0 >= previous[3] and np.linalg.norm(action[:3]) > 0.05:
-        return np.concatenate([action[:3], previous[3:]])
+def _close_on_arrival(action: np.ndarray, previous: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """A slowed operator closes the gripper once the hand is down at the object: when the expert
+    would start closing higher up (it does, centimetres above, timed for its full speed; a slow
+    hand would close on air), the hand goes on down to where it grasps, still open."""
+    grasp_at = obs[4:7] + GRASP_OFFSET
+    if action[3] > 0 >= previous[3] and obs[2] > grasp_at[2] + 0.005:
+        return np.concatenate([move(obs[:3], grasp_at, p=10.0), previous[3:]])
     return action
 
 

@@ -81,8 +81,6 @@ def test_frames_stream_to_disk_and_rejected_rollouts_leave_nothing(tmp_path, mon
     the simulator rejects for its kind is discarded from the dataset's episode buffer."""
     import weakref
 
-    import data.rollout as rollout_module
-
     rendered, alive_at_render = [], []
     real_render = MetaWorldSim.render
 
@@ -92,17 +90,21 @@ def test_frames_stream_to_disk_and_rejected_rollouts_leave_nothing(tmp_path, mon
         rendered.extend(weakref.ref(image) for image in images.values())
         return images
 
-    verdicts = []
-    real_matches = rollout_module._matches_kind
+    rejected = set()
+    real_rollout = MetaWorldSim.rollout
 
-    def reject_first_attempts(episode):  # each episode's first rollout is thrown away
-        verdicts.append(real_matches(episode) and len(verdicts) % 2 == 1)
-        return verdicts[-1]
+    def reject_first_recording(sim, kind, seed, on_frame=None):  # as if the simulator disagreed once
+        episode = real_rollout(sim, kind, seed, on_frame)
+        if on_frame is not None and kind not in rejected:
+            rejected.add(kind)
+            return None
+        return episode
 
     monkeypatch.setattr(MetaWorldSim, "render", render)
-    monkeypatch.setattr(rollout_module, "_matches_kind", reject_first_attempts)
+    monkeypatch.setattr(MetaWorldSim, "rollout", reject_first_recording)
     root = generate(_small(tmp_path / "a"), progress=False)
     monkeypatch.undo()
+    assert rejected == {"success", "near_miss"}
     assert max(alive_at_render) == 0 and len(alive_at_render) > 60
     _, episodes = read_ground_truth(root)
     data = pd.read_parquet(root / "data")
@@ -116,6 +118,26 @@ def test_frames_stream_to_disk_and_rejected_rollouts_leave_nothing(tmp_path, mon
                                           np.stack([frame.action for frame in kept]))
     finally:
         sim.close()
+
+
+def test_a_recording_does_not_depend_on_the_rollout_before_it():
+    """Seeds are judged by a rollout before the same seed is recorded, so the recording, frame 0's
+    view included, must be the one a fresh simulator makes."""
+    config = RolloutConfig(cameras=("corner2", "topview"), image_size=64)
+    used, fresh = MetaWorldSim("push-v3", config), MetaWorldSim("push-v3", config)
+    try:
+        used.rollout("success", 123)
+        after, alone = [], []
+        used.rollout("success", 7, on_frame=after.append)
+        fresh.rollout("success", 7, on_frame=alone.append)
+    finally:
+        used.close()
+        fresh.close()
+    assert len(after) == len(alone)
+    for a, b in zip(after, alone):
+        for camera in config.cameras:
+            np.testing.assert_array_equal(a.images[camera], b.images[camera])
+        np.testing.assert_array_equal(a.action, b.action)
 
 
 def test_existing_output_is_never_overwritten_silently(tmp_path, capsys):
@@ -163,7 +185,8 @@ def test_recovered_drop_falls_is_regrasped_and_succeeds():
     _falls_then_succeeds(episode)
     dip = episode.dip
     assert episode.grasped[dip.peak_frame] and not episode.grasped[dip.min_frame]  # it was held, then let go
-    assert episode.grasped[episode.first_success_frame]  # and held again to the goal
+    assert episode.tcp_to_obj[dip.min_frame] > 0.05  # out of the hand
+    assert episode.tcp_to_obj[episode.first_success_frame] < 0.03  # in it again at the goal
 
 
 @pytest.mark.parametrize("task", ["push-v3", "pick-place-v3"])
@@ -231,6 +254,22 @@ def test_slow_operator_at_20_fps_with_three_non_square_views(tmp_path):
         full_speed.close()
     assert abs(len(reference) - episodes["length"].item()) <= 0.2 * len(reference)
     assert np.abs(np.stack(data["action"])[:, :3]).max() <= 0.5
+
+
+def test_a_slow_operator_grasps_with_the_hand_down_at_the_object():
+    """MetaWorld's pick-place expert starts closing 5 cm above the puck, timed for its full speed;
+    slowed down it would close on air. The slow operator closes once the hand is down."""
+    sim = MetaWorldSim("pick-place-v3", RolloutConfig(cameras=(), operator_speed=0.25))
+    try:
+        frames = []
+        episode = sim.rollout("success", 0, on_frame=frames.append)
+    finally:
+        sim.close()
+    assert episode is not None and episode.success[-1]
+    assert all(frame.action.dtype == np.float32 and np.abs(frame.action[:3]).max() <= 0.25 for frame in frames)
+    closing = next(frame for frame in frames if frame.action[3] > 0)
+    hand_z, object_z = closing.state[2], closing.environment_state[2]
+    assert hand_z - object_z < 0.04
 
 
 def test_views_beyond_the_default_offscreen_buffer_render(tmp_path):
