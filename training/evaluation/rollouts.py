@@ -113,7 +113,8 @@ def run_rollout(loaded: LoadedPolicy, env: MetaWorldBenchEnv, seed: int,
             rewards.append(float(reward[0]))
         else:
             action = policy.select_action(loaded.preprocessor(batch))
-        action = loaded.postprocessor(action)[0].cpu().numpy().astype(np.float32)
+        # What the arm executes: the env clips every action to its [-1, 1] range, as data.generate records it.
+        action = np.clip(loaded.postprocessor(action)[0].cpu().numpy(), -1.0, 1.0).astype(np.float32)
         if on_frame is not None:
             on_frame(Frame(observation["pixels"], observation["agent_pos"], observation.get("environment_state"),
                            action))
