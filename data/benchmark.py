@@ -8,7 +8,7 @@ never read.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,8 @@ from common.cli import ConfigError
 from common.dataset_writer import create_dataset
 from common.ground_truth import write_ground_truth
 from common.staging import publish, staging_dir
-from data.rollout import (ACTION_NAMES, ENV_STATE_NAMES, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode,
-                          MetaWorldSim, RolloutConfig, silence_expert_warnings)
+from data.rollout import (ACTION_NAMES, ENV_STATE_NAMES, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode, Frame,
+                          MetaWorldSim, RolloutConfig, check_kind_applies, silence_expert_warnings)
 
 MAX_ATTEMPTS = 20
 PRESETS = {
@@ -38,6 +38,9 @@ class GenerateConfig:
     # When set, each task gets this many failures instead, kinds dealt round robin across tasks
     # (e.g. 3 tasks x 2 cover all four kinds at a lower failure share than one of each per task).
     failures_per_task: int | None = None
+    # Successes that take a detour first (data.rollout.DETOUR_KINDS), this many of each per task.
+    success_kinds: tuple[str, ...] = ()
+    successes_per_kind: int = 1
     rollout: RolloutConfig = RolloutConfig()
     seed: int = 0
     use_videos: bool = True
@@ -51,6 +54,7 @@ class GenerateConfig:
         plan, dealt = [], 0
         for task in self.tasks:
             plan += [(task, "success", i) for i in range(self.successes)]
+            plan += [(task, kind, i) for kind in self.success_kinds for i in range(self.successes_per_kind)]
             if self.failures_per_task is None:
                 for kind in self.failure_kinds:
                     plan += [(task, kind, i) for i in range(self.failures_per_kind)]
@@ -68,12 +72,12 @@ def episode_seed(base_seed: int, task: str, kind: str, index: int, attempt: int)
 
 
 def features(config: GenerateConfig) -> dict:
-    size = config.rollout.image_size
+    height, width = config.rollout.resolution
     visual = "video" if config.use_videos else "image"
     feats = {
         f"observation.images.{camera}": {
             "dtype": visual,
-            "shape": (size, size, 3),
+            "shape": (height, width, 3),
             "names": ["height", "width", "channels"],
         }
         for camera in config.rollout.cameras
@@ -92,28 +96,22 @@ def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = T
     out = config.out
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite to replace it)")
+    plan = config.episode_plan()
+    if not plan:
+        raise ConfigError("nothing to generate: the episode plan is empty")
+    for task, kind in dict.fromkeys((task, kind) for task, kind, _ in plan):
+        check_kind_applies(task, kind)
     staging = staging_dir(out)
     silence_expert_warnings()
 
-    dataset = None
+    dataset = create_dataset(repo_id=config.repo_id, fps=config.rollout.fps, features=features(config), root=staging,
+                             robot_type="sawyer", use_videos=config.use_videos)
     records = []
     sims: dict[str, MetaWorldSim] = {}
     try:
-        for task, kind, index in tqdm(config.episode_plan(), desc="episodes", disable=not progress):
+        for task, kind, index in tqdm(plan, desc="episodes", disable=not progress):
             sim = sims.get(task) or sims.setdefault(task, MetaWorldSim(task, config.rollout))
-            if dataset is None:
-                dataset = create_dataset(
-                    repo_id=config.repo_id,
-                    fps=sim.fps,
-                    features=features(config),
-                    root=staging,
-                    robot_type="sawyer",
-                    use_videos=config.use_videos,
-                )
-            records.append(_write_episode(dataset, _rollout_with_retries(sim, config, task, kind, index),
-                                          config.environment_state))
-        if dataset is None:
-            raise ConfigError("nothing to generate: the episode plan is empty")
+            records.append(_record_episode(dataset, sim, config, kind, index))
         dataset.finalize()
         write_ground_truth(staging, records, config_summary(config))
     finally:
@@ -128,24 +126,29 @@ def config_summary(config: GenerateConfig) -> dict:
     return summary
 
 
-def _rollout_with_retries(sim: MetaWorldSim, config: GenerateConfig, task: str, kind: str, index: int) -> Episode:
+def _record_episode(dataset, sim: MetaWorldSim, config: GenerateConfig, kind: str, index: int) -> Episode:
+    """Roll out `kind` until the simulator agrees, each frame going to the dataset's episode buffer
+    as it is rendered; a rejected rollout's buffer is discarded and the next seed tried. Returns the
+    kept rollout's truth: no frame of it is held in memory."""
+
+    def add(frame: Frame) -> None:
+        dataset.add_frame(_lerobot_frame(frame, sim.task, config.environment_state))
+
     for attempt in range(MAX_ATTEMPTS):
-        episode = sim.rollout(kind, episode_seed(config.seed, task, kind, index, attempt))
+        episode = sim.rollout(kind, episode_seed(config.seed, sim.spec.env_name, kind, index, attempt), on_frame=add)
         if episode is not None:
+            dataset.save_episode()
             return episode
-    raise RuntimeError(f"could not produce a '{kind}' episode of {task} in {MAX_ATTEMPTS} attempts")
+        dataset.clear_episode_buffer()
+    raise RuntimeError(f"could not produce a '{kind}' episode of {sim.spec.env_name} in {MAX_ATTEMPTS} attempts")
 
 
-def _write_episode(dataset, episode: Episode, environment_state: bool) -> Episode:
-    """Save the rollout as the dataset's next episode; returns its truth without the frames,
-    which are in the dataset now, so memory does not grow with the episodes generated."""
-    for t in range(len(episode)):
-        frame = {f"observation.images.{camera}": episode.images[camera][t] for camera in episode.images}
-        frame["observation.state"] = episode.state[t]
-        if environment_state:
-            frame["observation.environment_state"] = episode.environment_state[t]
-        frame["action"] = episode.action[t]
-        frame["task"] = episode.task
-        dataset.add_frame(frame)
-    dataset.save_episode()
-    return replace(episode, images={})
+def _lerobot_frame(frame: Frame, task: str, environment_state: bool) -> dict:
+    """A rendered frame as `LeRobotDataset.add_frame` takes it."""
+    record = {f"observation.images.{camera}": image for camera, image in frame.images.items()}
+    record["observation.state"] = frame.state
+    if environment_state:
+        record["observation.environment_state"] = frame.environment_state
+    record["action"] = frame.action
+    record["task"] = task
+    return record

@@ -1,4 +1,6 @@
-"""The benchmark generator: deterministic, atomic, and honest about every failure kind."""
+"""The benchmark generator: deterministic, atomic, streaming, and honest about every episode kind."""
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -8,7 +10,11 @@ from common.cli import run_cli
 from common.ground_truth import read_ground_truth
 from data.benchmark import GenerateConfig, generate
 from data.generate import main
-from data.rollout import EPISODE_KINDS, MetaWorldSim, RolloutConfig
+from data.rollout import FAILURE_KINDS, MetaWorldSim, RolloutConfig
+
+
+def _first_kept(sim: MetaWorldSim, kind: str, seeds=range(20), **kwargs):
+    return next(e for e in (sim.rollout(kind, seed, **kwargs) for seed in seeds) if e is not None)
 
 
 @pytest.mark.slow
@@ -16,12 +22,39 @@ from data.rollout import EPISODE_KINDS, MetaWorldSim, RolloutConfig
 def test_every_kind_is_produced_and_validated_by_the_simulator(task):
     sim = MetaWorldSim(task, RolloutConfig(cameras=("topview",), image_size=32))
     try:
-        for kind in EPISODE_KINDS:
-            episode = next(e for e in (sim.rollout(kind, seed) for seed in range(20)) if e is not None)
-            assert (episode.outcome == "success") == (kind == "success")
-            assert len(episode.images["topview"]) == len(episode.state) == len(episode.action)
+        for kind in ("success", *FAILURE_KINDS, "hesitation", "corrected_misplacement"):
+            frames = []
+            episode = _first_kept(sim, kind, on_frame=frames.append)
+            assert (episode.outcome == "success") == (kind in ("success", "hesitation", "corrected_misplacement"))
+            assert len(frames) >= len(episode)  # rejected attempts' frames were handed over too
+            assert frames[-1].images["topview"].shape == (32, 32, 3)
     finally:
         sim.close()
+
+
+def test_the_demo_regenerates_identically(demo_root):
+    """Today's defaults keep the committed demo (and every result made from it) valid: each demo
+    episode, rolled out again from its recorded seed, has the same truth and the same actions."""
+    truth, episodes = read_ground_truth(demo_root)
+    recorded = json.loads((demo_root / "ground_truth" / "config.json").read_text())["rollout"]
+    config = RolloutConfig(cameras=(), action_repeat=recorded["action_repeat"])  # actions without rendering
+    defaults = RolloutConfig()
+    assert (defaults.action_repeat, defaults.image_size) == (recorded["action_repeat"], recorded["image_size"])
+    actions = pd.read_parquet(demo_root / "data")
+    sims = {task: MetaWorldSim(task, config) for task in episodes["env_name"].unique()}
+    try:
+        for row in episodes.itertuples():
+            frames = []
+            episode = sims[row.env_name].rollout(row.kind, int(row.seed), on_frame=frames.append)
+            assert episode is not None and len(episode) == row.length
+            stored = truth[truth["episode_index"] == row.episode_index]
+            np.testing.assert_array_equal(episode.progress, stored["progress"])
+            np.testing.assert_array_equal(episode.score, stored["score"])
+            stored_actions = np.stack(actions[actions["episode_index"] == row.episode_index]["action"])
+            np.testing.assert_array_equal(np.stack([frame.action for frame in frames]), stored_actions)
+    finally:
+        for sim in sims.values():
+            sim.close()
 
 
 def _small(out, **overrides):
@@ -43,26 +76,46 @@ def test_generation_is_deterministic_for_a_seed(tmp_path):
     assert np.array_equal(np.stack(data_a["action"]), np.stack(data_b["action"]))
 
 
-def test_no_earlier_episode_frames_are_held_while_generating(tmp_path, monkeypatch):
-    import gc
+def test_frames_stream_to_disk_and_rejected_rollouts_leave_nothing(tmp_path, monkeypatch):
+    """No rendered frame outlives its write, so memory does not grow with the episode; a rollout
+    the simulator rejects for its kind is discarded from the dataset's episode buffer."""
     import weakref
 
-    import data.benchmark as generate_module
+    import data.rollout as rollout_module
 
-    alive, held = [], []
-    real_rollout = generate_module._rollout_with_retries
+    rendered, alive_at_render = [], []
+    real_render = MetaWorldSim.render
 
-    def rollout(*args):
-        gc.collect()
-        held.append(sum(ref() is not None for ref in alive))
-        episode = real_rollout(*args)
-        alive.extend(weakref.ref(frames[0]) for frames in episode.images.values())
-        return episode
+    def render(sim):
+        alive_at_render.append(sum(ref() is not None for ref in rendered))
+        images = real_render(sim)
+        rendered.extend(weakref.ref(image) for image in images.values())
+        return images
 
-    monkeypatch.setattr(generate_module, "_rollout_with_retries", rollout)
-    generate(_small(tmp_path / "a"), progress=False)
-    assert held == [0, 0]  # each rollout's frames are let go once it is written
-    assert len(read_ground_truth(tmp_path / "a")[1]) == 2
+    verdicts = []
+    real_matches = rollout_module._matches_kind
+
+    def reject_first_attempts(episode):  # each episode's first rollout is thrown away
+        verdicts.append(real_matches(episode) and len(verdicts) % 2 == 1)
+        return verdicts[-1]
+
+    monkeypatch.setattr(MetaWorldSim, "render", render)
+    monkeypatch.setattr(rollout_module, "_matches_kind", reject_first_attempts)
+    root = generate(_small(tmp_path / "a"), progress=False)
+    monkeypatch.undo()
+    assert max(alive_at_render) == 0 and len(alive_at_render) > 60
+    _, episodes = read_ground_truth(root)
+    data = pd.read_parquet(root / "data")
+    assert data.groupby("episode_index").size().tolist() == episodes["length"].tolist()
+    sim = MetaWorldSim("reach-v3", RolloutConfig(cameras=()))
+    try:
+        for row in episodes.itertuples():  # the kept rollout's frames, not the rejected one's
+            kept = []
+            sim.rollout(row.kind, int(row.seed), on_frame=kept.append)
+            np.testing.assert_array_equal(np.stack(data[data["episode_index"] == row.episode_index]["action"]),
+                                          np.stack([frame.action for frame in kept]))
+    finally:
+        sim.close()
 
 
 def test_existing_output_is_never_overwritten_silently(tmp_path, capsys):
@@ -88,3 +141,120 @@ def test_failures_per_task_deal_every_kind_round_robin_over_tasks(tmp_path):
                         ("c", "stall"), ("c", "near_miss")]
     assert sum(kind == "success" for _, kind, _ in plan) == 6
     assert len(set(plan)) == len(plan)  # (task, kind, index) names one episode and its seed
+
+
+def _falls_then_succeeds(episode) -> None:
+    """True progress has a local maximum, then a minimum at least one score level lower, then success."""
+    dip = episode.dip
+    assert dip is not None and dip.depth >= 1
+    assert dip.peak_frame < dip.min_frame < episode.first_success_frame and episode.success[-1]
+    progress = np.asarray(episode.progress)
+    assert progress[dip.peak_frame] == progress[:dip.min_frame + 1].max()
+    assert progress[dip.min_frame] == progress[dip.peak_frame:episode.first_success_frame].min()
+    assert episode.score[dip.peak_frame] - episode.score[dip.min_frame] == dip.depth
+
+
+def test_recovered_drop_falls_is_regrasped_and_succeeds():
+    sim = MetaWorldSim("pick-place-v3", RolloutConfig(cameras=("topview",), image_size=16))
+    try:
+        episode = _first_kept(sim, "recovered_drop")
+    finally:
+        sim.close()
+    _falls_then_succeeds(episode)
+    dip = episode.dip
+    assert episode.grasped[dip.peak_frame] and not episode.grasped[dip.min_frame]  # it was held, then let go
+    assert episode.grasped[episode.first_success_frame]  # and held again to the goal
+
+
+@pytest.mark.parametrize("task", ["push-v3", "pick-place-v3"])
+def test_corrected_misplacement_goes_away_from_the_goal_then_to_it(task):
+    sim = MetaWorldSim(task, RolloutConfig(cameras=("topview",), image_size=16))
+    try:
+        episode = _first_kept(sim, "corrected_misplacement")
+    finally:
+        sim.close()
+    _falls_then_succeeds(episode)
+    dip = episode.dip
+    assert episode.obj_to_target[dip.min_frame] > episode.obj_to_target[dip.peak_frame] + 0.05
+
+
+def test_hesitation_holds_still_for_seconds_then_succeeds():
+    config = RolloutConfig(cameras=("topview",), image_size=16)
+    sim = MetaWorldSim("reach-v3", config)
+    try:
+        frames = []
+        episode = _first_kept(sim, "hesitation", on_frame=frames.append)
+    finally:
+        sim.close()
+    kept = frames[-len(episode):]
+    still = np.array([not frame.action[:3].any() for frame in kept] + [False])
+    starts, = np.nonzero(still[1:] & ~still[:-1])
+    ends, = np.nonzero(~still[1:] & still[:-1])
+    pauses = [(start + 1, end + 1) for start, end in zip(starts, ends)]
+    if still[0]:
+        pauses.insert(0, (0, ends[0] + 1))
+    assert 1 <= len(pauses) <= 2
+    assert all(config.seconds(1.0) <= end - start <= config.seconds(3.0) + 1 for start, end in pauses)
+    assert pauses[-1][1] <= episode.first_success_frame and episode.success[-1]
+    for start, end in pauses:  # once the arm has caught up with its last command, nothing moves
+        assert np.ptp(episode.progress[(start + end) // 2:end]) < 0.01
+
+
+def test_kinds_a_task_cannot_show_are_refused(tmp_path, capsys):
+    out = tmp_path / "x"
+    assert run_cli(main, ["--out", str(out), "--tasks", "push-v3", "--success-kinds", "recovered_drop"]) == 2
+    assert "'recovered_drop' needs a task whose expert grasps its object" in capsys.readouterr().err
+    assert run_cli(main, ["--out", str(out), "--tasks", "reach-v3", "--success-kinds", "corrected_misplacement"]) == 2
+    assert "needs a task with an object to move" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "x.partial").exists()
+
+
+def test_slow_operator_at_20_fps_with_three_non_square_views(tmp_path):
+    """An operator at half speed recorded at 20 fps: the same reach takes as many frames as at full
+    speed and 40 fps, and every view, the wrist's included, is recorded at height x width."""
+    out = tmp_path / "ds"
+    args = ["--out", str(out), "--tasks", "reach-v3", "--successes", "1", "--failures-per-kind", "0",
+            "--resolution", "24x32", "--cameras", "corner2,topview,gripperPOV", "--fps", "20",
+            "--operator-speed", "0.5", "--images"]
+    assert run_cli(main, args) == 0
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert info["fps"] == 20
+    views = {key: feature["shape"] for key, feature in info["features"].items() if "images" in key}
+    assert views == {f"observation.images.{camera}": [24, 32, 3] for camera in ("corner2", "topview", "gripperPOV")}
+    _, episodes = read_ground_truth(out)
+    data = pd.read_parquet(out / "data")
+    assert len(data) == episodes["length"].item() and np.allclose(np.diff(data["timestamp"]), 1 / 20)
+    full_speed = MetaWorldSim("reach-v3", RolloutConfig(cameras=("topview",), image_size=16))
+    try:
+        reference = full_speed.rollout("success", int(episodes["seed"].item()))
+    finally:
+        full_speed.close()
+    assert abs(len(reference) - episodes["length"].item()) <= 0.2 * len(reference)
+    assert np.abs(np.stack(data["action"])[:, :3]).max() <= 0.5
+
+
+def test_views_beyond_the_default_offscreen_buffer_render(tmp_path):
+    sim = MetaWorldSim("reach-v3", RolloutConfig(cameras=("corner2", "gripperPOV"), image_size=(640, 480)))
+    try:
+        sim.reset(0)
+        assert {camera: image.shape for camera, image in sim.render().items()} == {
+            "corner2": (640, 480, 3), "gripperPOV": (640, 480, 3)}
+    finally:
+        sim.close()
+
+
+def test_a_rate_that_does_not_divide_the_simulator_is_refused(tmp_path, capsys):
+    assert run_cli(main, ["--out", str(tmp_path / "x"), "--fps", "30"]) == 2
+    assert "--fps 30 does not divide the simulator's 80 Hz" in capsys.readouterr().err
+
+
+def test_the_sidecar_says_where_each_dip_is(tmp_path):
+    config = GenerateConfig(out=tmp_path / "ds", tasks=("pick-place-v3",), successes=1, failures_per_kind=0,
+                            success_kinds=("recovered_drop",), use_videos=False,
+                            rollout=RolloutConfig(cameras=("topview",), image_size=16))
+    frames, episodes = read_ground_truth(generate(config, progress=False))
+    plain, dropped = episodes.itertuples()
+    assert (plain.kind, plain.dip_min_frame, dropped.kind) == ("success", -1, "recovered_drop")
+    scores = frames[frames["episode_index"] == dropped.episode_index]["score"].to_numpy()
+    assert dropped.dip_peak_frame < dropped.dip_min_frame < dropped.first_success_frame
+    assert scores[dropped.dip_peak_frame] - scores[dropped.dip_min_frame] == dropped.dip_depth >= 1

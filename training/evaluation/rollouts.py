@@ -41,8 +41,8 @@ def env_config_for(policy_config, task: str, action_repeat: int, episode_length:
     images = policy_config.image_features
     shapes = {tuple(feature.shape[1:]) for feature in images.values()}  # (height, width) per camera
     if len(shapes) != 1 or len(set(*shapes)) != 1:
-        raise ConfigError(f"the checkpoint's cameras {sorted(images)} are not square views of one size "
-                          "as data.generate records them")
+        raise ConfigError(f"the checkpoint's cameras {sorted(images)} are not square views of one size: the "
+                          "metaworld_bench env renders only those (data.generate --image-size, not --resolution)")
     (image_size, _), = shapes
     return MetaWorldBenchEnvConfig(
         task=task, cameras=",".join(key.removeprefix(IMAGE_PREFIX) for key in images), image_size=image_size,
