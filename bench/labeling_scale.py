@@ -1,17 +1,17 @@
 """Does labeling stay cheap on recordings of realistic size? Time, memory and calls at scale.
 
-    python bench/labeling_scale.py [--work outputs/scale_bench] [--model models/metaworld-reward-vlm]
+    python bench/labeling_scale.py [--work outputs/scale_bench] [--model models/metaworld-reward-vlm] [--rows 3,4]
 
-Generates (once, kept in `--work`) MetaWorld datasets with three cameras at 480 px: 21
-episodes of three tasks (successes and every failure kind) at 40 fps, and their pick-place
-episodes again at 80 fps, so the same motions have twice the frames. Labels them end to end
-with `python -m labeling.run` (progress stage, the small reward VLM, CPU), each run in a child
-process: all 21 episodes, then the pick-place ones at 40 and at 80 fps. Prints in one run:
+Generates (once, kept in `--work`) MetaWorld datasets with three cameras: 21 episodes of three
+tasks (successes and every failure kind) at 40 fps and 480x480, their pick-place episodes again
+at 80 fps (the same motions, more frames), and one pick-place success by a slow operator at
+20 fps and 480x640, 10 and 20 seconds long. Labels them end to end with `python -m labeling.run`
+(progress stage, the small reward VLM, CPU), each run in a child process, and prints in one run:
 
 - wall time split into the phases the run records in `labeling_summary.json` (`seconds`:
   decode, model, fill, write), its review page (built again here to time it) and the rest
   (start-up, model load);
-- peak RSS of each run, and its ratio between the same episodes at 80 and 40 fps (flat: ~1);
+- peak RSS of each run, and its ratio between the same episodes recorded longer (flat: ~1);
 - model calls and image tokens per frame and per episode-second;
 - the output's write time and share of the run, and whether its videos are hard links to the
   source's (bytes copied);
@@ -44,26 +44,33 @@ from labeling.progress import ProgressConfig, initial_keyframes  # noqa: E402
 from labeling.review_page import write_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CAMERAS = ["--cameras", "corner2,topview,gripperPOV", "--image-size", "480", "--seed", "300"]
-# Each dataset's episodes: per task 3 successes and one of each failure kind. "long" holds the
-# pick-place episodes of "short" (the same seeds), recorded at twice the frame rate (80 vs 40 fps).
+CAMERAS = ["--cameras", "corner2,topview,gripperPOV", "--seed", "300"]
+MIXED = ["--successes", "3", "--failures-per-kind", "1", "--image-size", "480"]
+ONE_SLOW = ["--tasks", "pick-place-v3", "--successes", "1", "--failures-per-kind", "0", "--resolution", "480x640",
+            "--fps", "20"]
+# "short": per task 3 successes and one of each failure kind, about a second each. "long": its
+# pick-place episodes (the same seeds) at twice the frame rate. "10s" and "20s": one pick-place
+# success by a slow operator (a tenth and a twentieth of the expert's speed) at 20 fps, 480x640.
 DATASETS = {
-    "short": ["--tasks", "pick-place-v3,push-v3,reach-v3", "--action-repeat", "2"],
-    "long": ["--tasks", "pick-place-v3", "--action-repeat", "1"],
+    "short": [*MIXED, "--tasks", "pick-place-v3,push-v3,reach-v3", "--action-repeat", "2"],
+    "long": [*MIXED, "--tasks", "pick-place-v3", "--action-repeat", "1"],
+    "10s": [*ONE_SLOW, "--operator-speed", "0.1"],
+    "20s": [*ONE_SLOW, "--operator-speed", "0.05"],
 }
 SAME_EPISODES = "0-6"  # the pick-place episodes of "short", those of "long"
-# (row, dataset, episodes labeled): the run at scale, then the same episodes at 1x and 2x frames.
+# (row, dataset, episodes labeled): the run at scale, then the same episodes at 1x and 2x frames,
+# then one episode at 10 and 20 seconds.
 RUNS = [("all, 40 fps", "short", None), ("pick-place, 40 fps", "short", SAME_EPISODES),
-        ("pick-place, 80 fps", "long", None)]
+        ("pick-place, 80 fps", "long", None), ("one episode, 10 s", "10s", None), ("one episode, 20 s", "20s", None)]
+RATIOS = [(1, 2), (3, 4)]  # (shorter, longer) rows of the same episodes
 
 
 def generate(work: Path, name: str) -> Path:
     """The dataset, generated unless `work` already holds it."""
     out = work / name
     if not (out / "meta" / "info.json").is_file():
-        subprocess.run([sys.executable, "-m", "data.generate", "--out", str(out), "--successes", "3",
-                        "--failures-per-kind", "1", *CAMERAS, *DATASETS[name], "--repo-id", f"local/scale_{name}"],
-                       check=True, cwd=REPO)
+        subprocess.run([sys.executable, "-m", "data.generate", "--out", str(out), *CAMERAS, *DATASETS[name],
+                        "--repo-id", f"local/scale_{name}"], check=True, cwd=REPO)
     return out
 
 
@@ -160,13 +167,16 @@ def report(rows: dict[str, dict]) -> None:
     ]
     for title, cell in lines:
         print(f"{title:34}" + "".join(f"{cell(rows[name]):>20}" for name in names))
-    short, long = rows[names[-2]], rows[names[-1]]
-    decode = long["decode"]
-    print(f"decode at {decode['resolution']} ({decode['camera']}, LeRobot's torchcodec reader)")
-    print(f"ratio {names[-1]} / {names[-2]}: frames {long['frames'] / short['frames']:.2f}x, "
-          f"peak RSS {long['peak_rss_bytes'] / short['peak_rss_bytes']:.2f}x, wall {long['wall_s'] / short['wall_s']:.2f}x, "
-          f"decode s {long['seconds']['decode'] / short['seconds']['decode']:.2f}x, "
-          f"model calls {long['model_calls'] / short['model_calls']:.2f}x")
+    for decode in {row["decode"]["resolution"]: row["decode"] for row in rows.values()}.values():
+        print(f"decode at {decode['resolution']} ({decode['camera']}, LeRobot's torchcodec reader)")
+    for shorter, longer in ((RUNS[a][0], RUNS[b][0]) for a, b in RATIOS):
+        if shorter in rows and longer in rows:
+            short, long = rows[shorter], rows[longer]
+            print(f"ratio {longer} / {shorter}: frames {long['frames'] / short['frames']:.2f}x, "
+                  f"peak RSS {long['peak_rss_bytes'] / short['peak_rss_bytes']:.2f}x, "
+                  f"wall {long['wall_s'] / short['wall_s']:.2f}x, "
+                  f"decode s {long['seconds']['decode'] / short['seconds']['decode']:.2f}x, "
+                  f"model calls {long['model_calls'] / short['model_calls']:.2f}x")
     peak = max(row["peak_rss_bytes"] for row in rows.values()) / 1e9
     write = max(row["write_share"] for row in rows.values())
     print(f"targets: peak RSS {peak:.2f} GB (< 3), write share {write:.1%} (<= 10 %)")
@@ -178,10 +188,11 @@ def main() -> int:
                         help="where the generated datasets are kept and the labels written")
     parser.add_argument("--model", default=str(REPO / "models" / "metaworld-reward-vlm"))
     parser.add_argument("--image-size", type=int, default=96, help="the model's view size, as it was trained")
+    parser.add_argument("--rows", help="comma-separated indices into RUNS (default: every row)")
     parser.add_argument("--json", type=Path, default=REPO / "outputs" / "bench" / "labeling_scale.json")
     args = parser.parse_args()
-    rows = {row: measure(args.work, run, name, episodes, args.model, args.image_size)
-            for run, (row, name, episodes) in enumerate(RUNS)}
+    chosen = [int(i) for i in args.rows.split(",")] if args.rows else range(len(RUNS))
+    rows = {RUNS[run][0]: measure(args.work, run, *RUNS[run][1:], args.model, args.image_size) for run in chosen}
     report(rows)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))
