@@ -65,3 +65,4 @@ bench: setup
 	$(PY) bench/labeling_cost.py
 	$(PY) bench/finetune_budget.py
 	$(PY) bench/ray_scaling.py
+	$(PY) bench/labeling_scale.py  # generates its 480 px datasets once, in outputs/scale_bench

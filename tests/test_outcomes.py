@@ -12,7 +12,7 @@ import pytest
 
 from common.dataset import EpisodeSource
 from common.label_files import read_outcomes, read_output_numbering
-from labeling.calls import CallResult
+from labeling.calls import CallResult, CallStats
 from labeling.clips import ClipSpec
 from labeling.config import LabelingConfig, OutcomeConfig, ValidationConfig
 from labeling.context import LabelingContext
@@ -34,6 +34,7 @@ class ScriptedModel:
     def __init__(self, source, progress, verdict=lambda target, proposed: None):
         self.source, self.score, self.verdict = source, progress, verdict
         self.calls: list[tuple[str, dict]] = []
+        self.stats = CallStats()  # the stages time their phases on the caller's counters
 
     def run(self, stage, jobs, params, parse, show_progress=True):
         self.calls += [(stage, job.about) for job in jobs]
@@ -68,8 +69,6 @@ def run_pipeline(source, model, episodes, stages=("progress", "negatives", "vali
 
 
 def write(out, source, result, config):
-    from labeling.calls import CallStats
-
     prompts = PromptLibrary()
     rewrites = {t: TaskRewrite(t, t) for t in {source.episode(e).task for e in result.labels}}
     record = provenance({"backend": "scripted", "model": "scripted"}, prompts, config, source,
