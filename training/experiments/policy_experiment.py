@@ -35,11 +35,10 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from common.cli import ConfigError, parse_ints, parse_names, run_cli
 from common.dataset import EpisodeSource
