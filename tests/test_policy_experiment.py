@@ -69,12 +69,18 @@ def test_smoke_preset_trains_every_row_rolls_out_and_tabulates_success(tmp_path)
     assert [len(r["reward"]) for r in rollouts] == [r["length"] for r in rollouts]  # RewACT's head traced
     actvantage = json.loads((work / "rollouts" / "d_fail50_seed0.json").read_text())["rollouts"]
     assert all(r["reward"] == [] and r["length"] > 0 for r in actvantage)  # no reward head
-    assert {p["step"] for p in report["curve"]["a"]} == {1, 2}  # a checkpoint per curve_every step
+    assert {p["step"] for p in report["curve"]["a"]} == {1, 2}  # a curve point every checkpoint_every step
     assert len(list((work / "videos").glob("*/*.mp4"))) == 5  # smoke's rollouts all fail: one video per row
     assert (tmp_path / "docs" / "success.png").is_file() and (tmp_path / "docs" / "curve.png").is_file()
     advantages = pd.read_parquet(work / "advantages.parquet")
     assert advantages["episode_index"].nunique() == 4
 
-    again = subprocess.run([*COMMAND, "--work", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    # A stopped training is trained again; every finished step is skipped.
+    run = work / "checkpoints" / "a_fail50_seed0"
+    run.rename(run.with_name(run.name + ".partial"))
+    (work / "rollouts" / "a_fail50_seed0.json").unlink()
+    again = subprocess.run([*COMMAND, "--work", str(tmp_path)], capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "train a_fail50_seed0: done" in again.stdout and " ..." not in again.stdout  # nothing ran again
+    ran = [line for line in again.stdout.splitlines() if line.endswith(" ...")]
+    assert ran == ["[policy_experiment] train a_fail50_seed0 ...", "[policy_experiment] roll out a_fail50_seed0 ..."]
+    assert (run / "cost.json").is_file() and not run.with_name(run.name + ".partial").exists()

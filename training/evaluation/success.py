@@ -38,7 +38,8 @@ def paired_difference(successes: np.ndarray, baseline: np.ndarray, samples: int 
     bootstrap), so the luck of a start state that every policy shares cancels out."""
     if successes.shape[1] != baseline.shape[1]:
         raise ValueError("a paired difference needs the same rollout seeds on both sides")
-    per_seed = successes.mean(axis=0, dtype=float) - baseline.mean(axis=0, dtype=float)  # per rollout seed, over training seeds
+    # per rollout seed, each side's mean over its training seeds
+    per_seed = successes.mean(axis=0, dtype=float) - baseline.mean(axis=0, dtype=float)
     draws = np.random.default_rng(seed).integers(0, len(per_seed), size=(samples, len(per_seed)))
     means = per_seed[draws].mean(axis=1)
     return {"mean": float(per_seed.mean()), "ci95_low": float(np.quantile(means, 0.025)),

@@ -35,13 +35,12 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from common.cli import ConfigError, parse_names, run_cli
+from common.cli import ConfigError, parse_ints, parse_names, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth, sidecar_dir
 from common.options import as_record, option, parse_options
@@ -94,8 +93,8 @@ class Preset:
     rollouts: int  # per policy, on the same seeds for every policy
     episode_length: int  # frames per rollout
     policy: tuple[str, ...]  # lerobot-train flags of every row's transformer
-    curve_every: int = 0  # the learning curve's checkpoint interval in steps (0: no curve)
-    curve_rollouts: int = 0  # per curve checkpoint
+    checkpoint_every: int = 0  # steps between the learning curve's checkpoints (0: no curve)
+    curve_rollouts: int = 0  # per learning-curve checkpoint
 
     def failures(self, share: float) -> int:
         return round(self.successes * share / (1 - share))
@@ -110,16 +109,20 @@ PRESETS = {
     # Plumbing only: its numbers mean nothing.
     "smoke": Preset(task="reach-v3", successes=2, shares=(0.25, 0.5), cameras=("topview",), image_size=64,
                     steps=2, batch_size=2, seeds=(0,), rollouts=2, episode_length=10, policy=STATE_ACT,
-                    curve_every=1, curve_rollouts=1),
+                    checkpoint_every=1, curve_rollouts=1),
     # Sized for a 2-core CPU shared with other work (see docs/results/policy_experiment).
     "cpu": Preset(task="reach-v3", successes=40, shares=(0.25, 0.5), cameras=("corner2", "topview"),
-                  image_size=96, steps=3000, batch_size=32, seeds=(0, 1), rollouts=50, episode_length=90,
-                  policy=STATE_ACT, curve_every=1000, curve_rollouts=20),
+                  image_size=96, steps=1000, batch_size=32, seeds=(0, 1), rollouts=50, episode_length=90,
+                  policy=STATE_ACT, checkpoint_every=250, curve_rollouts=20),
     # For people with time: more demonstrations, steps, seeds and rollouts.
     "large": Preset(task="reach-v3", successes=100, shares=(0.25, 0.5), cameras=("corner2", "topview"),
                     image_size=96, steps=20000, batch_size=64, seeds=(0, 1, 2), rollouts=100, episode_length=100,
-                    policy=STATE_ACT, curve_every=2500, curve_rollouts=50),
+                    policy=STATE_ACT, checkpoint_every=2500, curve_rollouts=50),
 }
+
+
+def parse_floats(spec: str) -> tuple[float, ...]:
+    return tuple(float(value) for value in parse_names(spec))
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,11 @@ class PolicyExperimentOptions:
     preset: str = option("smoke", choices=tuple(PRESETS), help="sizes of the run")
     work: Path = option(Path("outputs/policy_experiment"), help="datasets, checkpoints, rollouts and results")
     rows: tuple[str, ...] = option(tuple(ROWS), parse=parse_names, help="comma-separated rows to train and roll out")
+    seeds: tuple[int, ...] | None = option(None, parse=parse_ints, help="comma-separated training seeds to run "
+                                                                     "(default: the preset's; runs of other seeds, "
+                                                                     "rows or shares can share the work directory)")
+    shares: tuple[float, ...] | None = option(None, parse=parse_floats, help="comma-separated failure shares to run "
+                                                                           "(default: the preset's)")
     model: str = option(str(REWARD_VLM), help="VLM for labeling.run (default: the reward VLM trained here)")
     data_seed: int = option(700, help="base seed of the training split (the reward VLM trained on 100)")
     results: Path | None = option(None, help="also copy the report, plots and videos here")
@@ -136,6 +144,10 @@ class PolicyExperimentOptions:
     def __post_init__(self):
         if not self.rows or set(self.rows) - set(ROWS):
             raise ConfigError(f"--rows takes a comma-separated subset of {','.join(ROWS)}, got {','.join(self.rows)}")
+        if self.seeds is not None and set(self.seeds) - set(PRESETS[self.preset].seeds):
+            raise ConfigError(f"--seeds takes a subset of the preset's training seeds {PRESETS[self.preset].seeds}")
+        if self.shares is not None and set(self.shares) - set(PRESETS[self.preset].shares):
+            raise ConfigError(f"--shares takes a subset of the preset's failure shares {PRESETS[self.preset].shares}")
         if self.data_seed == 100:
             raise ConfigError("--data-seed 100 is the reward VLM's training split; choose another")
 
@@ -254,11 +266,13 @@ def training_command(row: str, paths: Paths, preset: Preset, episodes: list[int]
 
 
 def train(row: str, share: float, seed: int, paths: Paths, preset: Preset, curve: bool) -> None:
-    """A checkpoint of `row`, with what it cost in `cost.json`; a killed run is trained again."""
+    """A checkpoint of `row`, with what it cost in `cost.json`; a stopped training starts again
+    (LeRobot's `--resume` rebuilds RewACT's processors from the checkpoint, without the dataset
+    metadata its reward targets come from)."""
     out = paths.policy(row, share, seed)
     staging = staging_dir(out)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    save_freq = preset.curve_every if curve and preset.curve_every else preset.steps
+    save_freq = preset.checkpoint_every if curve and preset.checkpoint_every else preset.steps
     episodes = split_episodes(paths, preset, share)
     start = time.perf_counter()
     run(training_command(row, paths, preset, episodes, seed, staging, save_freq), paths.work / f"train_{out.name}.log")
@@ -326,18 +340,18 @@ def report(options: PolicyExperimentOptions, preset: Preset, paths: Paths, timin
     table, curve = [], {}
     for share in preset.shares:
         for row in options.rows:
-            names = [run_name(row, share if ROWS[row].every_share else max(preset.shares), seed)
-                     for seed in preset.seeds]
-            if not all(paths.rollouts(name).exists() for name in names):
+            names = [name for seed in preset.seeds if paths.rollouts(name := run_name(
+                row, share if ROWS[row].every_share else max(preset.shares), seed)).exists()]
+            if not names:  # not rolled out yet; a partial run reports the seeds it has
                 continue
             successes = outcomes(paths, names)
             entry = {"row": row, "name": ROWS[row].name, "share": share, **success_summary(successes.ravel().tolist()),
-                     "per_seed": successes.mean(axis=1).tolist(),
+                     "seeds": [parse_run(name)[2] for name in names], "per_seed": successes.mean(axis=1).tolist(),
                      "train_seconds": [json.loads((paths.policy(*parse_run(n)) / "cost.json").read_text())["seconds"]
                                        for n in names],
                      "rollout_seconds": [json.loads(paths.rollouts(n).read_text())["seconds"] for n in names]}
-            baseline = [run_name("a", share, seed) for seed in preset.seeds]
-            if row != "a" and all(paths.rollouts(name).exists() for name in baseline):
+            baseline = [name for seed in preset.seeds if paths.rollouts(name := run_name("a", share, seed)).exists()]
+            if row != "a" and baseline:
                 entry["minus_a"] = paired_difference(successes, outcomes(paths, baseline))
             table.append(entry)
     for row in CURVE_ROWS:
@@ -364,9 +378,10 @@ def results_markdown(preset: Preset, preset_name: str, table: list[dict], curve:
     for entry in table:
         diff = entry.get("minus_a")
         paired = f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]" if diff else ""
+        per_seed = ", ".join(f"{seed}: {rate:.2f}" for seed, rate in zip(entry["seeds"], entry["per_seed"]))
         lines.append(f"| {entry['share']:.0%} | ({entry['row']}) {entry['name']} | {entry['success_rate']:.2f} | "
                      f"[{entry['ci95_low']:.2f}, {entry['ci95_high']:.2f}] | {entry['successes']} / "
-                     f"{entry['episodes']} | {', '.join(f'{rate:.2f}' for rate in entry['per_seed'])} | {paired} | "
+                     f"{entry['episodes']} | {per_seed} | {paired} | "
                      f"{', '.join(f'{s:.0f}' for s in entry['train_seconds'])} ({preset.steps}) |")
     for row, points in curve.items():
         lines += ["", f"Learning curve ({row}) {ROWS[row].name}, seed {preset.seeds[0]}, "
@@ -391,7 +406,8 @@ def plot_success(table: list[dict], path: Path, preset: Preset) -> None:
     axis.set_xticks(range(len(ROWS)), [f"({row}) {spec.name}" for row, spec in ROWS.items()])
     axis.set_ylim(0, 1)
     axis.set_ylabel("success rate (Wilson 95 %)")
-    axis.set_title(f"{preset.task}: {len(preset.seeds)} training seeds x {preset.rollouts} rollouts per row")
+    seeds = "/".join(str(n) for n in sorted({len(e["seeds"]) for e in table}))
+    axis.set_title(f"{preset.task}: {seeds} training seed(s) x {preset.rollouts} rollouts per point")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -441,11 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     if "d" in options.rows:
         step("advantages", paths.advantages, lambda: advantages(paths, preset))
     curve_share, seeds = max(preset.shares), eval_seeds(preset.rollouts)
-    for share in sorted(preset.shares, reverse=True):  # the largest share, where the rows differ most, first
+    for share in sorted(options.shares or preset.shares, reverse=True):  # the largest, where rows differ most, first
         for row in options.rows:
             if not ROWS[row].every_share and share != curve_share:
                 continue
-            for seed in preset.seeds:
+            for seed in options.seeds or preset.seeds:
                 name = run_name(row, share, seed)
                 curve = row in CURVE_ROWS and share == curve_share and seed == preset.seeds[0]
                 step(f"train {name}", paths.policy(row, share, seed) / "cost.json",
@@ -453,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                 step(f"roll out {name}", paths.rollouts(name), lambda: roll_out(
                     paths.policy(row, share, seed) / "checkpoints" / "last", preset, paths, seeds,
                     paths.rollouts(name)))
-                if curve and preset.curve_every:
+                if curve and preset.checkpoint_every:
                     for checkpoint in sorted((paths.policy(row, share, seed) / "checkpoints").glob("[0-9]*")):
                         out = paths.work / "curve" / f"{row}_step{int(checkpoint.name)}.json"
                         step(f"curve {row} {int(checkpoint.name)} steps", out, lambda: roll_out(
@@ -461,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         report(options, preset, paths, timings)
     for row in options.rows:
         name = run_name(row, curve_share, preset.seeds[0])
+        if not paths.rollouts(name).exists():  # another run trains that seed
+            continue
         step(f"videos {row}", paths.work / "videos" / row, lambda: videos(row, name, preset, paths,
                                                                           paths.work / "videos" / row))
     result = report(options, preset, paths, timings)
