@@ -117,7 +117,7 @@ def test_command_from_labels_writes_table_histogram_and_record(cli, demo_root, l
               "--out", tmp_path / "x.parquet")
     assert bad.returncode == 2 and bad.stderr.startswith("error: labels not found")
     unknown = cli("training.advantage", "--dataset", demo_root, "--values", "rewact:" + str(tmp_path / "nothing"))
-    assert unknown.returncode == 2 and unknown.stderr.startswith("error: no RewACT checkpoint at")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: no policy checkpoint at")
     assert cli("training.advantage", "--dataset", demo_root, "--values", "interpolation",
                "--positive-fraction", 1.5).stderr == "error: --positive-fraction must be in (0, 1), got 1.5\n"
 

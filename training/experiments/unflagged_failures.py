@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             labeled[name] = work / ("heldout_labeled" if scheme is None else f"heldout_labeled_{scheme[0]}")
             if scheme is not None:
                 label(heldout, labeled[name], ["--stages", "progress", "--initial-keyframes", str(scheme[0]),
-                                               "--max-keyframes", str(scheme[1])])
+                                               "--max-keyframes", str(scheme[1]), "--keyframe-cap", str(scheme[1])])
         frontier = frontier_rows(EpisodeSource.open(heldout), labeled, options.results / "frontier", seed=0)
 
     record = {
