@@ -65,7 +65,7 @@ def main() -> int:
     base = rows[0][1]
     print(f"{'executor':<18} {'episodes/s':>10} {'x in-process':>12} {'start-up s':>10} {'wall s':>7} "
           f"{'driver CPU':>10} {'calls':>6}")
-    for name, rate, short_wall, wall, share, calls, episodes in rows:
+    for name, rate, short_wall, wall, share, calls, _episodes in rows:
         print(f"{name:<18} {rate:>10.2f} {rate / base:>12.2f} {short_wall:>10.1f} {wall:>7.1f} {share:>10.0%} "
               f"{calls:>6}")
     print(f"({rows[0][6]} episodes, {psutil.cpu_count()} CPUs; episodes/s excludes the start-up run "

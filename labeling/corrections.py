@@ -34,7 +34,7 @@ from common.scale import HIGHEST, LOWEST
 from labeling.output import write_outputs
 from labeling.pipeline import LabeledEpisodes
 from labeling.config import LabelingConfig
-from labeling.progress import apply_fill
+from labeling.progress import RETIRED_FILLS, apply_fill
 from labeling.records import EpisodeLabels, KeyframeScore, NegativeRecord, TaskRewrite, Verdict
 from labeling.review_page import default_cache_dir, write_report
 
@@ -208,13 +208,22 @@ def correct_output(out: Path, corrections_path: Path, cache_dir: Path | None = N
     provenance = json.loads((out / LABELS_DIR / "provenance.json").read_text())
     source = EpisodeSource.open(provenance["dataset"]["root"])  # the output is written from it, as by the run
     result, rewrites = read_output(out, source)
-    corrections = correct_labels(result, from_record(LabelingConfig, provenance["config"]),
+    corrections = correct_labels(result, saved_config(provenance["config"]),
                                  provenance["dataset"]["repo_id"], cache_dir, corrections_path)
     provenance["corrections"] = correction_record(corrections)
     summary = read_summary(out) | skip_counts(result)
     write_outputs(out, source, result, rewrites, provenance, summary, overwrite=True)
     write_report(out, cache_dir)
     return corrections
+
+
+def saved_config(record: dict) -> LabelingConfig:
+    """The settings an output was labeled with, as its provenance saved them; a fill since retired
+    becomes its successor, so corrected episodes of an older output can be refilled."""
+    progress = record.get("progress", {})
+    if progress.get("fill") in RETIRED_FILLS:
+        record = {**record, "progress": {**progress, "fill": RETIRED_FILLS[progress["fill"]]}}
+    return from_record(LabelingConfig, record)
 
 
 def skip_counts(result: LabeledEpisodes) -> dict:

@@ -159,8 +159,8 @@ def write_dataset(root: Path, source: EpisodeSource, episodes: list[int], frames
     old = table["episode_index"].to_numpy()
     lengths = table["length"].to_numpy()
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    shift = dict(zip(old.tolist(), (starts - table["dataset_from_index"].to_numpy()).tolist()))
-    renumber = dict(zip(old.tolist(), range(len(old))))
+    shift = dict(zip(old.tolist(), (starts - table["dataset_from_index"].to_numpy()).tolist(), strict=True))
+    renumber = dict(zip(old.tolist(), range(len(old)), strict=True))
     for name, values in (("episode_index", np.arange(len(old))), ("dataset_from_index", starts),
                          ("dataset_to_index", starts + lengths), ("meta/episodes/chunk_index", 0),
                          ("meta/episodes/file_index", 0)):

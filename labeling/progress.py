@@ -47,6 +47,9 @@ ANSWER_PREFIX = "ANSWER: "
 # The score's probabilities after the prefilled "ANSWER: "; a few tokens where only text can be had.
 SAMPLING = SamplingParams(max_tokens=8, choices=SCORE_CHOICES)
 FILLS = ("piecewise", "isotonic", "linear")
+# Fills of earlier versions, which saved outputs may name: the fill that refills them now
+# (piecewise with one turn is what unimodal drew).
+RETIRED_FILLS = {"unimodal": "piecewise"}
 
 
 @dataclass(frozen=True)

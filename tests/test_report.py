@@ -195,6 +195,22 @@ def test_corrections_refill_rewrite_every_output_file_and_survive_a_resume(copy_
 
 
 @pytest.mark.slow
+def test_an_output_labeled_with_the_retired_unimodal_fill_can_still_be_corrected(copy_of, tmp_path):
+    from labeling.correct import main as correct
+
+    provenance_path = copy_of / LABELS_DIR / "provenance.json"
+    provenance = json.loads(provenance_path.read_text())
+    provenance["config"]["progress"]["fill"] = "unimodal"  # as outputs written before the piecewise fill say
+    provenance_path.write_text(json.dumps(provenance))
+    last = int((_frames(copy_of)["episode_index"] == 0).sum()) - 1
+    path = _corrections(tmp_path / "c.json", keyframes=[{"episode": 0, "frame": 0, "score": 1},
+                                                       {"episode": 0, "frame": last, "score": 5}])
+    assert correct([str(copy_of), str(path)]) == 0
+    curve = _frames(copy_of).query("episode_index == 0")
+    assert curve["score"].iloc[0] == 1 and curve["score"].iloc[-1] == 5  # refilled, by its successor
+
+
+@pytest.mark.slow
 def test_negatives_verdicts_and_raw_answers_reach_the_page_and_survive_a_correction(demo_root, fake_openai, tmp_path,
                                                                                     cli):
     base_url, _ = fake_openai()

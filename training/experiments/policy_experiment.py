@@ -378,7 +378,7 @@ def results_markdown(preset: Preset, preset_name: str, table: list[dict], curve:
     for entry in table:
         diff = entry.get("minus_a")
         paired = f"{diff['mean']:+.2f} [{diff['ci95_low']:+.2f}, {diff['ci95_high']:+.2f}]" if diff else ""
-        per_seed = ", ".join(f"{seed}: {rate:.2f}" for seed, rate in zip(entry["seeds"], entry["per_seed"]))
+        per_seed = ", ".join(f"{seed}: {rate:.2f}" for seed, rate in zip(entry["seeds"], entry["per_seed"], strict=True))
         lines.append(f"| {entry['share']:.0%} | ({entry['row']}) {entry['name']} | {entry['success_rate']:.2f} | "
                      f"[{entry['ci95_low']:.2f}, {entry['ci95_high']:.2f}] | {entry['successes']} / "
                      f"{entry['episodes']} | {per_seed} | {paired} | "

@@ -214,7 +214,7 @@ def write_plots(rows: dict[str, dict], results: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for column, (name, metrics) in enumerate(rows.items()):
+    for column, metrics in enumerate(rows.values()):
         for offset, (outcome, colour) in enumerate((("success", "tab:green"), ("failure", "tab:red"))):
             values = metrics["final_reward"][outcome]
             jitter = np.random.default_rng(column).uniform(-0.08, 0.08, len(values))
@@ -263,7 +263,7 @@ def write_readme(options: SuccessDetectionOptions, argv: list[str] | None, rows:
     policies = "\n".join(f"- policy {index}: `{checkpoint}`: {rates['round1']['successes']}/"
                          f"{rates['round1']['episodes']} successes in round one, {rates['fresh']['successes']}/"
                          f"{rates['fresh']['episodes']} on the fresh seeds"
-                         for index, (checkpoint, rates) in enumerate(zip(options.policies, success_rates.values())))
+                         for index, (checkpoint, rates) in enumerate(zip(options.policies, success_rates.values(), strict=True)))
     (options.results / "README.md").write_text(f"""# Does the reward head know it is done?
 
 ```bash

@@ -15,7 +15,7 @@ the reward VLM, and RewACT trained on (a) interpolation over every training epis
 imitated), (a') interpolation over the true successes only (oracle filtering), (b) the labels,
 (b') the labels plus the pipeline's temporal-clip negatives, (c) ground truth, (d) ground truth
 plus those negatives; (a), (b), (c) from several training seeds. The full preset also measures
-the keyframe scheme's cost-quality frontier.
+the keyframe scheme's cost-quality frontier on the held-out split (`training.experiments.keyframe_frontier`).
 Finished steps are skipped when the command is run again; `--rows`/`--seeds` train and score a
 subset, and `--steps`, `--batch-size` or `--rewact-option` train every chosen row again with a
 RewACT setting changed (in checkpoint directories named by the settings that differ from the
@@ -41,19 +41,14 @@ from common.options import as_record, command_line, option, parse_options
 from training.evaluation.scoring import compare, load_source
 from training.experiments.augment import augmented_dataset, clip_episodes
 from training.experiments.workbench import (PRESETS, REWARD_VLM, SMALL_REWACT, Preset, RewACTRunOptions,
-                                           SplitOptions, generate_splits, plot_frontier, run, settings_tag, step,
+                                           SplitOptions, generate_splits, run, settings_tag, step,
                                            train_rewact)
 
 PROG = "python -m training.experiments.unflagged_failures"
 REWARD_VLM_TRAIN_SEED = 100  # outputs/reward_vlm/train in the Makefile's reward-vlm target
-# Keyframe schemes of the cost-quality frontier, in order: name -> (initial, max keyframes), or None
-# for labeling.run's defaults (6/12), whose held-out labels the experiment has already made.
-FRONTIER = {"3 keyframes": (3, 6), "6 keyframes (default)": None, "12 keyframes": (12, 24),
-            "every frame": (100_000, 100_000)}
-
-
-
-
+# The keyframe frontier on the held-out split (training.experiments.keyframe_frontier): these
+# schemes against scoring every frame, the reference on sub-second episodes.
+FRONTIER_SCHEMES = ("3/6", "6/12", "12/24")
 
 
 ROWS = ("a", "a'", "b", "b'", "c", "d")  # the RewACT rows, named by their tags in the variant names below
@@ -156,22 +151,13 @@ def spread_markdown(spread: dict[str, dict], seeds: tuple[int, ...]) -> str:
     return "\n".join(lines)
 
 
-def frontier_rows(heldout: EpisodeSource, labeled: dict[str, Path], out: Path, seed: int) -> list[dict]:
-    """Label MAE and failure AUROC against progress calls per frame, one row per keyframe scheme."""
-    report = compare(heldout, {name: f"labels:{path}" for name, path in labeled.items()},
-                     heldout.episode_indices, out, samples=1000, seed=seed)
-    rows = []
-    for name, path in labeled.items():
-        summary = read_summary(path)
-        metrics = report["metrics"][name]
-        rows.append({"scheme": name, "calls_per_frame": summary["progress_calls_per_labeled_frame"],
-                     "mae": metrics["mae"], "auroc": metrics["auroc"], "voc": metrics["voc"]})
-    plot_frontier(out / "frontier.png", rows, (("mae", "label MAE (1-5) ↓"), ("auroc", "failure AUROC ↑")))
-    lines = ["| keyframe scheme | progress calls per frame | MAE (1-5) ↓ | AUROC ↑ | VOC ↑ |", "|---|---|---|---|---|"]
-    lines += [f"| {r['scheme']} | {r['calls_per_frame']:.3f} | " + " | ".join(
-        f"{r[k][0]:.2f} [{r[k][1]:.2f}, {r[k][2]:.2f}]" for k in ("mae", "auroc", "voc")) + " |" for r in rows]
-    (out / "frontier.md").write_text("\n".join(lines) + "\n")
-    return rows
+def frontier_command(heldout: Path, work: Path, results: Path, model: str, device: str, image_size: int,
+                     label_cameras: tuple[str, ...]) -> list[str]:
+    """`keyframe_frontier` on the held-out split: every scheme beside scoring every frame."""
+    return [sys.executable, "-m", "training.experiments.keyframe_frontier", "--dataset", str(heldout),
+            "--work", str(work), "--results", str(results), "--model", model, "--device", device,
+            "--image-size", str(image_size), "--schemes", ",".join(FRONTIER_SCHEMES), "--dense-every", "1",
+            *(["--label-cameras", ",".join(label_cameras)] if label_cameras else [])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,13 +250,11 @@ def main(argv: list[str] | None = None) -> int:
 
     frontier = None
     if preset.frontier:
-        labeled = {}
-        for name, scheme in FRONTIER.items():
-            labeled[name] = work / ("heldout_labeled" if scheme is None else f"heldout_labeled_{scheme[0]}")
-            if scheme is not None:
-                label(heldout, labeled[name], ["--stages", "progress", "--initial-keyframes", str(scheme[0]),
-                                               "--max-keyframes", str(scheme[1]), "--keyframe-cap", str(scheme[1])])
-        frontier = frontier_rows(EpisodeSource.open(heldout), labeled, options.results / "frontier", seed=0)
+        out = options.results / "frontier"
+        step("keyframe frontier on heldout", out / "results.json", timings, lambda: run(
+            frontier_command(heldout, work / "frontier", out, options.model, device, data.image_size,
+                             options.label_cameras), work / "frontier.log"))
+        frontier = json.loads((out / "results.json").read_text())["rows"]
 
     record = {
         "command": command_line(PROG, argv),
