@@ -129,6 +129,29 @@ def test_rollout_logs_the_reward_trace_and_draws_it_under_the_video(demo_checkpo
     assert not (out / "videos" / "seed_1001.mp4").exists()
 
 
+@pytest.mark.slow
+def test_a_checkpoint_can_act_with_temporal_ensembling_as_lerobot_evals_overrides_do(demo_checkpoint, demo_root):
+    from common.cli import ConfigError
+    from training.evaluation.predict import load_policy
+    from training.evaluation.rollouts import env_config_for, run_rollouts
+
+    ensembled = load_policy(demo_checkpoint, overrides=("n_action_steps=1", "temporal_ensemble_coeff=0.01"))
+    assert load_policy(demo_checkpoint).policy.config.n_action_steps == 5  # as trained
+    assert ensembled.policy.config.n_action_steps == 1 and ensembled.policy.config.temporal_ensemble_coeff == 0.01
+    ensembler, chunks = ensembled.policy.temporal_ensembler, []
+    update = ensembler.update
+    ensembler.update = lambda chunk: chunks.append(chunk) or update(chunk)
+    env_config = env_config_for(ensembled.policy.config, "reach-v3", 2, 5, (demo_root,), None)
+    [rollout] = run_rollouts(ensembled, env_config, [1000])
+    assert rollout.length == len(chunks) == 5  # every frame's action averages the chunks predicted for it
+    with pytest.raises(ConfigError, match="do not fit"):  # ACT's own check: ensembling acts one step at a time
+        load_policy(demo_checkpoint, overrides=("temporal_ensemble_coeff=0.01",))
+    with pytest.raises(ConfigError, match="not fields of"):
+        load_policy(demo_checkpoint, overrides=("n_action_step=1",))
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        load_policy(demo_checkpoint, overrides=("n_action_steps",))
+
+
 def test_rollout_refuses_a_seed_the_training_data_used(demo_root, tmp_path, cli):
     seed = int(read_ground_truth(demo_root)[1]["seed"][7])
     result = cli("training.rollout", "--checkpoint", tmp_path / "unused", "--task", "reach-v3", "--out", tmp_path / "o",

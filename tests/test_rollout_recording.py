@@ -53,6 +53,18 @@ def test_rollouts_of_a_state_policy_are_recorded_with_cameras_and_truth_in_the_s
     assert np.abs(actions).max() <= 1.0 + 1e-6 and np.ptp(actions, axis=0).max() > 0
 
 
+def test_a_state_policy_renders_views_only_for_its_videos(state_policy, tmp_path, cli):
+    for videos, cameras in ((0, ""), (1, "topview")):
+        out = tmp_path / f"videos{videos}"
+        result = cli("training.rollout", "--checkpoint", state_policy, "--task", "reach-v3", "--episodes", 1,
+                     "--episode-length", 4, "--videos", videos, "--cameras", "topview", "--out", out)
+        assert result.returncode == 0, result.stderr
+        report = json.loads((out / "rollouts.json").read_text())
+        assert report["env"]["cameras"] == cameras and report["env"]["environment_state"]
+        assert len(report["rollouts"]) == 1 and 1 <= report["rollouts"][0]["length"] <= 4
+        assert len(list((out / "videos").glob("*.mp4"))) == videos
+
+
 @pytest.mark.slow  # trains the demo checkpoint when no other test has
 def test_recorded_views_must_match_the_image_size_the_policy_reads(demo_checkpoint, tmp_path, cli):
     result = cli("training.rollout", "--checkpoint", demo_checkpoint, "--task", "reach-v3", "--episodes", 1,

@@ -45,10 +45,14 @@ class RolloutOptions:
     videos: int = option(2, help="rollouts written as MP4 with the reward under the frames")
     record: Path | None = option(None, help="also save the rollouts as a LeRobot dataset here (truth in its sidecar)")
     cameras: tuple[str, ...] = option(RolloutConfig.cameras, parse=parse_names,
-                                      help=f"views the --record dataset holds, from {','.join(CAMERAS)}")
+                                      help=f"views the --record dataset holds (and the videos of a policy on "
+                                           f"state show), from {','.join(CAMERAS)}")
     image_size: int = option(RolloutConfig.image_size, help="pixels on a side of each --record view (the policy's "
                                                              "own, if it reads images)")
     environment_state: bool = option(False, help="the --record dataset also holds observation.environment_state")
+    policy_overrides: tuple[str, ...] = option((), parse=parse_names, help=(
+        "comma-separated changes to how the policy acts, as lerobot-eval's --policy.KEY=VALUE, e.g. "
+        "n_action_steps=1,temporal_ensemble_coeff=0.01 (ACT's temporal ensembling)"))
     device: str = option("cpu", help="torch device of the policy")
     overwrite: bool = option(False, help="replace an existing --out")
 
@@ -84,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     reused = sorted(set(options.seeds) & recorded_seeds(list(options.training_datasets)))
     if reused:
         raise ConfigError(f"seed(s) {reused} are episodes of the training datasets; choose another --seed")
-    loaded = load_policy(options.checkpoint, options.device)
+    loaded = load_policy(options.checkpoint, options.device, options.policy_overrides)
     env_config = env_config_for(loaded.policy.config, options.task, options.action_repeat, options.episode_length,
-                                options.training_datasets, options.recording)
+                                options.training_datasets, options.recording,
+                                video_views=options.cameras if options.videos else ())
     shutil.rmtree(options.out, ignore_errors=True)
     options.out.mkdir(parents=True)
     rollouts = run_rollouts(loaded, env_config, options.seeds, options.out / "videos", options.videos,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from common.cli import ConfigError
 from common.reward_sources import episode_lengths, frames_from, register
 
 
@@ -20,9 +22,11 @@ class LoadedPolicy:
     path: Path
 
 
-def load_policy(checkpoint: str | Path, device: str = "cpu") -> LoadedPolicy:
+def load_policy(checkpoint: str | Path, device: str = "cpu", overrides: Sequence[str] = ()) -> LoadedPolicy:
     """A checkpoint directory as written by lerobot-train (`.../pretrained_model`), of any policy
-    type LeRobot knows (RewACT, ACTvantage, ACT, ...)."""
+    type LeRobot knows (RewACT, ACTvantage, ACT, ...). `overrides` ("KEY=VALUE") change how it
+    acts, as lerobot-eval's `--policy.KEY=VALUE` do: e.g. `n_action_steps=1` and
+    `temporal_ensemble_coeff=0.01` for ACT's temporal ensembling. A bad one raises ConfigError."""
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
@@ -33,7 +37,15 @@ def load_policy(checkpoint: str | Path, device: str = "cpu") -> LoadedPolicy:
         path = path / "pretrained_model"
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no policy checkpoint at {checkpoint} (expected config.json)")
-    policy = get_policy_class(PreTrainedConfig.from_pretrained(path).type).from_pretrained(path)
+    if malformed := [item for item in overrides if "=" not in item]:
+        raise ConfigError(f"policy override(s) {malformed} are not KEY=VALUE")
+    try:
+        config = PreTrainedConfig.from_pretrained(path, cli_overrides=[f"--{item}" for item in overrides])
+    except SystemExit:  # draccus, on a field the config does not have (its message is printed above)
+        raise ConfigError(f"policy override(s) {', '.join(overrides)}: not fields of {path}'s config") from None
+    except (ValueError, NotImplementedError) as error:  # the config's own checks
+        raise ConfigError(f"policy override(s) {', '.join(overrides)} do not fit {path}: {error}") from None
+    policy = get_policy_class(config.type).from_pretrained(path, config=config)
     policy.config.device = device
     policy.to(device).eval()
     preprocessor, postprocessor = make_pre_post_processors(

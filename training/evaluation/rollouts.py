@@ -68,19 +68,24 @@ class Recording:
 
 
 def env_config_for(policy_config, task: str, action_repeat: int, episode_length: int,
-                   training_datasets: tuple[Path, ...] = (), recording: Recording | None = None) -> MetaWorldBenchEnvConfig:
+                   training_datasets: tuple[Path, ...] = (), recording: Recording | None = None,
+                   video_views: tuple[str, ...] = ()) -> MetaWorldBenchEnvConfig:
     """The env a checkpoint was trained for: its cameras, image size and whether it reads the
-    environment state come from its input features; a recording adds its views (same size)."""
+    environment state come from its input features; a recording adds its views (same size). A
+    policy on state with nothing recorded renders `video_views` (none: no view at all)."""
     images = policy_config.image_features
     shapes = {tuple(feature.shape[1:]) for feature in images.values()}  # (height, width) per camera
     if recording is not None:
         shapes.add((recording.image_size, recording.image_size))
+    if not shapes:
+        shapes.add((RolloutConfig.image_size, RolloutConfig.image_size))
     if len(shapes) != 1 or len(set(*shapes)) != 1:
         raise ConfigError(f"the checkpoint's cameras {sorted(images)} and the recorded views are not square views "
                           "of one size as data.generate records them")
     (image_size, _), = shapes
     cameras = [key.removeprefix(IMAGE_PREFIX) for key in images]
     cameras += [camera for camera in (recording.cameras if recording else ()) if camera not in cameras]
+    cameras = cameras or list(video_views)
     return MetaWorldBenchEnvConfig(
         task=task, cameras=",".join(cameras), image_size=image_size,
         action_repeat=action_repeat, episode_length=episode_length,
