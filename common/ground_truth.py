@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.cli import ConfigError
+
 GROUND_TRUTH_DIR = "ground_truth"
 
 
@@ -22,6 +24,13 @@ def sidecar_dir(root: str | Path) -> Path:
 
 def has_ground_truth(root: str | Path) -> bool:
     return (sidecar_dir(root) / "frames.parquet").is_file()
+
+
+def require_ground_truth(root: str | Path) -> None:
+    """ConfigError unless `root` is a generated benchmark, with simulator truth to score against."""
+    if not has_ground_truth(root):
+        raise ConfigError(f"{root} has no ground truth (ground_truth/frames.parquet): generate it with "
+                          "python -m data.generate")
 
 
 def read_ground_truth(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:

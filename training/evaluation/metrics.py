@@ -179,6 +179,14 @@ def dip_recovered(labels: np.ndarray, truth: np.ndarray) -> bool:
     return bool(labels[-1] == SUCCESS_SCORE and dip_visible(labels, truth))
 
 
+def dip_hits(episodes: list[EpisodeTruth], labels: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Of the successes whose truth dips by a level or more, per episode: do its labels (1-5)
+    show the dip (`dip_visible`), and do they also end at the top score (`dip_recovered`)."""
+    dips = [e for e in episodes if e.success and dip(e.score)[1] >= 1]
+    return (np.array([dip_visible(labels[e.index], e.score) for e in dips], dtype=float),
+            np.array([dip_recovered(labels[e.index], e.score) for e in dips], dtype=float))
+
+
 def bootstrap_share(hits: np.ndarray, samples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
     """(share, low, high) of per-episode hits, the interval over resampled episodes."""
     draws = [{"share": float((w * hits).sum() / w.sum())} for w in resamples(len(hits), samples, seed)]

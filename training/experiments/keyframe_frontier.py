@@ -32,11 +32,10 @@ import pandas as pd
 
 from common.cli import ConfigError, parse_names, run_cli
 from common.dataset import EpisodeSource
-from common.ground_truth import has_ground_truth, sidecar_dir
+from common.ground_truth import require_ground_truth, sidecar_dir
 from common.options import as_record, command_line, option, parse_options
 from common.scale import nearest_score
-from training.evaluation.metrics import (SUCCESS_SCORE, bootstrap, bootstrap_share, dip, dip_recovered, dip_visible,
-                                        paired_bootstrap)
+from training.evaluation.metrics import SUCCESS_SCORE, bootstrap, bootstrap_share, dip_hits, paired_bootstrap
 from training.evaluation.scoring import load_source, load_truth
 from training.experiments.workbench import plot_frontier, run, step
 
@@ -94,9 +93,7 @@ class FrontierOptions:
     seed: int = option(0, help="bootstrap seed")
 
     def __post_init__(self):
-        if not has_ground_truth(self.dataset):
-            raise ConfigError(f"{self.dataset} has no ground truth (ground_truth/frames.parquet): generate it with "
-                              "python -m data.generate")
+        require_ground_truth(self.dataset)
         if unknown := sorted(set(self.schemes) - set(PRESETS[self.preset])):
             raise ConfigError(f"unknown scheme(s) {', '.join(unknown)}; "
                               f"the preset has {', '.join(PRESETS[self.preset])}")
@@ -128,11 +125,9 @@ def scheme_row(name: str, labeled: Path, source: EpisodeSource, episodes: list[i
     calls = calls_per_episode(labeled).reindex(episodes, fill_value=0)
     frames = sum(len(e.score) for e in truth)
     successes = [e for e in truth if e.success]
-    dips = [e for e in successes if dip(e.score)[1] >= 1]
     labels = {e.index: nearest_score(rewards[e.index]) for e in truth}
     ends_at_top = np.array([labels[e.index][-1] == SUCCESS_SCORE for e in successes], dtype=float)
-    visible = np.array([dip_visible(labels[e.index], e.score) for e in dips], dtype=float)
-    recovered = np.array([dip_recovered(labels[e.index], e.score) for e in dips], dtype=float)
+    visible, recovered = dip_hits(truth, labels)
     nan = (math.nan, math.nan, math.nan)
     return {
         "scheme": name, "calls": int(calls.sum()), "calls_per_frame": float(calls.sum() / frames),
@@ -140,9 +135,9 @@ def scheme_row(name: str, labeled: Path, source: EpisodeSource, episodes: list[i
         "mae": metrics["mae"], "auroc": metrics["auroc"],
         "mae_minus_dense": paired_bootstrap(truth, rewards, dense, samples, seed)["mae"],
         "ends_at_top": bootstrap_share(ends_at_top, samples, seed) if len(successes) else nan,
-        "dip_visible": bootstrap_share(visible, samples, seed) if len(dips) else nan,
-        "dip_recall": bootstrap_share(recovered, samples, seed) if len(dips) else nan,
-        "dip_episodes": len(dips), "successes": len(successes),
+        "dip_visible": bootstrap_share(visible, samples, seed) if len(visible) else nan,
+        "dip_recall": bootstrap_share(recovered, samples, seed) if len(visible) else nan,
+        "dip_episodes": len(visible), "successes": len(successes),
     }
 
 

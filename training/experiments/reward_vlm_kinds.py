@@ -28,19 +28,11 @@ import pandas as pd
 
 from common.cli import ConfigError, parse_names, run_cli
 from common.dataset import EpisodeSource
-from common.ground_truth import has_ground_truth
+from common.ground_truth import require_ground_truth
 from common.label_files import frames_file
 from common.options import as_record, command_line, option, parse_options
 from common.scale import nearest_score
-from training.evaluation.metrics import (
-    SUCCESS_SCORE,
-    EpisodeTruth,
-    bootstrap,
-    bootstrap_share,
-    dip,
-    dip_recovered,
-    dip_visible,
-)
+from training.evaluation.metrics import SUCCESS_SCORE, EpisodeTruth, bootstrap, bootstrap_share, dip_hits
 from training.evaluation.scoring import load_source, load_truth
 from training.experiments.workbench import run, step
 
@@ -75,9 +67,7 @@ class KindsOptions:
     seed: int = option(0, help="bootstrap seed")
 
     def __post_init__(self):
-        if not has_ground_truth(self.dataset):
-            raise ConfigError(f"{self.dataset} has no ground truth (ground_truth/frames.parquet): generate it with "
-                              "python -m data.generate")
+        require_ground_truth(self.dataset)
         names = [name for name, _ in self.models]
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"--models needs one or more distinct names, got {', '.join(names) or 'none'}")
@@ -88,15 +78,13 @@ def kind_row(kind: str, episodes: list[EpisodeTruth], rewards: dict[int, np.ndar
     """One kind's numbers under one model's labels."""
     labels = {e.index: nearest_score(rewards[e.index]) for e in episodes}
     ends_right = np.array([(labels[e.index][-1] == SUCCESS_SCORE) == e.success for e in episodes], dtype=float)
-    dips = [e for e in episodes if e.success and dip(e.score)[1] >= 1]
-    visible = np.array([dip_visible(labels[e.index], e.score) for e in dips], dtype=float)
-    recovered = np.array([dip_recovered(labels[e.index], e.score) for e in dips], dtype=float)
+    visible, recovered = dip_hits(episodes, labels)
     return {"kind": kind, "episodes": len(episodes), "success": episodes[0].success,
             "mae": bootstrap(episodes, rewards, samples, seed)["mae"],
             "ends_right": bootstrap_share(ends_right, samples, seed),
-            "dip_episodes": len(dips),
-            "dip_visible": bootstrap_share(visible, samples, seed) if dips else NAN,
-            "dip_recall": bootstrap_share(recovered, samples, seed) if dips else NAN}
+            "dip_episodes": len(visible),
+            "dip_visible": bootstrap_share(visible, samples, seed) if len(visible) else NAN,
+            "dip_recall": bootstrap_share(recovered, samples, seed) if len(visible) else NAN}
 
 
 def model_rows(truth: list[EpisodeTruth], rewards: dict[int, np.ndarray], samples: int, seed: int) -> dict:
