@@ -1,6 +1,7 @@
 """`python -m training.experiments.policy_experiment --preset smoke`: records and labels a split,
-trains every row on state at both failure shares, rolls each out on the same unrecorded seeds,
-writes the success table with Wilson and paired intervals, and skips finished steps when run again."""
+trains every row on state, rolls each out on the same unrecorded seeds, writes the success table
+with Wilson and paired intervals, and skips finished steps when run again. Which episodes each
+failure share trains on, and which runs the preset plans, are checked without training."""
 
 import json
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from data.env import recorded_seeds
 from training.evaluation.success import paired_difference
+from training.experiments.policy_experiment import PRESETS, ROWS, planned_runs, split_episodes
 
 COMMAND = [sys.executable, "-m", "training.experiments.policy_experiment"]
 
@@ -29,27 +31,46 @@ def test_paired_difference_cancels_the_luck_of_shared_rollout_seeds():
         paired_difference(easy[None], easy[None, :-1])
 
 
+def test_a_share_keeps_every_success_and_deals_the_failure_kinds_round_robin():
+    kinds = ["success", "drop", "drop", "success", "miss", "wander", "miss", "wander"]
+    episodes = pd.DataFrame({"episode_index": range(len(kinds)), "kind": kinds}).sample(frac=1, random_state=0)
+    assert split_episodes(episodes, 0) == [0, 3]
+    assert split_episodes(episodes, 3) == [0, 1, 3, 4, 5]  # one of each kind before any kind twice
+    assert split_episodes(episodes, 5) == [0, 1, 2, 3, 4, 5, 6]
+    smoke = PRESETS["smoke"]  # 2 successes: 1 failure at 25 %, 2 at 50 %
+    assert (smoke.failures(0.25), smoke.failures(0.5)) == (1, 2)
+
+
+def test_runs_start_at_the_largest_share_and_train_the_oracle_once():
+    smoke = PRESETS["smoke"]
+    runs = planned_runs(tuple(ROWS), smoke.shares, (0, 1), smoke)
+    assert [share for _, share, _ in runs] == sorted((share for _, share, _ in runs), reverse=True)
+    assert [run for run in runs if run[0] == "e"] == [("e", 0.5, 0), ("e", 0.5, 1)]  # the same successes at every share
+    assert len(runs) == 2 * (4 * 2 + 1)
+    assert planned_runs(("a", "e"), (0.25,), (0,), smoke) == [("a", 0.25, 0)]
+
+
 @pytest.mark.slow
 def test_smoke_preset_trains_every_row_rolls_out_and_tabulates_success(tmp_path):
-    result = subprocess.run([*COMMAND, "--work", str(tmp_path), "--results", str(tmp_path / "docs")],
+    # one failure share (the planned runs are checked above): each trained row costs ~15 s here
+    result = subprocess.run([*COMMAND, "--shares", "0.5", "--work", str(tmp_path), "--results", str(tmp_path / "docs")],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     work = tmp_path / "smoke"
     report = json.loads((work / "results.json").read_text())
     assert not set(report["eval_seeds"]) & recorded_seeds([work / "train"])
     rows = {(entry["row"], entry["share"]): entry for entry in report["table"]}
-    assert set(rows) == {(row, share) for row in "abcde" for share in (0.25, 0.5)}
+    assert set(rows) == {(row, 0.5) for row in "abcde"} | {("e", 0.25)}  # one oracle run, reported at both shares
     for (row, share), entry in rows.items():
         assert entry["episodes"] == 2 and entry["ci95_low"] <= entry["success_rate"] <= entry["ci95_high"]
-        assert ("minus_a" in entry) == (row != "a")
+        assert ("minus_a" in entry) == (row != "a" and share == 0.5)  # no (a) trained at 25 %
         assert f"| {share:.0%} | ({row}) {entry['name']} |" in (work / "results.md").read_text()
 
-    # The failure shares: both successes and the first 1 (25 %) or 2 (50 %) failures.
+    # 50 % failures: both successes and the first 2 failures (the oracle masks those by the simulator's verdict)
     def trained_on(name):
         return json.loads((work / "checkpoints" / name / "cost.json").read_text())["episodes"]
 
-    assert trained_on("a_fail25_seed0") == 3 and trained_on("a_fail50_seed0") == 4
-    assert not (work / "checkpoints" / "e_fail25_seed0").exists()  # the oracle imitates the same successes
+    assert trained_on("a_fail50_seed0") == 4 and trained_on("e_fail50_seed0") == 4
 
     def config(name):
         return json.loads((work / "checkpoints" / name / "checkpoints" / "last" / "pretrained_model"
@@ -79,7 +100,8 @@ def test_smoke_preset_trains_every_row_rolls_out_and_tabulates_success(tmp_path)
     run = work / "checkpoints" / "a_fail50_seed0"
     run.rename(run.with_name(run.name + ".partial"))
     (work / "rollouts" / "a_fail50_seed0.json").unlink()
-    again = subprocess.run([*COMMAND, "--work", str(tmp_path)], capture_output=True, text=True, timeout=1200)
+    again = subprocess.run([*COMMAND, "--shares", "0.5", "--work", str(tmp_path)], capture_output=True, text=True,
+                           timeout=1200)
     assert again.returncode == 0, again.stderr[-3000:]
     ran = [line for line in again.stdout.splitlines() if line.endswith(" ...")]
     assert ran == ["[policy_experiment] train a_fail50_seed0 ...", "[policy_experiment] roll out a_fail50_seed0 ..."]

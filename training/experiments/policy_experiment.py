@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from common.cli import ConfigError, parse_ints, parse_names, run_cli
 from common.dataset import EpisodeSource
@@ -48,8 +49,8 @@ from common.staging import publish, staging_dir
 from data.benchmark import GenerateConfig, generate
 from data.env import MetaWorldBenchEnvConfig
 from data.rollout import Frame, RolloutConfig
-from training.evaluation.predict import load_policy
-from training.evaluation.rollouts import run_rollout, run_rollouts, write_rollout_video
+from training.evaluation.predict import LoadedPolicy, load_policy
+from training.evaluation.rollouts import env_config_for, run_rollout, run_rollouts, write_rollout_video
 from training.evaluation.success import paired_difference, success_summary
 from training.experiments.workbench import REWARD_VLM, run
 
@@ -230,15 +231,23 @@ def advantages(paths: Paths, preset: Preset) -> None:
         paths.work / "advantages.log")
 
 
-def split_episodes(paths: Paths, preset: Preset, share: float) -> list[int]:
-    """Every expert success and a share's failures, kinds dealt round robin (the recorder's plan
-    decides which episode is which, not a verdict)."""
-    _, episodes = read_ground_truth(paths.recorded)
+def split_episodes(episodes: pd.DataFrame, failures: int) -> list[int]:
+    """Every expert success and the first `failures` failures, kinds dealt round robin (the
+    recorder's plan, `episodes` of the ground-truth sidecar, decides which episode is which, not
+    a verdict)."""
     planned_success = episodes["kind"] == "success"
-    failures = episodes[~planned_success].sort_values("episode_index")
-    dealt = failures.assign(turn=failures.groupby("kind").cumcount()).sort_values(["turn", "episode_index"])
-    return sorted([*episodes.loc[planned_success, "episode_index"],
-                   *dealt["episode_index"][: preset.failures(share)]])
+    rest = episodes[~planned_success].sort_values("episode_index")
+    dealt = rest.assign(turn=rest.groupby("kind").cumcount()).sort_values(["turn", "episode_index"])
+    return sorted(int(e) for e in [*episodes.loc[planned_success, "episode_index"], *dealt["episode_index"][:failures]])
+
+
+def planned_runs(rows: tuple[str, ...], shares: tuple[float, ...], seeds: tuple[int, ...], preset: Preset
+                 ) -> list[tuple[str, float, int]]:
+    """(row, share, training seed) in training order: the largest share, where rows differ most,
+    first; a row that imitates the same episodes at every share (the oracle) at the preset's
+    largest share only."""
+    return [(row, share, seed) for share in sorted(shares, reverse=True) for row in rows
+            if ROWS[row].every_share or share == max(preset.shares) for seed in seeds]
 
 
 def training_command(row: str, paths: Paths, preset: Preset, episodes: list[int], seed: int, out: Path,
@@ -273,7 +282,7 @@ def train(row: str, share: float, seed: int, paths: Paths, preset: Preset, curve
     staging = staging_dir(out)
     staging.parent.mkdir(parents=True, exist_ok=True)
     save_freq = preset.checkpoint_every if curve and preset.checkpoint_every else preset.steps
-    episodes = split_episodes(paths, preset, share)
+    episodes = split_episodes(read_ground_truth(paths.recorded)[1], preset.failures(share))
     start = time.perf_counter()
     run(training_command(row, paths, preset, episodes, seed, staging, save_freq), paths.work / f"train_{out.name}.log")
     cost = {"seconds": round(time.perf_counter() - start, 1), "steps": preset.steps,
@@ -282,11 +291,12 @@ def train(row: str, share: float, seed: int, paths: Paths, preset: Preset, curve
     publish(staging, out)
 
 
-def eval_env(preset: Preset, paths: Paths, cameras: tuple[str, ...] = ()) -> MetaWorldBenchEnvConfig:
-    """The recorded setting; cameras are rendered only for videos (the policies read state)."""
-    return MetaWorldBenchEnvConfig(task=preset.task, cameras=",".join(cameras), image_size=preset.image_size,
-                                   action_repeat=RolloutConfig().action_repeat, episode_length=preset.episode_length,
-                                   environment_state=True, training_datasets=str(paths.recorded))
+def eval_env(loaded: LoadedPolicy, preset: Preset, paths: Paths, video_views: tuple[str, ...] = ()
+             ) -> MetaWorldBenchEnvConfig:
+    """The recorded setting the checkpoint was trained for; the policies read state, so cameras
+    are rendered only for videos."""
+    return env_config_for(loaded.policy.config, preset.task, RolloutConfig().action_repeat, preset.episode_length,
+                          (paths.recorded,), video_views=video_views)
 
 
 def eval_seeds(count: int) -> list[int]:
@@ -295,7 +305,8 @@ def eval_seeds(count: int) -> list[int]:
 
 def roll_out(checkpoint: Path, preset: Preset, paths: Paths, seeds: list[int], out: Path) -> None:
     start = time.perf_counter()
-    rollouts = run_rollouts(load_policy(checkpoint), eval_env(preset, paths), seeds)
+    loaded = load_policy(checkpoint)
+    rollouts = run_rollouts(loaded, eval_env(loaded, preset, paths), seeds)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1),
                                "rollouts": [rollout.record for rollout in rollouts]}, indent=2))
@@ -311,7 +322,7 @@ def videos(row: str, name: str, preset: Preset, paths: Paths, out: Path) -> None
     for record in read_rollouts(paths.rollouts(name)):
         chosen.setdefault("success" if record["success"] else "failure", record["seed"])
     loaded = load_policy(paths.policy(*parse_run(name)) / "checkpoints" / "last")
-    env_config = eval_env(preset, paths, preset.cameras)
+    env_config = eval_env(loaded, preset, paths, preset.cameras)
     env = env_config.make()
     staging = staging_dir(out)
     staging.mkdir(parents=True)
@@ -457,24 +468,21 @@ def main(argv: list[str] | None = None) -> int:
     if "d" in options.rows:
         step("advantages", paths.advantages, lambda: advantages(paths, preset))
     curve_share, seeds = max(preset.shares), eval_seeds(preset.rollouts)
-    for share in sorted(options.shares or preset.shares, reverse=True):  # the largest, where rows differ most, first
-        for row in options.rows:
-            if not ROWS[row].every_share and share != curve_share:
-                continue
-            for seed in options.seeds or preset.seeds:
-                name = run_name(row, share, seed)
-                curve = row in CURVE_ROWS and share == curve_share and seed == preset.seeds[0]
-                step(f"train {name}", paths.policy(row, share, seed) / "cost.json",
-                     lambda: train(row, share, seed, paths, preset, curve))
-                step(f"roll out {name}", paths.rollouts(name), lambda: roll_out(
-                    paths.policy(row, share, seed) / "checkpoints" / "last", preset, paths, seeds,
-                    paths.rollouts(name)))
-                if curve and preset.checkpoint_every:
-                    for checkpoint in sorted((paths.policy(row, share, seed) / "checkpoints").glob("[0-9]*")):
-                        out = paths.work / "curve" / f"{row}_step{int(checkpoint.name)}.json"
-                        step(f"curve {row} {int(checkpoint.name)} steps", out, lambda: roll_out(
-                            checkpoint, preset, paths, eval_seeds(preset.curve_rollouts), out))
-        report(options, preset, paths, timings)
+    shares = options.shares or preset.shares
+    for share in sorted(shares, reverse=True):
+        for row, _, seed in planned_runs(options.rows, (share,), options.seeds or preset.seeds, preset):
+            name = run_name(row, share, seed)
+            curve = row in CURVE_ROWS and share == curve_share and seed == preset.seeds[0]
+            step(f"train {name}", paths.policy(row, share, seed) / "cost.json",
+                 lambda: train(row, share, seed, paths, preset, curve))
+            step(f"roll out {name}", paths.rollouts(name), lambda: roll_out(
+                paths.policy(row, share, seed) / "checkpoints" / "last", preset, paths, seeds, paths.rollouts(name)))
+            if curve and preset.checkpoint_every:
+                for checkpoint in sorted((paths.policy(row, share, seed) / "checkpoints").glob("[0-9]*")):
+                    out = paths.work / "curve" / f"{row}_step{int(checkpoint.name)}.json"
+                    step(f"curve {row} {int(checkpoint.name)} steps", out, lambda: roll_out(
+                        checkpoint, preset, paths, eval_seeds(preset.curve_rollouts), out))
+        report(options, preset, paths, timings)  # a table after each share, for a run that stops early
     for row in options.rows:
         name = run_name(row, curve_share, preset.seeds[0])
         if not paths.rollouts(name).exists():  # another run trains that seed
