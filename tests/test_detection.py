@@ -37,6 +37,12 @@ def test_stop_when_done_counts_right_early_wrong_and_never_stopped_successes():
     assert stops["stop_right_rate"] == pytest.approx(1 / 3)
     low, high = stops["stop_right_ci95"]
     assert 0 < low < 1 / 3 < high < 1
+    assert stops["longest_run_above"] == {"success": [1, 3, 0], "failure": [1, 0]}
+
+
+def test_longest_run_above_counts_the_longest_stretch_not_every_frame_above():
+    assert trace([0.9, 0.2, 0.95, 0.96, 0.97, 0.1, 0.99]).longest_run_above(0.9) == 3
+    assert trace([0.91, 0.92]).longest_run_above(0.9) == 2 and trace([0.1, 0.2]).longest_run_above(0.9) == 0
 
 
 def test_false_success_is_scored_at_the_given_threshold_not_one_fitted_to_the_rollouts():
@@ -80,6 +86,8 @@ def test_smoke_preset_runs_the_rollout_label_round_and_reports_both_heads(demo_c
         head = report["heads"][name]
         assert head["rollouts"] == 2 and 0.0 <= head["threshold"] <= 1.0
         assert len(head["final_reward"]["success"]) + len(head["final_reward"]["failure"]) == 2
+        runs = head["stop_when_done"]["longest_run_above"]
+        assert len(runs["success"]) + len(runs["failure"]) == 2 and all(0 <= n <= 8 for n in runs["failure"])
     # The round's rollouts were recorded with the head's views and labeled by labeling.run; the
     # after-head trained on the training episodes and them.
     round1 = work / "rollouts" / "round1" / "policy0"
@@ -88,7 +96,7 @@ def test_smoke_preset_runs_the_rollout_label_round_and_reports_both_heads(demo_c
     after = json.loads((work / "head_data" / "after" / "meta" / "info.json").read_text())
     before = json.loads((work / "head_data" / "before" / "meta" / "info.json").read_text())
     assert after["total_episodes"] == before["total_episodes"] + 2
-    for file in ("README.md", "final_reward.png", "roc.png"):
+    for file in ("README.md", "final_reward.png", "roc.png", "reward_traces.png"):
         assert (results / file).is_file()
     assert "| after, fresh rollouts | 2 (" in (results / "README.md").read_text()
     # Run again: every step is reused.

@@ -10,7 +10,8 @@ ground-truth sidecar of a recorded rollout; the env ends an episode on its first
 - "stop when the head says done": a rollout stops at the first frame whose reward reaches the
   threshold. The stop is right when the simulator has said success at or before that frame,
   early when the success comes later, and wrong when the rollout never succeeds; a success the
-  head never reaches the threshold on is never stopped.
+  head never reaches the threshold on is never stopped. Per rollout, the longest run of frames
+  at or above the threshold: how long a rule that waits for the reward to stay there must wait.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ class RolloutTrace:
     @property
     def first_success(self) -> int | None:
         return int(np.argmax(self.success)) if self.success.any() else None
+
+    def longest_run_above(self, threshold: float) -> int:
+        """The most consecutive frames whose reward reaches `threshold`: the hold a "stop after k
+        frames above it" rule would need to pass over this rollout."""
+        above = np.concatenate([[0], (self.reward >= threshold).astype(np.int8), [0]])
+        edges = np.flatnonzero(np.diff(above))
+        return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
 
     def stop_frame(self, threshold: float) -> int | None:
         """The first frame whose reward reaches `threshold`: where a user would stop; None if none does."""
@@ -68,8 +76,10 @@ def stop_when_done(traces: list[RolloutTrace], threshold: float) -> dict[str, fl
             wrong += 1
     stops = right + early + wrong
     low, high = wilson_interval(right, stops) if stops else (float("nan"), float("nan"))
+    runs = {outcome: [trace.longest_run_above(threshold) for trace in traces if trace.succeeded == (outcome == "success")]
+            for outcome in ("success", "failure")}
     return {"stops": stops, "right": right, "early": early, "wrong": wrong,
-            "never_stopped_successes": never_stopped_successes,
+            "never_stopped_successes": never_stopped_successes, "longest_run_above": runs,
             "stop_right_rate": right / stops if stops else float("nan"), "stop_right_ci95": (low, high)}
 
 

@@ -207,7 +207,7 @@ def roc_points(final_reward: dict[str, list[float]]) -> tuple[np.ndarray, np.nda
             np.array([(success >= t).mean() if len(success) else np.nan for t in thresholds]))
 
 
-def write_plots(rows: dict[str, dict], results: Path) -> None:
+def write_plots(rows: dict[str, dict], traced: dict[str, list[RolloutTrace]], results: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,6 +240,25 @@ def write_plots(rows: dict[str, dict], results: Path) -> None:
     fig.savefig(results / "roc.png", dpi=120)
     plt.close(fig)
 
+    # Every frame: where a "stop when done" rule would fire, and for how long the reward stays up.
+    fig, axes = plt.subplots(1, len(traced), figsize=(4 * len(traced), 3.2), sharey=True, squeeze=False)
+    for ax, (name, found) in zip(axes[0], traced.items(), strict=True):
+        for trace in sorted(found, key=lambda trace: trace.succeeded):  # successes drawn on top
+            colour = "tab:green" if trace.succeeded else "tab:red"
+            ax.plot(trace.reward, color=colour, alpha=0.8 if trace.succeeded else 0.25, linewidth=1)
+            if trace.succeeded:
+                ax.plot(trace.first_success, trace.reward[trace.first_success], "o", color=colour, markersize=3)
+        ax.axhline(rows[name]["threshold"], color="k", linestyle="dashed", linewidth=1)
+        ax.set(title=name, xlabel="frame", ylim=(-0.05, 1.05))
+    axes[0][0].set_ylabel("reward head")
+    axes[0][0].legend(handles=[plt.Line2D([], [], color="tab:green", marker="o", markersize=3, label="success (dot: flag)"),
+                               plt.Line2D([], [], color="tab:red", label="failure"),
+                               plt.Line2D([], [], color="k", linestyle="dashed", label="threshold")],
+                      fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(results / "reward_traces.png", dpi=110)
+    plt.close(fig)
+
 
 def interval(value: tuple[float, float, float]) -> str:
     estimate, low, high = value
@@ -248,13 +267,16 @@ def interval(value: tuple[float, float, float]) -> str:
 
 def results_table(rows: dict[str, dict]) -> str:
     lines = ["| head, rollouts | rollouts (successes) | threshold | AUROC | false success @95 % TPR | true success "
-             "| stops right / early / wrong | successes never stopped |", "|---|---|---|---|---|---|---|---|"]
+             "| stops right / early / wrong | successes never stopped | failures' longest stretch above it (frames: "
+             "median, range) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, metrics in rows.items():
         stops = metrics["stop_when_done"]
+        runs = stops["longest_run_above"]["failure"]
+        stretch = f"{np.median(runs):.0f} ({min(runs)}-{max(runs)})" if runs else "n/a"
         lines.append(f"| {name} | {metrics['rollouts']} ({metrics['successes']}) | {metrics['threshold']:.2f} | "
                      f"{interval(metrics['auroc'])} | {interval(metrics['false_success'])} | "
                      f"{interval(metrics['true_success'])} | {stops['right']} / {stops['early']} / {stops['wrong']} | "
-                     f"{stops['never_stopped_successes']} |")
+                     f"{stops['never_stopped_successes']} | {stretch} |")
     return "\n".join(lines) + "\n"
 
 
@@ -283,6 +305,10 @@ success at or before the first frame whose reward reaches it.
 Targets after the round: AUROC >= 0.9, false success <= 0.10 at 95 % TPR.
 
 ![final-frame reward by outcome](final_reward.png) ![ROC](roc.png)
+
+The head's reward at every frame of every rollout (a success ends on the frame the simulator flags):
+
+![reward traces](reward_traces.png)
 """)
 
 
@@ -302,9 +328,10 @@ def main(argv: list[str] | None = None) -> int:
 
     threshold_before, threshold_after = head_threshold(before, before_set), head_threshold(after, after_set)
     samples = options.sized.bootstrap
-    rows = {"before, round-one rollouts": detection_metrics(traces(before, round1), threshold_before, samples),
-            "before, fresh rollouts": detection_metrics(traces(before, fresh), threshold_before, samples),
-            "after, fresh rollouts": detection_metrics(traces(after, fresh), threshold_after, samples)}
+    traced = {"before, round-one rollouts": traces(before, round1), "before, fresh rollouts": traces(before, fresh),
+              "after, fresh rollouts": traces(after, fresh)}
+    thresholds = {name: threshold_after if name.startswith("after") else threshold_before for name in traced}
+    rows = {name: detection_metrics(found, thresholds[name], samples) for name, found in traced.items()}
     success_rates = {f"policy{index}": {name: json.loads((root.with_name(root.name + ".json")).read_text())
                                         for name, root in (("round1", round1[index]), ("fresh", fresh[index]))}
                      for index in range(len(options.policies))}
@@ -316,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         {"command": command_line(PROG, argv), "options": as_record(options), "preset": asdict(options.sized),
          "seeds": {"round1": options.seeds(0), "fresh": options.seeds(1)}, "policies": success_rates,
          "heads": rows, "timings": timings}, indent=2))
-    write_plots(rows, options.results)
+    write_plots(rows, traced, options.results)
     write_readme(options, argv, rows, success_rates)
     print(results_table(rows), end="")
     return 0
