@@ -54,9 +54,15 @@ reward-vlm-detours: setup
 		--failures-per-kind 2 --success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 900 --repo-id local/detours_heldout
 	[ -d $(RVLM)/heldout ] || $(PY) -m data.generate --out $(RVLM)/heldout --tasks $(RVLM_TASKS) --successes 4 \
 		--failures-per-kind 2 --seed 200 --repo-id local/reward_vlm_heldout
+	[ -d $(DETOURS)/val ] || $(PY) -m data.generate --out $(DETOURS)/val --tasks pick-place-v3 --successes 4 \
+		--failures-per-kind 1 --success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 850 --repo-id local/detours_val
 	[ -d $(DETOURS)/model ] || $(PY) -m training.finetune_vlm --dataset $(DETOURS)/train --labels ground_truth \
 		--base $(REWARD_VLM) --no-lora --tune-vision --soft-targets --steps $(DETOUR_STEPS) --lr 3e-4 --warmup-steps 50 \
 		--examples 2048 --image-size 96 --save-dtype bfloat16 --out $(DETOURS)/model
+	# the fill's turn penalty, chosen on the validation split (seed 850), not on the held-out one
+	[ -d $(DETOURS)/val_labeled ] || $(PY) -m labeling.run --dataset $(DETOURS)/val --out $(DETOURS)/val_labeled \
+		--model $(DETOURS)/model --stages progress --image-size 96 --quiet
+	$(PY) bench/fill_penalty.py --labeled $(DETOURS)/val_labeled --dataset $(DETOURS)/val --penalties 0.06,0.125,0.25,0.5,1
 	$(PY) -m training.experiments.reward_vlm_kinds --dataset $(DETOURS)/heldout --work $(DETOURS)/kinds \
 		--models today=$(REWARD_VLM),detours=$(DETOURS)/model --results docs/results/reward_vlm_kinds
 	$(PY) -m training.experiments.reward_vlm_kinds --dataset $(RVLM)/heldout --work $(DETOURS)/kinds_today \
@@ -88,4 +94,4 @@ bench: setup
 	$(PY) bench/labeling_cost.py
 	$(PY) bench/finetune_budget.py
 	$(PY) bench/ray_scaling.py
-	$(PY) bench/labeling_scale.py  # generates its 480 px datasets once, in outputs/scale_bench
+	$(PY) bench/labeling_scale.py  # generates its 480 px datasets once (about an hour here), in outputs/scale_bench

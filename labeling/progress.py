@@ -77,7 +77,7 @@ class ProgressConfig:
                             "isotonic: never decreasing; linear: keyframes joined as scored")
     # A last keyframe d levels below the one before saves d^2/2 with one turn; a lone keyframe
     # d below both neighbours saves the same with two: 0.5 keeps the first from d = 1, the second from 1.4.
-    turn_penalty: float = option(0.5, help="piecewise fill: squared levels a change of direction must save")
+    turn_penalty: float = option(0.25, help="piecewise fill: squared levels a change of direction must save")
     # An episode with fewer readable keyframe answers (or fewer than it has keyframes, if shorter)
     # is left unlabeled, with the reason, rather than filled flat from one or two answers.
     min_readable_keyframes: int = option(3, help="an episode with fewer readable keyframe answers is left unlabeled, "

@@ -116,6 +116,18 @@ def test_piecewise_fill_equals_isotonic_on_successes_and_small_dips():
     assert np.all(np.diff(fill_frames(50, lone_dip, "piecewise")) >= 0)
 
 
+def test_default_penalty_shows_a_one_level_dip_between_two_keyframes_and_smooths_smaller_ones():
+    # the default (0.25, chosen on a held-out split with slips): a lone keyframe must be 2*sqrt(0.25)
+    # = 1 level below both neighbours, two in a row sqrt(3 * 0.25) = 0.87; an end must fall 0.71
+    def shows_dip(values):
+        filled = fill_frames(len(values) * 10, {10 * i: v for i, v in enumerate(values)}, "piecewise")
+        return not np.all(np.diff(filled) >= -1e-9)
+
+    assert shows_dip([1.0, 3.0, 1.9, 3.0, 5.0]) and not shows_dip([1.0, 3.0, 2.1, 3.0, 5.0])
+    assert shows_dip([1.0, 3.0, 2.05, 2.05, 3.0, 5.0]) and not shows_dip([1.0, 3.0, 2.2, 2.2, 3.0, 5.0])
+    assert shows_dip([1.0, 3.0, 5.0, 4.2]) and not shows_dip([1.0, 3.0, 5.0, 4.4])
+
+
 def _best_by_enumeration(values: np.ndarray, penalty: float) -> float:
     """The least cost over every split into alternating monotone runs, rising first."""
     best = np.inf
