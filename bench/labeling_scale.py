@@ -4,8 +4,9 @@
 
 Generates (once, kept in `--work`) MetaWorld datasets with three cameras: 21 episodes of three
 tasks (successes and every failure kind) at 40 fps and 480x480, their pick-place episodes again
-at 80 fps (the same motions, more frames), and one pick-place success by a slow operator at
-20 fps and 480x640, 10 and 20 seconds long. Labels them end to end with `python -m labeling.run`
+at 80 fps (the same motions, more frames), one pick-place success by a slow operator at 20 fps
+and 480x640, 10 and 20 seconds long, and the brief's size: 20 pick-place episodes of ~20 s at
+20 fps, 480x640 (successes, detours and failures). Labels them end to end with `python -m labeling.run`
 (progress stage, the small reward VLM, CPU), each run in a child process, and prints in one run:
 
 - wall time split into the phases the run records in `labeling_summary.json` (`seconds`:
@@ -56,12 +57,18 @@ DATASETS = {
     "long": [*MIXED, "--tasks", "pick-place-v3", "--action-repeat", "1"],
     "10s": [*ONE_SLOW, "--operator-speed", "0.1"],
     "20s": [*ONE_SLOW, "--operator-speed", "0.05"],
+    # The brief's size: 20 pick-place episodes by an operator at a twentieth of the expert's speed
+    # (~20 s each at 20 fps), 480x640, three cameras: 15 successes, one of each detour, a drop and a stall.
+    "full": ["--tasks", "pick-place-v3", "--resolution", "480x640", "--fps", "20", "--operator-speed", "0.05",
+             "--successes", "15", "--success-kinds", "hesitation,recovered_drop,corrected_misplacement",
+             "--failure-kinds", "drop,stall", "--failures-per-kind", "1"],
 }
 SAME_EPISODES = "0-6"  # the pick-place episodes of "short", those of "long"
 # (row, dataset, episodes labeled): the run at scale, then the same episodes at 1x and 2x frames,
 # then one episode at 10 and 20 seconds.
 RUNS = [("all, 40 fps", "short", None), ("pick-place, 40 fps", "short", SAME_EPISODES),
-        ("pick-place, 80 fps", "long", None), ("one episode, 10 s", "10s", None), ("one episode, 20 s", "20s", None)]
+        ("pick-place, 80 fps", "long", None), ("one episode, 10 s", "10s", None), ("one episode, 20 s", "20s", None),
+        ("20 episodes x ~20 s, 480x640", "full", None)]
 RATIOS = [(1, 2), (3, 4)]  # (shorter, longer) rows of the same episodes
 
 
