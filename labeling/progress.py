@@ -76,7 +76,8 @@ class ProgressConfig:
                        help="piecewise: monotone between turns, each turn costing --turn-penalty; "
                             "isotonic: never decreasing; linear: keyframes joined as scored")
     # A last keyframe d levels below the one before saves d^2/2 with one turn; a lone keyframe
-    # d below both neighbours saves the same with two: 0.5 keeps the first from d = 1, the second from 1.4.
+    # d below both neighbours saves the same with two: 0.25 keeps the first from d = 0.71, the second
+    # from 1.0 (chosen with bench/fill_penalty.py on a validation split with slips and regrasps).
     turn_penalty: float = option(0.25, help="piecewise fill: squared levels a change of direction must save")
     # An episode with fewer readable keyframe answers (or fewer than it has keyframes, if shorter)
     # is left unlabeled, with the reason, rather than filled flat from one or two answers.

@@ -117,7 +117,7 @@ def test_piecewise_fill_equals_isotonic_on_successes_and_small_dips():
 
 
 def test_default_penalty_shows_a_one_level_dip_between_two_keyframes_and_smooths_smaller_ones():
-    # the default (0.25, chosen on a held-out split with slips): a lone keyframe must be 2*sqrt(0.25)
+    # the default (0.25, chosen on a validation split with slips): a lone keyframe must be 2*sqrt(0.25)
     # = 1 level below both neighbours, two in a row sqrt(3 * 0.25) = 0.87; an end must fall 0.71
     def shows_dip(values):
         filled = fill_frames(len(values) * 10, {10 * i: v for i, v in enumerate(values)}, "piecewise")

@@ -328,10 +328,11 @@ def main(argv: list[str] | None = None) -> int:
 
     threshold_before, threshold_after = head_threshold(before, before_set), head_threshold(after, after_set)
     samples = options.sized.bootstrap
-    traced = {"before, round-one rollouts": traces(before, round1), "before, fresh rollouts": traces(before, fresh),
-              "after, fresh rollouts": traces(after, fresh)}
-    thresholds = {name: threshold_after if name.startswith("after") else threshold_before for name in traced}
-    rows = {name: detection_metrics(found, thresholds[name], samples) for name, found in traced.items()}
+    scored = {"before, round-one rollouts": (traces(before, round1), threshold_before),
+              "before, fresh rollouts": (traces(before, fresh), threshold_before),
+              "after, fresh rollouts": (traces(after, fresh), threshold_after)}
+    rows = {name: detection_metrics(found, threshold, samples) for name, (found, threshold) in scored.items()}
+    traced = {name: found for name, (found, _) in scored.items()}
     success_rates = {f"policy{index}": {name: json.loads((root.with_name(root.name + ".json")).read_text())
                                         for name, root in (("round1", round1[index]), ("fresh", fresh[index]))}
                      for index in range(len(options.policies))}
