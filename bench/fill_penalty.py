@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.dataset import EpisodeSource  # noqa: E402
 from common.scale import HIGHEST, LOWEST, nearest_score, score_to_reward  # noqa: E402
 from labeling.progress import fill_frames  # noqa: E402
-from training.evaluation.metrics import bootstrap, dip, dip_hits  # noqa: E402
+from training.evaluation.metrics import bootstrap, dip_hits, dipping_successes  # noqa: E402
 from training.evaluation.scoring import load_truth  # noqa: E402
 
 COLUMNS = ("mae", "within_one", "spearman", "auroc", "false_success_at_95")
@@ -44,7 +44,7 @@ def main() -> None:
     scored = {e: dict(zip(rows.frame, rows.expected, strict=True)) for e, rows in keyframes.groupby("episode_index")}
     fills = {"isotonic": ("isotonic", 0.0)} | {f"piecewise {p}": ("piecewise", float(p))
                                                for p in args.penalties.split(",")}
-    dips = [e for e in truth if e.success and dip(e.score)[1] >= 1]  # the episodes dip_hits counts
+    dips = dipping_successes(truth)
     print(f"{len(truth)} episodes ({len(dips)} successes whose truth dips); 95 % bootstrap intervals over episodes\n")
     print("| fill | " + " | ".join(COLUMNS) + " | dips visible | dips visible, ends at 5 |")
     print("|---|" + "---|" * (len(COLUMNS) + 2))

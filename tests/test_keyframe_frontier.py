@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common.cli import run_cli
-from training.evaluation.metrics import dip, dip_recovered, dip_visible
+from training.evaluation.metrics import EpisodeTruth, dip, dip_hits, dip_recovered, dip_visible, dipping_successes
 
 
 def test_dip_is_the_deepest_recovered_fall():
@@ -22,6 +22,17 @@ def test_dip_recovered_needs_the_top_score_and_a_dip_near_the_true_depth():
     ends_at_4 = np.array([1, 2, 4, 4, 2, 2, 3, 4, 4])
     assert dip_visible(ends_at_4, truth) and not dip_recovered(ends_at_4, truth)  # never reaches 5
     assert not dip_recovered(np.array([1, 2, 5, 5, 4, 4, 5, 5, 5]), np.array([1, 2, 5, 5, 1, 1, 3, 5, 5]))
+
+
+def test_dip_hits_score_only_the_successes_whose_truth_dips():
+    def episode(index, score, success):
+        return EpisodeTruth(index, (np.array(score) - 1) / 4, np.array(score), success, "success" if success else "drop")
+
+    episodes = [episode(0, [1, 4, 2, 4, 5], True), episode(1, [1, 2, 3, 5], True), episode(2, [1, 4, 2, 4, 1], False)]
+    assert [e.index for e in dipping_successes(episodes)] == [0]
+    labels = {0: np.array([1, 4, 3, 4, 5]), 1: np.array([1, 1, 1, 1]), 2: np.array([1, 1, 1, 1, 1])}
+    visible, recovered = dip_hits(episodes, labels)
+    assert visible.tolist() == [1.0] and recovered.tolist() == [1.0]
 
 
 def test_a_dataset_without_ground_truth_or_an_unknown_scheme_is_a_one_line_error(tmp_path, demo_root, capsys):

@@ -179,10 +179,15 @@ def dip_recovered(labels: np.ndarray, truth: np.ndarray) -> bool:
     return bool(labels[-1] == SUCCESS_SCORE and dip_visible(labels, truth))
 
 
+def dipping_successes(episodes: list[EpisodeTruth]) -> list[EpisodeTruth]:
+    """The successes whose truth dips by a level or more: the episodes `dip_hits` scores."""
+    return [e for e in episodes if e.success and dip(e.score)[1] >= 1]
+
+
 def dip_hits(episodes: list[EpisodeTruth], labels: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Of the successes whose truth dips by a level or more, per episode: do its labels (1-5)
-    show the dip (`dip_visible`), and do they also end at the top score (`dip_recovered`)."""
-    dips = [e for e in episodes if e.success and dip(e.score)[1] >= 1]
+    """Of `dipping_successes`, per episode: do its labels (1-5) show the dip (`dip_visible`),
+    and do they also end at the top score (`dip_recovered`)."""
+    dips = dipping_successes(episodes)
     return (np.array([dip_visible(labels[e.index], e.score) for e in dips], dtype=float),
             np.array([dip_recovered(labels[e.index], e.score) for e in dips], dtype=float))
 
