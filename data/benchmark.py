@@ -19,7 +19,7 @@ from common.dataset_writer import create_dataset
 from common.ground_truth import write_ground_truth
 from common.staging import publish, staging_dir
 from data.rollout import (ACTION_NAMES, ENV_STATE_NAMES, EPISODE_KINDS, FAILURE_KINDS, STATE_NAMES, Episode, Frame,
-                          MetaWorldSim, RolloutConfig, check_kind_applies, silence_expert_warnings)
+                          MetaWorldSim, RolloutConfig, check_kind_applies, kind_mismatch, silence_expert_warnings)
 
 MAX_ATTEMPTS = 20
 PRESETS = {
@@ -38,7 +38,8 @@ class GenerateConfig:
     # When set, each task gets this many failures instead, kinds dealt round robin across tasks
     # (e.g. 3 tasks x 2 cover all four kinds at a lower failure share than one of each per task).
     failures_per_task: int | None = None
-    # Successes that take a detour first (data.rollout.DETOUR_KINDS), this many of each per task.
+    # Successes that take a detour first (data.rollout.DETOUR_KINDS), this many of each per task
+    # that can show the kind (a drop needs a grasp, a misplacement an object: `kind_mismatch`).
     success_kinds: tuple[str, ...] = ()
     successes_per_kind: int = 1
     rollout: RolloutConfig = RolloutConfig()
@@ -49,12 +50,16 @@ class GenerateConfig:
     environment_state: bool = False
     repo_id: str = "local/metaworld_bench"
 
+    def detour_kinds(self, task: str) -> tuple[str, ...]:
+        """The `success_kinds` that `task` can show."""
+        return tuple(kind for kind in self.success_kinds if kind_mismatch(task, kind) is None)
+
     def episode_plan(self) -> list[tuple[str, str, int]]:
         """(task, kind, index within kind) in dataset order: tasks interleaved, successes first."""
         plan, dealt = [], 0
         for task in self.tasks:
             plan += [(task, "success", i) for i in range(self.successes)]
-            plan += [(task, kind, i) for kind in self.success_kinds for i in range(self.successes_per_kind)]
+            plan += [(task, kind, i) for kind in self.detour_kinds(task) for i in range(self.successes_per_kind)]
             if self.failures_per_task is None:
                 for kind in self.failure_kinds:
                     plan += [(task, kind, i) for i in range(self.failures_per_kind)]
@@ -98,6 +103,9 @@ def generate(config: GenerateConfig, overwrite: bool = False, progress: bool = T
         raise ConfigError("nothing to generate: the episode plan is empty")
     for task, kind in dict.fromkeys((task, kind) for task, kind, _ in plan):
         check_kind_applies(task, kind)
+    for kind in config.success_kinds:  # one the tasks cannot show at all is a mistake, not a skip
+        if not any(kind_mismatch(task, kind) is None for task in config.tasks):
+            raise ConfigError("; ".join(dict.fromkeys(kind_mismatch(task, kind) for task in config.tasks)))
     writer = EpisodeWriter(config.out, config.rollout, use_videos=config.use_videos,
                            environment_state=config.environment_state, repo_id=config.repo_id, overwrite=overwrite)
     silence_expert_warnings()

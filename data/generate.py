@@ -51,7 +51,8 @@ class GenerateOptions:
     success_kinds: tuple[str, ...] = option((), parse=parse_names, help="comma-separated successes with a detour, "
                                                                          f"from {','.join(DETOUR_KINDS)}")
     successes_per_kind: int = option(GenerateConfig.successes_per_kind,
-                                     help="episodes per --success-kinds kind and task")
+                                     help="episodes per --success-kinds kind and task that can show it "
+                                          "(a drop needs a grasp, a misplacement an object)")
     cameras: tuple[str, ...] = option(RolloutConfig.cameras, parse=parse_names,
                                       help=f"comma-separated views, from {','.join(CAMERAS)}")
     image_size: int | None = option(None, help="pixels on each side of a square view "
@@ -100,7 +101,11 @@ class GenerateOptions:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(GenerateOptions, argv, prog="python -m data.generate")
-    print(f"wrote {generate(options.config(), overwrite=options.overwrite)}")
+    config = options.config()
+    for task in config.tasks:
+        if skipped := [kind for kind in config.success_kinds if kind not in config.detour_kinds(task)]:
+            print(f"{task}: no {', '.join(skipped)} episodes (the task cannot show them)")
+    print(f"wrote {generate(config, overwrite=options.overwrite)}")
     return 0
 
 

@@ -193,18 +193,25 @@ def task_spec(env_name: str) -> TaskSpec:
     return TASK_SPECS[env_name]
 
 
-def check_kind_applies(env_name: str, kind: str) -> None:
-    """ConfigError unless `kind` is a kind and can happen in `env_name`: a drop needs an object
-    the expert grasps, a misplacement an object it moves."""
+def kind_mismatch(env_name: str, kind: str) -> str | None:
+    """Why `kind` cannot happen in `env_name` (a drop needs an object the expert grasps, a
+    misplacement an object it moves), or None when it can."""
     spec = task_spec(env_name)
     if kind not in EPISODE_KINDS:
-        raise ConfigError(f"unknown episode kind '{kind}'; choose from {', '.join(EPISODE_KINDS)}")
+        return f"unknown episode kind '{kind}'; choose from {', '.join(EPISODE_KINDS)}"
     if kind == "recovered_drop" and not spec.grasps:
         grasping = ", ".join(name for name, other in TASK_SPECS.items() if other.grasps)
-        raise ConfigError(f"'recovered_drop' needs a task whose expert grasps its object ({grasping}), not {env_name}")
+        return f"'recovered_drop' needs a task whose expert grasps its object ({grasping}), not {env_name}"
     if kind == "corrected_misplacement" and not spec.has_object:
         movers = ", ".join(name for name, other in TASK_SPECS.items() if other.has_object)
-        raise ConfigError(f"'corrected_misplacement' needs a task with an object to move ({movers}), not {env_name}")
+        return f"'corrected_misplacement' needs a task with an object to move ({movers}), not {env_name}"
+    return None
+
+
+def check_kind_applies(env_name: str, kind: str) -> None:
+    """ConfigError unless `kind` is a kind and can happen in `env_name` (`kind_mismatch`)."""
+    if reason := kind_mismatch(env_name, kind):
+        raise ConfigError(reason)
 
 
 Controller = Callable[[np.ndarray, int], np.ndarray]

@@ -1,6 +1,7 @@
 """The benchmark generator: deterministic, atomic, streaming, and honest about every episode kind."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ from common.cli import run_cli
 from common.ground_truth import read_ground_truth
 from data.benchmark import GenerateConfig, generate
 from data.generate import main
-from data.rollout import FAILURE_KINDS, MetaWorldSim, RolloutConfig
+from data.rollout import DETOUR_KINDS, FAILURE_KINDS, MetaWorldSim, RolloutConfig
 
 
 def _first_kept(sim: MetaWorldSim, kind: str, seeds=range(20), **kwargs):
@@ -230,6 +231,17 @@ def test_kinds_a_task_cannot_show_are_refused(tmp_path, capsys):
     assert run_cli(main, ["--out", str(out), "--tasks", "reach-v3", "--success-kinds", "corrected_misplacement"]) == 2
     assert "needs a task with an object to move" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "x.partial").exists()
+
+
+def test_each_task_gets_the_detours_it_can_show():
+    config = GenerateConfig(out=Path("unused"), tasks=("reach-v3", "push-v3", "pick-place-v3"), successes=1,
+                            failures_per_kind=0, success_kinds=DETOUR_KINDS, successes_per_kind=2)
+    detours = [(task, kind) for task, kind, _ in config.episode_plan() if kind in DETOUR_KINDS]
+    assert dict.fromkeys(detours) == dict.fromkeys([
+        ("reach-v3", "hesitation"), ("push-v3", "hesitation"), ("push-v3", "corrected_misplacement"),
+        ("pick-place-v3", "hesitation"), ("pick-place-v3", "recovered_drop"),
+        ("pick-place-v3", "corrected_misplacement")])
+    assert len(detours) == 2 * 6
 
 
 def test_slow_operator_at_20_fps_with_three_non_square_views(tmp_path):
