@@ -4,7 +4,8 @@ threshold comes from the training successes, and every stop is counted as right,
 import numpy as np
 import pytest
 
-from training.evaluation.detection import RolloutTrace, detection_metrics, stop_when_done, training_threshold
+from training.evaluation.detection import (RolloutTrace, detection_metrics, hold_for, stop_when_done,
+                                           training_threshold)
 
 
 def trace(reward, first_success=None):
@@ -45,6 +46,24 @@ def test_longest_run_above_counts_the_longest_stretch_not_every_frame_above():
     assert trace([0.91, 0.92]).longest_run_above(0.9) == 2 and trace([0.1, 0.2]).longest_run_above(0.9) == 0
 
 
+def test_a_hold_stops_at_the_kth_frame_in_a_row_above_and_passes_over_shorter_stretches():
+    hovering_failure = trace([0.1, 0.9, 0.95, 0.92, 0.3, 0.95, 0.2])  # up for 3 frames, then once
+    success_run_on = trace([0.1, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97], first_success=3)  # stays up past its flag
+    assert hovering_failure.stop_frame(0.9) == 1 and hovering_failure.stop_frame(0.9, hold=3) == 3
+    assert hovering_failure.stop_frame(0.9, hold=4) is None
+    hold = hold_for([hovering_failure], 0.9)
+    assert hold == 4 and success_run_on.stop_frame(0.9, hold) == 4  # at or after the flag: right
+    stops = stop_when_done([hovering_failure, success_run_on], 0.9, hold)
+    assert (stops["hold"], stops["right"], stops["early"], stops["wrong"]) == (4, 1, 0, 0)
+    assert stop_when_done([hovering_failure, success_run_on], 0.9)["wrong"] == 1  # no hold: stopped at frame 1
+    assert hold_for([], 0.9) == 1
+
+
+def test_a_rollout_run_on_past_its_success_still_counts_as_one():
+    drifted_away = RolloutTrace(np.array([0.1, 0.9, 0.5]), np.array([False, True, False]))
+    assert drifted_away.succeeded and drifted_away.first_success == 1
+
+
 def test_false_success_is_scored_at_the_given_threshold_not_one_fitted_to_the_rollouts():
     successes = [trace([0.2, r], first_success=1) for r in (0.8, 0.85, 0.9, 0.95)]
     failures = [trace([0.1, r]) for r in (0.3, 0.6, 0.82, 0.88)]
@@ -81,13 +100,19 @@ def test_smoke_preset_runs_the_rollout_label_round_and_reports_both_heads(demo_c
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((results / "results.json").read_text())
-    assert report["seeds"] == {"round1": [5000, 5001], "fresh": [5002, 5003]}
-    for name in ("before, round-one rollouts", "before, fresh rollouts", "after, fresh rollouts"):
+    assert report["seeds"] == {"round1": [5000, 5001], "fresh": [5002, 5003], "run_on": [5004, 5005]}
+    for name in ("before, round-one rollouts", "before, fresh rollouts", "after, fresh rollouts",
+                 "after, run on past success", "after, run on past success, held"):
         head = report["heads"][name]
         assert head["rollouts"] == 2 and 0.0 <= head["threshold"] <= 1.0
         assert len(head["final_reward"]["success"]) + len(head["final_reward"]["failure"]) == 2
         runs = head["stop_when_done"]["longest_run_above"]
-        assert len(runs["success"]) + len(runs["failure"]) == 2 and all(0 <= n <= 8 for n in runs["failure"])
+        assert len(runs["success"]) + len(runs["failure"]) == 2 and all(0 <= n <= 10 for n in runs["failure"])
+    held = report["heads"]["after, run on past success, held"]["stop_when_done"]["hold"]
+    assert report["heads"]["after, run on past success"]["stop_when_done"]["hold"] == 1 and 1 <= held <= 9
+    # Rollouts run on past success go on to the run-on length whatever the simulator says.
+    run_on = read_ground_truth(work / "rollouts" / "run_on" / "policy0")
+    assert run_on[1]["seed"].tolist() == [5004, 5005] and (run_on[0].groupby("episode_index").size() == 10).all()
     # The round's rollouts were recorded with the head's views and labeled by labeling.run; the
     # after-head trained on the training episodes and them.
     round1 = work / "rollouts" / "round1" / "policy0"

@@ -152,6 +152,30 @@ def test_a_checkpoint_can_act_with_temporal_ensembling_as_lerobot_evals_override
         load_policy(demo_checkpoint, overrides=("n_action_steps",))
 
 
+@pytest.mark.slow
+def test_a_rollout_stops_on_its_success_unless_run_on_and_counts_a_success_it_drifts_from(demo_checkpoint, demo_root):
+    from training.evaluation.predict import load_policy
+    from training.evaluation.rollouts import env_config_for, run_rollout
+
+    loaded = load_policy(demo_checkpoint)
+    env = env_config_for(loaded.policy.config, "reach-v3", 2, 6, (demo_root,), None).make()
+    step = env.step
+
+    def flagged_on_the_third_frame_only(action):  # the simulator says success once, then the arm drifts
+        observation, reward, terminated, truncated, info = step(action)
+        flagged_on_the_third_frame_only.frame += 1
+        return observation, reward, terminated, truncated, {**info, "is_success": flagged_on_the_third_frame_only.frame == 2}
+
+    try:
+        for stop_on_success, length in ((True, 3), (False, 6)):
+            flagged_on_the_third_frame_only.frame = 0
+            env.step = flagged_on_the_third_frame_only
+            rollout, episode = run_rollout(loaded, env, 1000, stop_on_success=stop_on_success)
+            assert (rollout.length, rollout.success, len(rollout.reward), len(episode)) == (length, True, length, length)
+    finally:
+        env.close()
+
+
 def test_rollout_refuses_a_seed_the_training_data_used(demo_root, tmp_path, cli):
     seed = int(read_ground_truth(demo_root)[1]["seed"][7])
     result = cli("training.rollout", "--checkpoint", tmp_path / "unused", "--task", "reach-v3", "--out", tmp_path / "o",

@@ -1,7 +1,8 @@
 """Does a reward head know when a rollout is done? Success detection on closed-loop rollouts.
 
 Per rollout the head's reward at every frame and the simulator's success flag per frame (the
-ground-truth sidecar of a recorded rollout; the env ends an episode on its first success):
+ground-truth sidecar of a recorded rollout); a rollout succeeded when any frame is flagged (the
+env ends an episode on its first success unless the rollout is run on past it):
 
 - the final-frame reward's AUROC for rollout success, with a bootstrap 95 % interval over rollouts;
 - the false-success rate at a threshold fixed before any rollout is seen: the final-frame reward
@@ -12,6 +13,9 @@ ground-truth sidecar of a recorded rollout; the env ends an episode on its first
   early when the success comes later, and wrong when the rollout never succeeds; a success the
   head never reaches the threshold on is never stopped. Per rollout, the longest run of frames
   at or above the threshold: how long a rule that waits for the reward to stay there must wait.
+  With a hold of k frames the stop is at the k-th frame in a row at or above the threshold
+  (`hold_for` takes k from rollouts the head was trained on); scoring such a rule needs
+  rollouts that go on past their success, or a success would end before its hold does.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class RolloutTrace:
 
     @property
     def succeeded(self) -> bool:
-        return bool(self.success[-1])
+        return bool(self.success.any())
 
     @property
     def first_success(self) -> int | None:
@@ -45,10 +49,18 @@ class RolloutTrace:
         edges = np.flatnonzero(np.diff(above))
         return int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
 
-    def stop_frame(self, threshold: float) -> int | None:
-        """The first frame whose reward reaches `threshold`: where a user would stop; None if none does."""
-        crossing = np.flatnonzero(self.reward >= threshold)
-        return int(crossing[0]) if len(crossing) else None
+    def stop_frame(self, threshold: float, hold: int = 1) -> int | None:
+        """The first frame that ends `hold` frames in a row whose reward reaches `threshold`: where a
+        user would stop; None if no such frame."""
+        above = np.concatenate([[0], np.cumsum(self.reward >= threshold)])
+        held = np.flatnonzero(above[hold:] - above[:-hold] == hold)
+        return int(held[0]) + hold - 1 if len(held) else None
+
+
+def hold_for(failures: list[RolloutTrace], threshold: float) -> int:
+    """The shortest hold at `threshold` that stops none of `failures`: one frame more than the
+    longest stretch any of them stays at or above it."""
+    return max((trace.longest_run_above(threshold) for trace in failures), default=0) + 1
 
 
 def training_threshold(final_rewards_of_successes: np.ndarray, recall: float = RECALL_FOR_THRESHOLD) -> float:
@@ -60,12 +72,13 @@ def training_threshold(final_rewards_of_successes: np.ndarray, recall: float = R
     return recall_threshold(final, np.ones(len(final), dtype=bool), np.ones(len(final)), recall)
 
 
-def stop_when_done(traces: list[RolloutTrace], threshold: float) -> dict[str, float | int]:
-    """Where each rollout would stop at `threshold`, counted as right, early or wrong (module docstring),
-    and the successes it never stops; the share of stops that are right with its Wilson 95 % interval."""
+def stop_when_done(traces: list[RolloutTrace], threshold: float, hold: int = 1) -> dict[str, float | int]:
+    """Where each rollout would stop at `threshold` after `hold` frames at or above it, counted as
+    right, early or wrong (module docstring), and the successes it never stops; the share of stops
+    that are right with its Wilson 95 % interval."""
     right = early = wrong = never_stopped_successes = 0
     for trace in traces:
-        stop, success = trace.stop_frame(threshold), trace.first_success
+        stop, success = trace.stop_frame(threshold, hold), trace.first_success
         if stop is None:
             never_stopped_successes += trace.succeeded
         elif success is not None and stop >= success:
@@ -78,15 +91,16 @@ def stop_when_done(traces: list[RolloutTrace], threshold: float) -> dict[str, fl
     low, high = wilson_interval(right, stops) if stops else (float("nan"), float("nan"))
     runs = {outcome: [trace.longest_run_above(threshold) for trace in traces if trace.succeeded == (outcome == "success")]
             for outcome in ("success", "failure")}
-    return {"stops": stops, "right": right, "early": early, "wrong": wrong,
+    return {"hold": hold, "stops": stops, "right": right, "early": early, "wrong": wrong,
             "never_stopped_successes": never_stopped_successes, "longest_run_above": runs,
             "stop_right_rate": right / stops if stops else float("nan"), "stop_right_ci95": (low, high)}
 
 
 def detection_metrics(traces: list[RolloutTrace], threshold: float, samples: int = 1000,
-                      seed: int = 0) -> dict[str, object]:
+                      seed: int = 0, hold: int = 1) -> dict[str, object]:
     """Final-frame AUROC, and the false- and true-success rates at `threshold`, each as
-    (estimate, low, high) over `samples` bootstrap resamples of the rollouts; the stop accounting."""
+    (estimate, low, high) over `samples` bootstrap resamples of the rollouts; the stop accounting
+    with a hold of `hold` frames."""
     final = np.array([trace.reward[-1] for trace in traces], dtype=float)
     success = np.array([trace.succeeded for trace in traces], dtype=bool)
     says_done = final >= threshold
@@ -100,5 +114,5 @@ def detection_metrics(traces: list[RolloutTrace], threshold: float, samples: int
     intervals = percentile_intervals(rates(np.ones(len(traces))),
                                      [rates(weights) for weights in resamples(len(traces), samples, seed)])
     return {"rollouts": len(traces), "successes": int(success.sum()), "threshold": float(threshold), **intervals,
-            "stop_when_done": stop_when_done(traces, threshold),
+            "stop_when_done": stop_when_done(traces, threshold, hold),
             "final_reward": {"success": final[success].tolist(), "failure": final[~success].tolist()}}

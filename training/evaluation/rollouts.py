@@ -31,7 +31,7 @@ ROLLOUT_KIND = "policy"  # the ground-truth sidecar's `kind` of a recorded polic
 @dataclass(frozen=True)
 class Rollout:
     seed: int
-    success: bool  # the simulator's success flag on the last frame (it ends the episode)
+    success: bool  # the simulator flagged success on some frame (which ends a rollout that stops on success)
     length: int  # frames observed, the last one judged but not acted on
     reward: tuple[float, ...]  # the policy's reward head at each frame; empty for a policy without one
 
@@ -96,11 +96,12 @@ def env_config_for(policy_config, task: str, action_repeat: int, episode_length:
 
 @torch.no_grad()
 def run_rollout(loaded: LoadedPolicy, env: MetaWorldBenchEnv, seed: int,
-                on_frame: Callable[[Frame], None] | None = None) -> tuple[Rollout, Episode]:
+                on_frame: Callable[[Frame], None] | None = None, stop_on_success: bool = True) -> tuple[Rollout, Episode]:
     """One episode from `seed`: the rollout, and the simulator's truth per frame; each frame the
     policy observed (every rendered camera) goes to `on_frame` with the action taken on it. It ends
-    on the frame the simulator calls a success, or after `env.episode_length` frames; that last
-    frame is judged by the reward head too."""
+    on the frame the simulator calls a success (unless `stop_on_success` is off: then the policy
+    acts on past it, which a stop rule needs to be scored), or after `env.episode_length` frames;
+    that last frame is judged by the reward head too."""
     from lerobot.envs.utils import preprocess_observation
 
     policy = loaded.policy
@@ -108,9 +109,10 @@ def run_rollout(loaded: LoadedPolicy, env: MetaWorldBenchEnv, seed: int,
     policy.reset()
     observation, info = env.reset(seed=seed)
     episode = Episode(env.task, env.task_description, ROLLOUT_KIND, seed)
-    rewards = []
+    rewards, succeeded = [], False
     while True:
         episode.add_truth(info[GROUND_TRUTH])
+        succeeded |= bool(info["is_success"])
         batch = {key: value for key, value in preprocess_observation(observation).items() if key in inputs}
         batch["task"] = [env.task_description]
         if hasattr(policy, "select_action_with_reward"):
@@ -123,10 +125,10 @@ def run_rollout(loaded: LoadedPolicy, env: MetaWorldBenchEnv, seed: int,
         if on_frame is not None:
             on_frame(Frame(observation["pixels"], observation["agent_pos"], observation.get("environment_state"),
                            action))
-        if info["is_success"] or len(episode) == env.episode_length:
+        if (stop_on_success and succeeded) or len(episode) == env.episode_length:
             break
         observation, _, _, _, info = env.step(action)
-    rollout = Rollout(seed=seed, success=bool(info["is_success"]), length=len(episode), reward=tuple(rewards))
+    rollout = Rollout(seed=seed, success=succeeded, length=len(episode), reward=tuple(rewards))
     return rollout, episode
 
 
@@ -139,9 +141,10 @@ def write_rollout_video(path: Path, rollout: Rollout, frames: list[Frame], fps: 
 
 
 def run_rollouts(loaded: LoadedPolicy, env_config: MetaWorldBenchEnvConfig, seeds: list[int],
-                 videos_dir: Path | None = None, videos: int = 0, recording: Recording | None = None) -> list[Rollout]:
-    """A rollout per seed; the first `videos` are written to `videos_dir` as MP4 with the reward
-    drawn under the frames, and with a `recording` every rollout is saved as a dataset."""
+                 videos_dir: Path | None = None, videos: int = 0, recording: Recording | None = None,
+                 stop_on_success: bool = True) -> list[Rollout]:
+    """A rollout per seed (`run_rollout`); the first `videos` are written to `videos_dir` as MP4 with
+    the reward drawn under the frames, and with a `recording` every rollout is saved as a dataset."""
     env = env_config.make()
     writer = recording.writer(env_config) if recording is not None else None
     rollouts = []
@@ -155,7 +158,7 @@ def run_rollouts(loaded: LoadedPolicy, env_config: MetaWorldBenchEnvConfig, seed
                 if writer is not None:
                     writer.add_frame(recording.views(frame), env.task_description)
 
-            rollout, episode = run_rollout(loaded, env, seed, on_frame)
+            rollout, episode = run_rollout(loaded, env, seed, on_frame, stop_on_success)
             rollouts.append(rollout)
             if writer is not None:
                 writer.save_episode(episode)

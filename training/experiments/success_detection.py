@@ -13,6 +13,10 @@ after a rollout-label round (issue 21, item 4).
    the training data plus them ("after").
 4. Fresh rollouts on seeds neither round used. Each head's final-frame AUROC, false success at the
    threshold from its own training labels, and "stop when done" (`training.evaluation.detection`).
+5. Rollouts on seeds after those that go on past the success flag, so a stop rule can be scored
+   on what a success looks like afterwards: the "after" head stopping at its first crossing, and
+   after a hold long enough to pass over every round-one failure (`hold_for`, taken from rollouts
+   the head was trained on, not the ones it is scored on).
 
 Finished steps are skipped when run again (`--work`). Results: `results.json`, and in
 `--results` a README with the command, seeds and table, `final_reward.png` and `roc.png`.
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,7 @@ from common.ground_truth import read_ground_truth_by_episode
 from common.options import as_record, command_line, option, parse_options
 from common.reward_sources import read_rewards
 from common.staging import publish, staging_dir
-from training.evaluation.detection import RolloutTrace, detection_metrics, training_threshold
+from training.evaluation.detection import RolloutTrace, detection_metrics, hold_for, training_threshold
 from training.evaluation.predict import load_policy, predict_rewards
 from training.evaluation.rollouts import IMAGE_PREFIX, Recording, env_config_for, run_rollouts
 from training.evaluation.success import success_summary
@@ -48,6 +52,7 @@ HEAD_LABELS = "reward_labels.parquet"  # beside each head's training set: its la
 class Preset:
     rollouts: int  # per policy and round
     episode_length: int  # frames before a rollout is cut off
+    run_on_length: int  # frames of a rollout that goes on past its success (step 5)
     head_steps: int
     head_batch_size: int
     bootstrap: int  # resamples of each interval
@@ -55,9 +60,10 @@ class Preset:
 
 PRESETS = {
     # Plumbing only (a minute or two on a CPU): its numbers mean nothing.
-    "smoke": Preset(rollouts=2, episode_length=8, head_steps=2, head_batch_size=2, bootstrap=100),
+    "smoke": Preset(rollouts=2, episode_length=8, run_on_length=10, head_steps=2, head_batch_size=2, bootstrap=100),
     # Sized for a 2-core CPU: 20 rollouts per policy and round, the head trained as SMALL_REWACT.
-    "cpu": Preset(rollouts=20, episode_length=90, head_steps=1500, head_batch_size=8, bootstrap=1000),
+    "cpu": Preset(rollouts=20, episode_length=90, run_on_length=150, head_steps=1500, head_batch_size=8,
+                  bootstrap=1000),
 }
 
 
@@ -90,8 +96,8 @@ class SuccessDetectionOptions:
     @property
     def sized(self) -> Preset:
         preset = PRESETS[self.preset]
-        return Preset(self.rollouts or preset.rollouts, preset.episode_length, self.head_steps or preset.head_steps,
-                      preset.head_batch_size, preset.bootstrap)
+        return replace(preset, rollouts=self.rollouts or preset.rollouts,
+                       head_steps=self.head_steps or preset.head_steps)
 
     def seeds(self, round_index: int) -> list[int]:
         start = self.seed + round_index * self.sized.rollouts
@@ -153,9 +159,10 @@ def recording_views(dataset: Path) -> tuple[tuple[str, ...], int]:
 
 
 def roll_out(round_name: str, round_index: int, views: tuple[tuple[str, ...], int], options: SuccessDetectionOptions,
-             timings: list) -> list[Path]:
+             timings: list, run_on: bool = False) -> list[Path]:
     """Every policy's rollouts of one round recorded with `views` (cameras, image size), each as a
-    dataset with its rollouts.json beside it."""
+    dataset with its rollouts.json beside it; with `run_on`, each goes on past its success for
+    `run_on_length` frames in all."""
     cameras, image_size = views
     recorded = []
     for index, checkpoint in enumerate(options.policies):
@@ -165,9 +172,11 @@ def roll_out(round_name: str, round_index: int, views: tuple[tuple[str, ...], in
         def roll(out=out, report=report, checkpoint=checkpoint) -> None:
             loaded = load_policy(checkpoint, options.device)
             recording = Recording(out, cameras, image_size, repo_id=f"local/{out.name}")
-            env_config = env_config_for(loaded.policy.config, options.task, options.action_repeat,
-                                        options.sized.episode_length, options.datasets, recording)
-            rollouts = run_rollouts(loaded, env_config, options.seeds(round_index), recording=recording)
+            length = options.sized.run_on_length if run_on else options.sized.episode_length
+            env_config = env_config_for(loaded.policy.config, options.task, options.action_repeat, length,
+                                        options.datasets, recording)
+            rollouts = run_rollouts(loaded, env_config, options.seeds(round_index), recording=recording,
+                                    stop_on_success=not run_on)
             report.write_text(json.dumps({"checkpoint": str(checkpoint), **success_summary(
                 [rollout.success for rollout in rollouts]), "rollouts": [r.record for r in rollouts]}, indent=2))
 
@@ -267,15 +276,16 @@ def interval(value: tuple[float, float, float]) -> str:
 
 def results_table(rows: dict[str, dict]) -> str:
     lines = ["| head, rollouts | rollouts (successes) | threshold | AUROC | false success @95 % TPR | true success "
-             "| stops right / early / wrong | successes never stopped | failures' longest stretch above it (frames: "
-             "median, range) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| hold (frames) | stops right / early / wrong | successes never stopped | failures' longest stretch above "
+             "it (frames: median, range) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, metrics in rows.items():
         stops = metrics["stop_when_done"]
         runs = stops["longest_run_above"]["failure"]
         stretch = f"{np.median(runs):.0f} ({min(runs)}-{max(runs)})" if runs else "n/a"
         lines.append(f"| {name} | {metrics['rollouts']} ({metrics['successes']}) | {metrics['threshold']:.2f} | "
                      f"{interval(metrics['auroc'])} | {interval(metrics['false_success'])} | "
-                     f"{interval(metrics['true_success'])} | {stops['right']} / {stops['early']} / {stops['wrong']} | "
+                     f"{interval(metrics['true_success'])} | {stops['hold']} | "
+                     f"{stops['right']} / {stops['early']} / {stops['wrong']} | "
                      f"{stops['never_stopped_successes']} | {stretch} |")
     return "\n".join(lines) + "\n"
 
@@ -284,7 +294,8 @@ def write_readme(options: SuccessDetectionOptions, argv: list[str] | None, rows:
                  success_rates: dict[str, dict]) -> None:
     policies = "\n".join(f"- policy {index}: `{checkpoint}`: {rates['round1']['successes']}/"
                          f"{rates['round1']['episodes']} successes in round one, {rates['fresh']['successes']}/"
-                         f"{rates['fresh']['episodes']} on the fresh seeds"
+                         f"{rates['fresh']['episodes']} on the fresh seeds, {rates['run_on']['successes']}/"
+                         f"{rates['run_on']['episodes']} run on past success"
                          for index, (checkpoint, rates) in enumerate(zip(options.policies, success_rates.values(), strict=True)))
     (options.results / "README.md").write_text(f"""# Does the reward head know it is done?
 
@@ -293,11 +304,14 @@ def write_readme(options: SuccessDetectionOptions, argv: list[str] | None, rows:
 ```
 
 Task {options.task}, preset `{options.preset}`; rollout seeds {options.seeds(0)[0]}-{options.seeds(0)[-1]} (round one,
-labeled by `labeling.run` with `{options.model}` and added to the head's training data) and
-{options.seeds(1)[0]}-{options.seeds(1)[-1]} (fresh); head training seed {options.head_seed}. Intervals: 95 % bootstrap
+labeled by `labeling.run` with `{options.model}` and added to the head's training data),
+{options.seeds(1)[0]}-{options.seeds(1)[-1]} (fresh) and {options.seeds(2)[0]}-{options.seeds(2)[-1]} (fresh, run on past the success flag to
+{options.sized.run_on_length} frames); head training seed {options.head_seed}. Intervals: 95 % bootstrap
 over rollouts ({options.sized.bootstrap} resamples); the threshold is the final-frame reward that 95 % of the
-training episodes the labels call successes reach; a stop is right when the simulator has said
-success at or before the first frame whose reward reaches it.
+training episodes the labels call successes reach; a stop is at the frame that ends `hold` frames
+in a row at or above it, right when the simulator has said success at or before that frame. The
+hold of the last row passes over every round-one failure under the "after" head; on rollouts run
+on past their success, "success" means flagged on some frame.
 
 {policies}
 
@@ -306,7 +320,8 @@ Targets after the round: AUROC >= 0.9, false success <= 0.10 at 95 % TPR.
 
 ![final-frame reward by outcome](final_reward.png) ![ROC](roc.png)
 
-The head's reward at every frame of every rollout (a success ends on the frame the simulator flags):
+The head's reward at every frame of every rollout (a success ends on the frame the simulator
+flags, except in the rollouts run on past it):
 
 ![reward traces](reward_traces.png)
 """)
@@ -325,16 +340,23 @@ def main(argv: list[str] | None = None) -> int:
     after_set = head_training_set(labeled_training + labeled_round1, work / "head_data" / "after", timings)
     after = train_head("after", after_set, options, timings)
     fresh = roll_out("fresh", 1, views, options, timings)
+    run_on = roll_out("run_on", 2, views, options, timings, run_on=True)
 
     threshold_before, threshold_after = head_threshold(before, before_set), head_threshold(after, after_set)
     samples = options.sized.bootstrap
-    scored = {"before, round-one rollouts": (traces(before, round1), threshold_before),
-              "before, fresh rollouts": (traces(before, fresh), threshold_before),
-              "after, fresh rollouts": (traces(after, fresh), threshold_after)}
-    rows = {name: detection_metrics(found, threshold, samples) for name, (found, threshold) in scored.items()}
-    traced = {name: found for name, (found, _) in scored.items()}
+    hold = hold_for([trace for trace in traces(after, round1) if not trace.succeeded], threshold_after)
+    run_on_traces = traces(after, run_on)
+    scored = {"before, round-one rollouts": (traces(before, round1), threshold_before, 1),
+              "before, fresh rollouts": (traces(before, fresh), threshold_before, 1),
+              "after, fresh rollouts": (traces(after, fresh), threshold_after, 1),
+              "after, run on past success": (run_on_traces, threshold_after, 1),
+              "after, run on past success, held": (run_on_traces, threshold_after, hold)}
+    rows = {name: detection_metrics(found, threshold, samples, hold=held)
+            for name, (found, threshold, held) in scored.items()}
+    traced = {name: found for name, (found, _, _) in list(scored.items())[:-1]}  # the held row's traces are the row before's
     success_rates = {f"policy{index}": {name: json.loads((root.with_name(root.name + ".json")).read_text())
-                                        for name, root in (("round1", round1[index]), ("fresh", fresh[index]))}
+                                        for name, root in (("round1", round1[index]), ("fresh", fresh[index]),
+                                                           ("run_on", run_on[index]))}
                      for index in range(len(options.policies))}
     for rates in success_rates.values():
         for report in rates.values():
@@ -342,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     options.results.mkdir(parents=True, exist_ok=True)
     (options.results / "results.json").write_text(json.dumps(
         {"command": command_line(PROG, argv), "options": as_record(options), "preset": asdict(options.sized),
-         "seeds": {"round1": options.seeds(0), "fresh": options.seeds(1)}, "policies": success_rates,
+         "seeds": {"round1": options.seeds(0), "fresh": options.seeds(1), "run_on": options.seeds(2)}, "policies": success_rates,
          "heads": rows, "timings": timings}, indent=2))
     write_plots(rows, traced, options.results)
     write_readme(options, argv, rows, success_rates)
