@@ -31,6 +31,15 @@ def test_paired_difference_cancels_the_luck_of_shared_rollout_seeds():
         paired_difference(easy[None], easy[None, :-1])
 
 
+def test_paired_difference_widens_when_training_seeds_disagree():
+    easy = np.array([1, 1, 1, 1, 0, 0, 0, 0] * 5, dtype=float)
+    consistent = np.stack([np.maximum(easy, np.arange(40) % 8 == 4)] * 2)  # both runs solve one hard seed in 8
+    lucky_run = np.stack([np.ones(40), easy])  # one run solves everything, the other nothing more
+    steady, spread = paired_difference(consistent, easy[None]), paired_difference(lucky_run, easy[None])
+    assert steady["mean"] == pytest.approx(0.125) and spread["mean"] == pytest.approx(0.25)
+    assert spread["ci95_low"] <= 0.0 + 1e-9 and steady["ci95_low"] > 0  # a run that got lucky is not an effect
+
+
 def test_a_share_keeps_every_success_and_deals_the_failure_kinds_round_robin():
     kinds = ["success", "drop", "drop", "success", "miss", "wander", "miss", "wander"]
     episodes = pd.DataFrame({"episode_index": range(len(kinds)), "kind": kinds}).sample(frac=1, random_state=0)

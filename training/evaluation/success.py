@@ -34,13 +34,19 @@ def success_summary(successes: list[bool]) -> dict[str, float | int]:
 def paired_difference(successes: np.ndarray, baseline: np.ndarray, samples: int = 2000,
                       seed: int = 0) -> dict[str, float]:
     """Success rate of `successes` minus `baseline`, both (training seeds, rollout seeds) with the
-    rollout seeds in the same order: its 95 % interval resamples rollout seeds (a paired
-    bootstrap), so the luck of a start state that every policy shares cancels out."""
+    rollout seeds in the same order. Its 95 % interval resamples each side's training seeds (how
+    much a policy depends on its training run) and the rollout seeds, shared by both sides (a
+    paired bootstrap, so the luck of a start state that every policy shares cancels out)."""
     if successes.shape[1] != baseline.shape[1]:
         raise ValueError("a paired difference needs the same rollout seeds on both sides")
-    # per rollout seed, each side's mean over its training seeds
-    per_seed = successes.mean(axis=0, dtype=float) - baseline.mean(axis=0, dtype=float)
-    draws = np.random.default_rng(seed).integers(0, len(per_seed), size=(samples, len(per_seed)))
-    means = per_seed[draws].mean(axis=1)
-    return {"mean": float(per_seed.mean()), "ci95_low": float(np.quantile(means, 0.025)),
-            "ci95_high": float(np.quantile(means, 0.975))}
+    rng = np.random.default_rng(seed)
+
+    def over_training_seeds(outcomes: np.ndarray) -> np.ndarray:
+        """(samples, rollout seeds): per draw, the mean over resampled training seeds."""
+        return outcomes.astype(float)[rng.integers(0, len(outcomes), size=(samples, len(outcomes)))].mean(axis=1)
+
+    differences = over_training_seeds(successes) - over_training_seeds(baseline)
+    rollouts = rng.integers(0, successes.shape[1], size=(samples, successes.shape[1]))
+    means = np.take_along_axis(differences, rollouts, axis=1).mean(axis=1)
+    mean = float(successes.mean(dtype=float) - baseline.mean(dtype=float))
+    return {"mean": mean, "ci95_low": float(np.quantile(means, 0.025)), "ci95_high": float(np.quantile(means, 0.975))}
