@@ -79,6 +79,17 @@ def test_false_success_is_scored_at_the_given_threshold_not_one_fitted_to_the_ro
     assert detection_metrics(successes + failures, threshold=0.0, samples=10)["false_success"][0] == 1.0
 
 
+def test_a_head_that_only_tells_late_frames_from_early_ones_fails_the_matched_frame_auroc():
+    clock = np.linspace(0.2, 0.8, 90)  # the same rise in every rollout, whatever happens
+    successes = [trace(clock[:length], first_success=length - 1) for length in (20, 30, 40)]
+    failures = [trace(np.concatenate([clock[:60], np.full(30, 0.1)])) for _ in range(3)]  # labeled low at their end
+    metrics = detection_metrics(successes + failures, threshold=0.5, samples=50)
+    assert metrics["auroc"][0] == 1.0  # the final frame separates them: the failures' last frames are late
+    assert metrics["matched_frame_auroc"][0] == 0.5  # at a success's last frame, failures read the same
+    seeing = [trace(np.concatenate([clock[:length - 1], [0.95]]), first_success=length - 1) for length in (20, 30, 40)]
+    assert detection_metrics(seeing + failures, threshold=0.5, samples=50)["matched_frame_auroc"][0] == 1.0
+
+
 def test_auroc_is_undefined_without_both_outcomes():
     metrics = detection_metrics([trace([0.1, 0.2]), trace([0.3, 0.4])], threshold=0.5, samples=10)
     assert np.isnan(metrics["auroc"][0]) and metrics["false_success"][0] == 0.0

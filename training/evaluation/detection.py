@@ -5,6 +5,10 @@ ground-truth sidecar of a recorded rollout); a rollout succeeded when any frame 
 env ends an episode on its first success unless the rollout is run on past it):
 
 - the final-frame reward's AUROC for rollout success, with a bootstrap 95 % interval over rollouts;
+  and the same AUROC at matched frames: each success's last frame against every failure's frame
+  of the same index. The env ends a success on its flag and a failure at the episode's length,
+  so a head that only tells late frames from early ones scores well on the first and not on the
+  second;
 - the false-success rate at a threshold fixed before any rollout is seen: the final-frame reward
   that 95 % of the TRAINING episodes the labels call successes reach (`training_threshold`), so
   the threshold is what a user could have set, not one tuned on the rollouts it is scored on;
@@ -96,18 +100,38 @@ def stop_when_done(traces: list[RolloutTrace], threshold: float, hold: int = 1) 
             "stop_right_rate": right / stops if stops else float("nan"), "stop_right_ci95": (low, high)}
 
 
+def matched_frame_wins(traces: list[RolloutTrace]) -> tuple[np.ndarray, np.ndarray]:
+    """(wins, comparable), each (successes, failures): 1 where a success's final reward is above the
+    failure's reward on the same frame index, 0.5 on a tie; comparable where the failure lasted
+    that long."""
+    successes = [trace for trace in traces if trace.succeeded]
+    failures = [trace for trace in traces if not trace.succeeded]
+    wins = np.zeros((len(successes), len(failures)))
+    comparable = np.zeros((len(successes), len(failures)), dtype=bool)
+    for i, success in enumerate(successes):
+        frame, final = len(success.reward) - 1, success.reward[-1]
+        for j, failure in enumerate(failures):
+            if len(failure.reward) > frame:
+                comparable[i, j] = True
+                wins[i, j] = (final > failure.reward[frame]) + 0.5 * (final == failure.reward[frame])
+    return wins, comparable
+
+
 def detection_metrics(traces: list[RolloutTrace], threshold: float, samples: int = 1000,
                       seed: int = 0, hold: int = 1) -> dict[str, object]:
-    """Final-frame AUROC, and the false- and true-success rates at `threshold`, each as
+    """Final-frame AUROC (also at matched frames), and the false- and true-success rates at `threshold`, each as
     (estimate, low, high) over `samples` bootstrap resamples of the rollouts; the stop accounting
     with a hold of `hold` frames."""
     final = np.array([trace.reward[-1] for trace in traces], dtype=float)
     success = np.array([trace.succeeded for trace in traces], dtype=bool)
     says_done = final >= threshold
+    wins, comparable = matched_frame_wins(traces)
 
     def rates(weights: np.ndarray) -> dict[str, float]:
         failures, successes = (weights * ~success).sum(), (weights * success).sum()
+        pairs = weights[success][:, None] * weights[~success][None, :] * comparable
         return {"auroc": weighted_auroc(final, success, weights),
+                "matched_frame_auroc": (pairs * wins).sum() / pairs.sum() if pairs.sum() else float("nan"),
                 "false_success": (weights * (says_done & ~success)).sum() / failures if failures else float("nan"),
                 "true_success": (weights * (says_done & success)).sum() / successes if successes else float("nan")}
 

@@ -275,15 +275,16 @@ def interval(value: tuple[float, float, float]) -> str:
 
 
 def results_table(rows: dict[str, dict]) -> str:
-    lines = ["| head, rollouts | rollouts (successes) | threshold | AUROC | false success @95 % TPR | true success "
-             "| hold (frames) | stops right / early / wrong | successes never stopped | failures' longest stretch above "
-             "it (frames: median, range) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| head, rollouts | rollouts (successes) | threshold | AUROC | AUROC at matched frames | false success "
+             "@95 % TPR | true success | hold (frames) | stops right / early / wrong | successes never stopped | "
+             "failures' longest stretch above it (frames: median, range) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, metrics in rows.items():
         stops = metrics["stop_when_done"]
         runs = stops["longest_run_above"]["failure"]
         stretch = f"{np.median(runs):.0f} ({min(runs)}-{max(runs)})" if runs else "n/a"
         lines.append(f"| {name} | {metrics['rollouts']} ({metrics['successes']}) | {metrics['threshold']:.2f} | "
-                     f"{interval(metrics['auroc'])} | {interval(metrics['false_success'])} | "
+                     f"{interval(metrics['auroc'])} | {interval(metrics['matched_frame_auroc'])} | "
+                     f"{interval(metrics['false_success'])} | "
                      f"{interval(metrics['true_success'])} | {stops['hold']} | "
                      f"{stops['right']} / {stops['early']} / {stops['wrong']} | "
                      f"{stops['never_stopped_successes']} | {stretch} |")
@@ -308,7 +309,10 @@ labeled by `labeling.run` with `{options.model}` and added to the head's trainin
 {options.seeds(1)[0]}-{options.seeds(1)[-1]} (fresh) and {options.seeds(2)[0]}-{options.seeds(2)[-1]} (fresh, run on past the success flag to
 {options.sized.run_on_length} frames); head training seed {options.head_seed}. Intervals: 95 % bootstrap
 over rollouts ({options.sized.bootstrap} resamples); the threshold is the final-frame reward that 95 % of the
-training episodes the labels call successes reach; a stop is at the frame that ends `hold` frames
+training episodes the labels call successes reach; the AUROC at matched frames compares each
+success's last frame with every failure's frame of the same index (the env ends a success on its
+flag, a failure at the episode's length, so the final frame alone can reward a head that only
+tells late frames from early ones); a stop is at the frame that ends `hold` frames
 in a row at or above it, right when the simulator has said success at or before that frame. The
 hold of the last row passes over every round-one failure under the "after" head; on rollouts run
 on past their success, "success" means flagged on some frame.
