@@ -320,7 +320,8 @@ on past their success, "success" means flagged on some frame.
 {policies}
 
 {results_table(rows)}
-Targets after the round: AUROC >= 0.9, false success <= 0.10 at 95 % TPR.
+Targets after the round: AUROC >= 0.9 (at matched frames too: on the final frame alone, episode
+length can meet it), false success <= 0.10 at 95 % TPR.
 
 ![final-frame reward by outcome](final_reward.png) ![ROC](roc.png)
 
