@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
               "after, run on past success, held": (run_on_traces, threshold_after, hold)}
     rows = {name: detection_metrics(found, threshold, samples, hold=held)
             for name, (found, threshold, held) in scored.items()}
-    traced = {name: found for name, (found, _, _) in list(scored.items())[:-1]}  # the held row's traces are the row before's
+    traced = {name: found for name, (found, _, held) in scored.items() if held == 1}  # a held row's traces are drawn already
     success_rates = {f"policy{index}": {name: json.loads((root.with_name(root.name + ".json")).read_text())
                                         for name, root in (("round1", round1[index]), ("fresh", fresh[index]),
                                                            ("run_on", run_on[index]))}
