@@ -112,15 +112,18 @@ def test_smoke_preset_runs_the_rollout_label_round_and_reports_both_heads(demo_c
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((results / "results.json").read_text())
     assert report["seeds"] == {"round1": [5000, 5001], "fresh": [5002, 5003], "run_on": [5004, 5005]}
-    for name in ("before, round-one rollouts", "before, fresh rollouts", "after, fresh rollouts",
-                 "after, run on past success", "after, run on past success, held"):
+    after_rows = ("fresh rollouts", "run on past success", "run on past success, held")
+    for name in ("before, round-one rollouts", "before, fresh rollouts",
+                 *(f"{head}, {rows}" for head in ("after", "after run-on") for rows in after_rows)):
         head = report["heads"][name]
         assert head["rollouts"] == 2 and 0.0 <= head["threshold"] <= 1.0
         assert len(head["final_reward"]["success"]) + len(head["final_reward"]["failure"]) == 2
         runs = head["stop_when_done"]["longest_run_above"]
         assert len(runs["success"]) + len(runs["failure"]) == 2 and all(0 <= n <= 10 for n in runs["failure"])
-    held = report["heads"]["after, run on past success, held"]["stop_when_done"]["hold"]
-    assert report["heads"]["after, run on past success"]["stop_when_done"]["hold"] == 1 and 1 <= held <= 9
+    for head in ("after", "after run-on"):
+        held = report["heads"][f"{head}, run on past success, held"]["stop_when_done"]["hold"]
+        assert report["heads"][f"{head}, run on past success"]["stop_when_done"]["hold"] == 1
+        assert 1 <= held <= {"after": 9, "after run-on": 11}[head]  # one more than a failure's frames at most
     # Rollouts run on past success go on to the run-on length whatever the simulator says.
     run_on = read_ground_truth(work / "rollouts" / "run_on" / "policy0")
     assert run_on[1]["seed"].tolist() == [5004, 5005] and (run_on[0].groupby("episode_index").size() == 10).all()
@@ -132,6 +135,16 @@ def test_smoke_preset_runs_the_rollout_label_round_and_reports_both_heads(demo_c
     after = json.loads((work / "head_data" / "after" / "meta" / "info.json").read_text())
     before = json.loads((work / "head_data" / "before" / "meta" / "info.json").read_text())
     assert after["total_episodes"] == before["total_episodes"] + 2
+    # The run-on round: round one's seeds again, each rollout going on to the run-on length, labeled
+    # and trained on in place of round one's.
+    round1_run_on = read_ground_truth(work / "rollouts" / "round1_run_on" / "policy0")
+    assert round1_run_on[1]["seed"].tolist() == [5000, 5001]
+    assert (round1_run_on[0].groupby("episode_index").size() == 10).all()
+    assert (work / "labeled" / "round1_run_on_policy0" / "labels" / "episodes.parquet").is_file()
+    after_run_on = json.loads((work / "head_data" / "after_run_on" / "meta" / "info.json").read_text())
+    assert after_run_on["total_episodes"] == before["total_episodes"] + 2
+    assert after_run_on["total_frames"] == before["total_frames"] + 20
+    assert report["policies"]["policy0"]["round1_run_on"]["episodes"] == 2
     for file in ("README.md", "final_reward.png", "roc.png", "reward_traces.png"):
         assert (results / file).is_file()
     assert "| after, fresh rollouts | 2 (" in (results / "README.md").read_text()

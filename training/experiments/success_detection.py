@@ -17,6 +17,10 @@ after a rollout-label round (issue 21, item 4).
    on what a success looks like afterwards: the "after" head stopping at its first crossing, and
    after a hold long enough to pass over every round-one failure (`hold_for`, taken from rollouts
    the head was trained on, not the ones it is scored on).
+6. The round again with round one's seeds run on past their success ("after run-on"): in round
+   one a success ends on its flag and a failure at the episode's length, so the "after" head can
+   learn the length; run on, a success is as long as a failure and shows what follows it. Scored
+   as in 4 and 5, its hold from its own round's failures.
 
 Finished steps are skipped when run again (`--work`). Results: `results.json`, and in
 `--results` a README with the command, seeds and table, `final_reward.png` and `roc.png`.
@@ -185,6 +189,16 @@ def roll_out(round_name: str, round_index: int, views: tuple[tuple[str, ...], in
     return recorded
 
 
+def rollout_label_round(round_name: str, head_name: str, views: tuple[tuple[str, ...], int], labeled_training: list[Path],
+                        options: SuccessDetectionOptions, timings: list, run_on: bool = False) -> tuple[list[Path], Path, Path]:
+    """Round one's rollouts (seeds(0)) labeled by `labeling.run` and a head trained on the training
+    data plus them: (rollouts, the head's training set, the head)."""
+    rollouts = roll_out(round_name, 0, views, options, timings, run_on)
+    labeled = [label(root, options.work / "labeled" / f"{round_name}_{root.name}", options, timings) for root in rollouts]
+    head_set = head_training_set(labeled_training + labeled, options.work / "head_data" / head_name, timings)
+    return rollouts, head_set, train_head(head_name, head_set, options, timings)
+
+
 def head_threshold(head: Path, training_set: Path) -> float:
     """The head's own "done": the final-frame reward that 95 % of its training episodes the labels
     call successes reach."""
@@ -296,7 +310,8 @@ def write_readme(options: SuccessDetectionOptions, argv: list[str] | None, rows:
     policies = "\n".join(f"- policy {index}: `{checkpoint}`: {rates['round1']['successes']}/"
                          f"{rates['round1']['episodes']} successes in round one, {rates['fresh']['successes']}/"
                          f"{rates['fresh']['episodes']} on the fresh seeds, {rates['run_on']['successes']}/"
-                         f"{rates['run_on']['episodes']} run on past success"
+                         f"{rates['run_on']['episodes']} run on past success; round one run on: "
+                         f"{rates['round1_run_on']['successes']}/{rates['round1_run_on']['episodes']}"
                          for index, (checkpoint, rates) in enumerate(zip(options.policies, success_rates.values(), strict=True)))
     (options.results / "README.md").write_text(f"""# Does the reward head know it is done?
 
@@ -313,9 +328,11 @@ training episodes the labels call successes reach; the AUROC at matched frames c
 success's last frame with every failure's frame of the same index (the env ends a success on its
 flag, a failure at the episode's length, so the final frame alone can reward a head that only
 tells late frames from early ones); a stop is at the frame that ends `hold` frames
-in a row at or above it, right when the simulator has said success at or before that frame. The
-hold of the last row passes over every round-one failure under the "after" head; on rollouts run
-on past their success, "success" means flagged on some frame.
+in a row at or above it, right when the simulator has said success at or before that frame. A
+held row's hold passes over every failure of its head's own round (round one) under that head; on
+rollouts run on past their success, "success" means flagged on some frame. The "after run-on"
+head's round is round one's seeds again, run on past the success flag to
+{options.sized.run_on_length} frames, so its successes are as long as its failures.
 
 {policies}
 
@@ -340,28 +357,30 @@ def main(argv: list[str] | None = None) -> int:
                         for index, dataset in enumerate(options.datasets)]
     before_set = head_training_set(labeled_training, work / "head_data" / "before", timings)
     before = train_head("before", before_set, options, timings)
-    round1 = roll_out("round1", 0, views, options, timings)
-    labeled_round1 = [label(root, work / "labeled" / f"round1_{root.name}", options, timings) for root in round1]
-    after_set = head_training_set(labeled_training + labeled_round1, work / "head_data" / "after", timings)
-    after = train_head("after", after_set, options, timings)
+    round1, after_set, after = rollout_label_round("round1", "after", views, labeled_training, options, timings)
     fresh = roll_out("fresh", 1, views, options, timings)
     run_on = roll_out("run_on", 2, views, options, timings, run_on=True)
+    round1_run_on, after_run_on_set, after_run_on = rollout_label_round("round1_run_on", "after_run_on", views,
+                                                                        labeled_training, options, timings, run_on=True)
 
-    threshold_before, threshold_after = head_threshold(before, before_set), head_threshold(after, after_set)
-    samples = options.sized.bootstrap
-    hold = hold_for([trace for trace in traces(after, round1) if not trace.succeeded], threshold_after)
-    run_on_traces = traces(after, run_on)
+    threshold_before = head_threshold(before, before_set)
     scored = {"before, round-one rollouts": (traces(before, round1), threshold_before, 1),
-              "before, fresh rollouts": (traces(before, fresh), threshold_before, 1),
-              "after, fresh rollouts": (traces(after, fresh), threshold_after, 1),
-              "after, run on past success": (run_on_traces, threshold_after, 1),
-              "after, run on past success, held": (run_on_traces, threshold_after, hold)}
-    rows = {name: detection_metrics(found, threshold, samples, hold=held)
+              "before, fresh rollouts": (traces(before, fresh), threshold_before, 1)}
+    for name, head, head_set, head_round in (("after", after, after_set, round1),
+                                             ("after run-on", after_run_on, after_run_on_set, round1_run_on)):
+        threshold = head_threshold(head, head_set)
+        hold = hold_for([trace for trace in traces(head, head_round) if not trace.succeeded], threshold)
+        run_on_traces = traces(head, run_on)
+        scored |= {f"{name}, fresh rollouts": (traces(head, fresh), threshold, 1),
+                   f"{name}, run on past success": (run_on_traces, threshold, 1),
+                   f"{name}, run on past success, held": (run_on_traces, threshold, hold)}
+    rows = {name: detection_metrics(found, threshold, options.sized.bootstrap, hold=held)
             for name, (found, threshold, held) in scored.items()}
     traced = {name: found for name, (found, _, held) in scored.items() if held == 1}  # a held row's traces are drawn already
     success_rates = {f"policy{index}": {name: json.loads((root.with_name(root.name + ".json")).read_text())
                                         for name, root in (("round1", round1[index]), ("fresh", fresh[index]),
-                                                           ("run_on", run_on[index]))}
+                                                           ("run_on", run_on[index]),
+                                                           ("round1_run_on", round1_run_on[index]))}
                      for index in range(len(options.policies))}
     for rates in success_rates.values():
         for report in rates.values():
