@@ -97,7 +97,7 @@ def test_auroc_is_undefined_without_both_outcomes():
 
 
 @pytest.mark.slow
-def test_smoke_preset_runs_the_rollout_label_round_and_reports_both_heads(demo_checkpoint, demo_root, tmp_path):
+def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo_checkpoint, demo_root, tmp_path):
     import json
     import subprocess
     import sys
