@@ -26,11 +26,9 @@ demo: setup
 RVLM := outputs/reward_vlm
 RVLM_TASKS := pick-place-v3,push-v3,reach-v3
 RVLM_STEPS ?= 2000
-reward-vlm: setup
+reward-vlm: setup | $(RVLM)/heldout
 	[ -d $(RVLM)/train ] || $(PY) -m data.generate --out $(RVLM)/train --tasks $(RVLM_TASKS) --successes 16 \
 		--failures-per-kind 4 --seed 100 --repo-id local/reward_vlm_train
-	[ -d $(RVLM)/heldout ] || $(PY) -m data.generate --out $(RVLM)/heldout --tasks $(RVLM_TASKS) --successes 4 \
-		--failures-per-kind 2 --seed 200 --repo-id local/reward_vlm_heldout
 	$(PY) -m training.finetune_vlm --dataset $(RVLM)/train --labels ground_truth --init small --soft-targets \
 		--steps $(RVLM_STEPS) --examples 4096 --image-size 96 --save-dtype bfloat16 --out $(REWARD_VLM) --overwrite \
 		--eval-dataset $(RVLM)/heldout --eval-examples 512
@@ -47,13 +45,9 @@ reward-vlm: setup
 DETOURS := outputs/reward_vlm_detours
 DETOUR_KINDS := hesitation,recovered_drop,corrected_misplacement
 DETOUR_STEPS ?= 600
-reward-vlm-detours: setup
+reward-vlm-detours: setup | $(DETOURS)/heldout $(RVLM)/heldout
 	[ -d $(DETOURS)/train ] || $(PY) -m data.generate --out $(DETOURS)/train --tasks pick-place-v3 --successes 12 \
 		--failures-per-kind 3 --success-kinds $(DETOUR_KINDS) --successes-per-kind 8 --seed 800 --repo-id local/detours_train
-	[ -d $(DETOURS)/heldout ] || $(PY) -m data.generate --out $(DETOURS)/heldout --tasks pick-place-v3 --successes 6 \
-		--failures-per-kind 2 --success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 900 --repo-id local/detours_heldout
-	[ -d $(RVLM)/heldout ] || $(PY) -m data.generate --out $(RVLM)/heldout --tasks $(RVLM_TASKS) --successes 4 \
-		--failures-per-kind 2 --seed 200 --repo-id local/reward_vlm_heldout
 	[ -d $(DETOURS)/val ] || $(PY) -m data.generate --out $(DETOURS)/val --tasks pick-place-v3 --successes 4 \
 		--failures-per-kind 1 --success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 850 --repo-id local/detours_val
 	[ -d $(DETOURS)/model ] || $(PY) -m training.finetune_vlm --dataset $(DETOURS)/train --labels ground_truth \
@@ -73,14 +67,10 @@ reward-vlm-detours: setup
 # committed model on both held-out splits (docs/results/reward_vlm_kinds/all_kinds). Not the committed
 # model: `make demo` keeps that one. About 80 minutes on a 2-core CPU.
 ALL_KINDS := outputs/reward_vlm_all_kinds
-reward-vlm-all-kinds: setup
+reward-vlm-all-kinds: setup | $(DETOURS)/heldout $(RVLM)/heldout
 	[ -d $(ALL_KINDS)/train ] || $(PY) -m data.generate --out $(ALL_KINDS)/train --tasks $(RVLM_TASKS) --successes 16 \
 		--failures-per-kind 4 --success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 1000 \
 		--repo-id local/reward_vlm_all_kinds_train
-	[ -d $(DETOURS)/heldout ] || $(PY) -m data.generate --out $(DETOURS)/heldout --tasks pick-place-v3 --successes 6 \
-		--failures-per-kind 2 --success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 900 --repo-id local/detours_heldout
-	[ -d $(RVLM)/heldout ] || $(PY) -m data.generate --out $(RVLM)/heldout --tasks $(RVLM_TASKS) --successes 4 \
-		--failures-per-kind 2 --seed 200 --repo-id local/reward_vlm_heldout
 	[ -d $(ALL_KINDS)/model ] || $(PY) -m training.finetune_vlm --dataset $(ALL_KINDS)/train --labels ground_truth \
 		--init small --soft-targets --steps $(RVLM_STEPS) --examples 4096 --image-size 96 --save-dtype bfloat16 \
 		--out $(ALL_KINDS)/model --eval-dataset $(RVLM)/heldout --eval-examples 512
@@ -89,6 +79,14 @@ reward-vlm-all-kinds: setup
 	$(PY) -m training.experiments.reward_vlm_kinds --dataset $(RVLM)/heldout --work $(ALL_KINDS)/kinds_today \
 		--models today=$(REWARD_VLM),all_kinds=$(ALL_KINDS)/model \
 		--results docs/results/reward_vlm_kinds/all_kinds/todays_kinds
+
+# The held-out splits the reward VLM's targets score on, generated once (seeds nothing trains on).
+$(RVLM)/heldout: | setup
+	$(PY) -m data.generate --out $@ --tasks $(RVLM_TASKS) --successes 4 --failures-per-kind 2 --seed 200 \
+		--repo-id local/reward_vlm_heldout
+$(DETOURS)/heldout: | setup
+	$(PY) -m data.generate --out $@ --tasks pick-place-v3 --successes 6 --failures-per-kind 2 \
+		--success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 900 --repo-id local/detours_heldout
 
 # Labels vs interpolation on data with unflagged failures (docs/results/experiment_unflagged_failures):
 # about 90 min on a 2-core CPU; PRESET=quick for a ~20-minute version. Finished steps are skipped.
