@@ -26,12 +26,14 @@ demo: setup
 RVLM := outputs/reward_vlm
 RVLM_TASKS := pick-place-v3,push-v3,reach-v3
 RVLM_STEPS ?= 2000
+# How the small reward VLM is trained from scratch on a split's simulator truth (this target and
+# reward-vlm-all-kinds), scored on the held-out split's keyframes.
+RVLM_FROM_SCRATCH = --labels ground_truth --init small --soft-targets --steps $(RVLM_STEPS) --examples 4096 \
+	--image-size 96 --save-dtype bfloat16 --eval-dataset $(RVLM)/heldout --eval-examples 512
 reward-vlm: setup | $(RVLM)/heldout
 	[ -d $(RVLM)/train ] || $(PY) -m data.generate --out $(RVLM)/train --tasks $(RVLM_TASKS) --successes 16 \
 		--failures-per-kind 4 --seed 100 --repo-id local/reward_vlm_train
-	$(PY) -m training.finetune_vlm --dataset $(RVLM)/train --labels ground_truth --init small --soft-targets \
-		--steps $(RVLM_STEPS) --examples 4096 --image-size 96 --save-dtype bfloat16 --out $(REWARD_VLM) --overwrite \
-		--eval-dataset $(RVLM)/heldout --eval-examples 512
+	$(PY) -m training.finetune_vlm --dataset $(RVLM)/train $(RVLM_FROM_SCRATCH) --out $(REWARD_VLM) --overwrite
 	$(PY) -m labeling.run --dataset $(RVLM)/heldout --out $(RVLM)/heldout_labeled --model $(REWARD_VLM) \
 		--stages progress --image-size 96 --overwrite --quiet
 	$(PY) -m training.compare --dataset $(RVLM)/heldout --out docs/results/reward_vlm_metaworld \
@@ -71,9 +73,8 @@ reward-vlm-all-kinds: setup | $(DETOURS)/heldout $(RVLM)/heldout
 	[ -d $(ALL_KINDS)/train ] || $(PY) -m data.generate --out $(ALL_KINDS)/train --tasks $(RVLM_TASKS) --successes 16 \
 		--failures-per-kind 4 --success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 1000 \
 		--repo-id local/reward_vlm_all_kinds_train
-	[ -d $(ALL_KINDS)/model ] || $(PY) -m training.finetune_vlm --dataset $(ALL_KINDS)/train --labels ground_truth \
-		--init small --soft-targets --steps $(RVLM_STEPS) --examples 4096 --image-size 96 --save-dtype bfloat16 \
-		--out $(ALL_KINDS)/model --eval-dataset $(RVLM)/heldout --eval-examples 512
+	[ -d $(ALL_KINDS)/model ] || $(PY) -m training.finetune_vlm --dataset $(ALL_KINDS)/train $(RVLM_FROM_SCRATCH) \
+		--out $(ALL_KINDS)/model
 	$(PY) -m training.experiments.reward_vlm_kinds --dataset $(DETOURS)/heldout --work $(ALL_KINDS)/kinds \
 		--models today=$(REWARD_VLM),all_kinds=$(ALL_KINDS)/model --results docs/results/reward_vlm_kinds/all_kinds
 	$(PY) -m training.experiments.reward_vlm_kinds --dataset $(RVLM)/heldout --work $(ALL_KINDS)/kinds_today \

@@ -116,7 +116,7 @@ PRESETS = {
                   image_size=96, steps=1000, batch_size=32, seeds=(0, 1), rollouts=50, episode_length=90,
                   policy=STATE_ACT, checkpoint_every=250, curve_rollouts=20),
     # A setting in which the oracle succeeds: more demonstrations and steps than `cpu`, one share,
-    # a learning-curve point every 1000 steps (run so far: every row and seed but ACTvantage's seed 2).
+    # a learning-curve point every 1000 steps (run so far: every row, seeds 0, 1 and 2).
     "longer": Preset(task="reach-v3", successes=60, shares=(0.5,), cameras=("corner2", "topview"),
                      image_size=96, steps=4000, batch_size=32, seeds=(0, 1, 2), rollouts=50, episode_length=90,
                      policy=STATE_ACT, checkpoint_every=1000, curve_rollouts=20),
