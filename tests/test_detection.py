@@ -4,8 +4,8 @@ threshold comes from the training successes, and every stop is counted as right,
 import numpy as np
 import pytest
 
-from training.evaluation.detection import (RolloutTrace, detection_metrics, hold_for, stop_when_done,
-                                           training_threshold)
+from training.evaluation.detection import (RolloutTrace, detection_metrics, hold_for, label_separation,
+                                           stop_when_done, training_threshold)
 
 
 def trace(reward, first_success=None):
@@ -90,6 +90,26 @@ def test_a_head_that_only_tells_late_frames_from_early_ones_fails_the_matched_fr
     assert detection_metrics(seeing + failures, threshold=0.5, samples=50)["matched_frame_auroc"][0] == 1.0
 
 
+def test_label_separation_compares_a_success_at_its_flag_with_failures_at_the_same_frame():
+    # Labels as rewards: 0.75 is a 4, 1.0 a 5. Two successes run on past their flag (frames 2 and 3).
+    touching = trace([0.25, 0.5, 1.0, 1.0, 0.75], first_success=2)  # a 5 at its flag
+    hovering_success = trace([0.25, 0.5, 0.75, 0.75, 0.75], first_success=3)  # only a 4 at its flag
+    hovering_failure = trace([0.25, 0.75, 0.75, 0.75, 0.75])  # a 4 at frames 2 and 3
+    stalled = trace([0.25, 0.25, 0.25])  # too short for the second success's flag
+    separation = label_separation([touching, hovering_success, hovering_failure, stalled],
+                                  called_success=[True, False, True, False], samples=200)
+    # Pairs: touching beats both failures at frame 2; hovering_success ties hovering_failure at 3.
+    assert separation["auroc_at_flag"][0] == pytest.approx((1 + 1 + 0.5) / 3)
+    low, high = separation["auroc_at_flag"][1:]
+    assert low <= separation["auroc_at_flag"][0] <= high
+    assert separation["score_at_flag"] == {"success": [5.0, 4.0], "failure": [4.0, 2.0, 4.0]}
+    assert separation["called_success"] == {"success": 1, "failure": 1}
+    assert (separation["rollouts"], separation["successes"]) == (4, 2)
+    # Labels that mark only the flag frame (not the time) separate completely.
+    seeing = [trace([0.25, 0.5, 1.0], first_success=2), trace([0.25, 0.5, 0.75, 0.75])]
+    assert label_separation(seeing, [True, False], samples=20)["auroc_at_flag"][0] == 1.0
+
+
 def test_auroc_is_undefined_without_both_outcomes():
     metrics = detection_metrics([trace([0.1, 0.2]), trace([0.3, 0.4])], threshold=0.5, samples=10)
     assert np.isnan(metrics["auroc"][0]) and metrics["false_success"][0] == 0.0
@@ -101,6 +121,7 @@ def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo
     import json
     import subprocess
     import sys
+    from pathlib import Path
 
     from common.ground_truth import read_ground_truth
 
@@ -148,10 +169,25 @@ def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo
     for file in ("README.md", "final_reward.png", "roc.png", "reward_traces.png"):
         assert (results / file).is_file()
     assert "| after, fresh rollouts | 2 (" in (results / "README.md").read_text()
-    # Run again: every step is reused.
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    # Step 7: the labels of each round's rollouts, at the success flags.
+    labeler = "models/metaworld-reward-vlm"
+    assert set(report["labels"]) == {f"{labeler}, round1", f"{labeler}, round1_run_on"}
+    for found in report["labels"].values():
+        assert found["rollouts"] == 2 and all(1 <= score <= 5 for values in found["score_at_flag"].values()
+                                              for score in values)
+    assert f"| {labeler}, round1_run_on | 2 (" in (results / "README.md").read_text()
+    # Run again with another labeler: every step is reused but labeling the rounds' rollouts with it
+    # (here the same model by another path, so its labels must score the same).
+    other = str(Path(labeler).resolve())
+    again = subprocess.run([*command, "--other-labelers", other], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
     steps = [line for line in again.stdout.splitlines() if line.startswith("[experiment]")]
-    assert again.returncode == 0 and steps and all("already done" in line for line in steps)
+    new_steps = [line for line in steps if "already done" not in line]
+    assert steps and new_steps == ["[experiment] label labeled_by/labeler0/round1_policy0 ...",
+                                   "[experiment] label labeled_by/labeler0/round1_run_on_policy0 ..."]
+    labels = json.loads((results / "results.json").read_text())["labels"]
+    for round_name in ("round1", "round1_run_on"):
+        assert labels[f"{other}, {round_name}"] == labels[f"{labeler}, {round_name}"]
 
 
 def test_a_head_dataset_with_simulator_positions_is_refused_before_anything_runs(tmp_path, cli):
@@ -164,4 +200,12 @@ def test_a_head_dataset_with_simulator_positions_is_refused_before_anything_runs
     result = cli("training.experiments.success_detection", "--policies", tmp_path / "unused", "--datasets", dataset,
                  "--task", "reach-v3", "--work", tmp_path / "work", "--results", tmp_path / "results")
     assert result.returncode == 2 and "must not read the simulator's object and goal positions" in result.stderr
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_labeler_named_twice_is_refused_before_anything_runs(tmp_path, cli):
+    result = cli("training.experiments.success_detection", "--policies", tmp_path / "unused", "--datasets",
+                 tmp_path / "unused", "--task", "reach-v3", "--work", tmp_path / "work", "--other-labelers",
+                 "models/metaworld-reward-vlm")
+    assert result.returncode == 2 and "repeats a labeler" in result.stderr
     assert not (tmp_path / "work").exists()

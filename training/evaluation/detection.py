@@ -20,6 +20,9 @@ env ends an episode on its first success unless the rollout is run on past it):
   With a hold of k frames the stop is at the k-th frame in a row at or above the threshold
   (`hold_for` takes k from rollouts the head was trained on); scoring such a rule needs
   rollouts that go on past their success, or a success would end before its hold does.
+
+A head learns "done" only if its labels hold it: `label_separation` scores the labels of the
+rollouts a head trains on in the same way, at the frame each success is first flagged.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.scale import reward_to_score
 from training.evaluation.metrics import (RECALL_FOR_THRESHOLD, percentile_intervals, recall_threshold, resamples,
                                          weighted_auroc)
 from training.evaluation.success import wilson_interval
@@ -100,21 +104,29 @@ def stop_when_done(traces: list[RolloutTrace], threshold: float, hold: int = 1) 
             "stop_right_rate": right / stops if stops else float("nan"), "stop_right_ci95": (low, high)}
 
 
-def matched_frame_wins(traces: list[RolloutTrace]) -> tuple[np.ndarray, np.ndarray]:
-    """(wins, comparable), each (successes, failures): 1 where a success's final reward is above the
-    failure's reward on the same frame index, 0.5 on a tie; comparable where the failure lasted
-    that long."""
+def matched_frame_wins(traces: list[RolloutTrace], at_flag: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(wins, comparable), each (successes, failures): 1 where a success's final reward (with
+    `at_flag`, its reward on its first flagged frame) is above the failure's reward on the same
+    frame index, 0.5 on a tie; comparable where the failure lasted that long."""
     successes = [trace for trace in traces if trace.succeeded]
     failures = [trace for trace in traces if not trace.succeeded]
     wins = np.zeros((len(successes), len(failures)))
     comparable = np.zeros((len(successes), len(failures)), dtype=bool)
     for i, success in enumerate(successes):
-        frame, final = len(success.reward) - 1, success.reward[-1]
+        frame = success.first_success if at_flag else len(success.reward) - 1
+        value = success.reward[frame]
         for j, failure in enumerate(failures):
             if len(failure.reward) > frame:
                 comparable[i, j] = True
-                wins[i, j] = (final > failure.reward[frame]) + 0.5 * (final == failure.reward[frame])
+                wins[i, j] = (value > failure.reward[frame]) + 0.5 * (value == failure.reward[frame])
     return wins, comparable
+
+
+def matched_auroc(weights: np.ndarray, success: np.ndarray, wins: np.ndarray, comparable: np.ndarray) -> float:
+    """The share of comparable (success, failure) pairs a success wins, each pair weighted by
+    its two rollouts' bootstrap weights."""
+    pairs = weights[success][:, None] * weights[~success][None, :] * comparable
+    return (pairs * wins).sum() / pairs.sum() if pairs.sum() else float("nan")
 
 
 def detection_metrics(traces: list[RolloutTrace], threshold: float, samples: int = 1000,
@@ -129,9 +141,8 @@ def detection_metrics(traces: list[RolloutTrace], threshold: float, samples: int
 
     def rates(weights: np.ndarray) -> dict[str, float]:
         failures, successes = (weights * ~success).sum(), (weights * success).sum()
-        pairs = weights[success][:, None] * weights[~success][None, :] * comparable
         return {"auroc": weighted_auroc(final, success, weights),
-                "matched_frame_auroc": (pairs * wins).sum() / pairs.sum() if pairs.sum() else float("nan"),
+                "matched_frame_auroc": matched_auroc(weights, success, wins, comparable),
                 "false_success": (weights * (says_done & ~success)).sum() / failures if failures else float("nan"),
                 "true_success": (weights * (says_done & success)).sum() / successes if successes else float("nan")}
 
@@ -140,3 +151,27 @@ def detection_metrics(traces: list[RolloutTrace], threshold: float, samples: int
     return {"rollouts": len(traces), "successes": int(success.sum()), "threshold": float(threshold), **intervals,
             "stop_when_done": stop_when_done(traces, threshold, hold),
             "final_reward": {"success": final[success].tolist(), "failure": final[~success].tolist()}}
+
+
+def label_separation(traces: list[RolloutTrace], called_success: np.ndarray, samples: int = 1000,
+                     seed: int = 0) -> dict[str, object]:
+    """Do the labels a head learns from tell success from failure? `traces` carry the labels (as
+    rewards) of recorded rollouts, `called_success` the labels' verdict per rollout. Each
+    success's label on its first flagged frame against every failure's label on the same frame:
+    the AUROC (bootstrap 95 % over rollouts) and those labels as 1-5 scores; and how many
+    successes and failures the verdicts call a success."""
+    success = np.array([trace.succeeded for trace in traces], dtype=bool)
+    called = np.asarray(called_success, dtype=bool)
+    wins, comparable = matched_frame_wins(traces, at_flag=True)
+    intervals = percentile_intervals(
+        {"auroc_at_flag": matched_auroc(np.ones(len(traces)), success, wins, comparable)},
+        [{"auroc_at_flag": matched_auroc(weights, success, wins, comparable)}
+         for weights in resamples(len(traces), samples, seed)])
+    successes = [trace for trace in traces if trace.succeeded]
+    failures = [trace for trace in traces if not trace.succeeded]
+    at_flag = {"success": [trace.reward[trace.first_success] for trace in successes],
+               "failure": [failure.reward[success.first_success] for success in successes for failure in failures
+                           if len(failure.reward) > success.first_success]}
+    return {"rollouts": len(traces), "successes": int(success.sum()), **intervals,
+            "score_at_flag": {outcome: reward_to_score(values).tolist() for outcome, values in at_flag.items()},
+            "called_success": {"success": int(called[success].sum()), "failure": int(called[~success].sum())}}

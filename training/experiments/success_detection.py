@@ -21,6 +21,10 @@ after a rollout-label round (issue 21, item 4).
    one a success ends on its flag and a failure at the episode's length, so the "after" head can
    learn the length; run on, a success is as long as a failure and shows what follows it. Scored
    as in 4 and 5, its hold from its own round's failures.
+7. The labels themselves: each round's labels at the frame the simulator first flags a success,
+   against the failures' labels at the same frame (`label_separation`); a head learns "done" only
+   if they hold it. `--other-labelers` scores more models' labels of the same rollouts this way
+   (labeling only, no head trained), to choose a labeler before paying for heads.
 
 Finished steps are skipped when run again (`--work`). Results: `results.json`, and in
 `--results` a README with the command, seeds and table, `final_reward.png` and `roc.png`.
@@ -42,7 +46,8 @@ from common.ground_truth import read_ground_truth_by_episode
 from common.options import as_record, command_line, option, parse_options
 from common.reward_sources import read_rewards
 from common.staging import publish, staging_dir
-from training.evaluation.detection import RolloutTrace, detection_metrics, hold_for, training_threshold
+from training.evaluation.detection import (RolloutTrace, detection_metrics, hold_for, label_separation,
+                                           training_threshold)
 from training.evaluation.predict import load_policy, predict_rewards
 from training.evaluation.rollouts import IMAGE_PREFIX, Recording, env_config_for, run_rollouts
 from training.evaluation.success import success_summary
@@ -83,6 +88,8 @@ class SuccessDetectionOptions:
     work: Path = option(Path("outputs/success_detection"), help="labels, heads, rollouts; finished steps are reused")
     results: Path = option(Path("docs/results/success_detection"), help="README, plots and results.json")
     model: str = option("models/metaworld-reward-vlm", help="the labeler's model (labeling.run --model)")
+    other_labelers: tuple[str, ...] = option((), help="more labeling models whose labels of each round's rollouts are "
+                                                      "scored beside --model's (step 7); no head is trained on them")
     train_episodes: str | None = option(None, help="episodes of each --datasets to label and train on, e.g. 0,3,5-9 "
                                                    "(default: all)")
     seed: int = option(5000, help="first rollout seed; round one uses the next --rollouts seeds, the fresh "
@@ -96,6 +103,9 @@ class SuccessDetectionOptions:
     def __post_init__(self):
         if not self.policies or not self.datasets:
             raise ConfigError("--policies and --datasets each need at least one path")
+        labelers = (self.model, *self.other_labelers)
+        if len(set(labelers)) < len(labelers):
+            raise ConfigError(f"--other-labelers repeats a labeler ({', '.join(labelers)}): each model is scored once")
 
     @property
     def sized(self) -> Preset:
@@ -108,11 +118,23 @@ class SuccessDetectionOptions:
         return list(range(start, start + self.sized.rollouts))
 
 
-def label(dataset: Path, out: Path, options: SuccessDetectionOptions, timings: list, episodes: str | None = None) -> Path:
-    """`labeling.run` on `dataset` (the labeler sees its frames and task only)."""
+@dataclass(frozen=True)
+class LabelRound:
+    """One rollout-label round: the rollouts, their labels, and the head trained with them."""
+
+    name: str
+    rollouts: list[Path]
+    labeled: list[Path]
+    head_set: Path
+    head: Path
+
+
+def label(dataset: Path, out: Path, options: SuccessDetectionOptions, timings: list, episodes: str | None = None,
+          model: str | None = None) -> Path:
+    """`labeling.run` on `dataset` with `model` (default --model); the labeler sees frames and task only."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    step(f"label {dataset.name}", out, timings, lambda: run(
-        [sys.executable, "-m", "labeling.run", "--dataset", str(dataset), "--out", str(out), "--model", options.model,
+    step(f"label {out.relative_to(options.work)}", out, timings, lambda: run(
+        [sys.executable, "-m", "labeling.run", "--dataset", str(dataset), "--out", str(out), "--model", model or options.model,
          "--device", options.device, "--quiet", *(["--episodes", episodes] if episodes else [])],
         out.with_name(out.name + ".log")))
     return out
@@ -190,13 +212,43 @@ def roll_out(round_name: str, round_index: int, views: tuple[tuple[str, ...], in
 
 
 def rollout_label_round(round_name: str, head_name: str, views: tuple[tuple[str, ...], int], labeled_training: list[Path],
-                        options: SuccessDetectionOptions, timings: list, run_on: bool = False) -> tuple[list[Path], Path, Path]:
+                        options: SuccessDetectionOptions, timings: list, run_on: bool = False) -> LabelRound:
     """Round one's rollouts (seeds(0)) labeled by `labeling.run` and a head trained on the training
-    data plus them: (rollouts, the head's training set, the head)."""
+    data plus them."""
     rollouts = roll_out(round_name, 0, views, options, timings, run_on)
     labeled = [label(root, options.work / "labeled" / f"{round_name}_{root.name}", options, timings) for root in rollouts]
     head_set = head_training_set(labeled_training + labeled, options.work / "head_data" / head_name, timings)
-    return rollouts, head_set, train_head(head_name, head_set, options, timings)
+    return LabelRound(round_name, rollouts, labeled, head_set, train_head(head_name, head_set, options, timings))
+
+
+def label_traces(labeled: list[Path], rollouts: list[Path]) -> tuple[list[RolloutTrace], np.ndarray]:
+    """The labels of recorded rollouts at every frame beside the simulator's success flags, and
+    the labels' verdict per rollout (success: imitate)."""
+    found, called = [], []
+    for labeled_root, rollout_root in zip(labeled, rollouts, strict=True):
+        truth, _ = read_ground_truth_by_episode(rollout_root)
+        rows = read_rewards(f"labels:{labeled_root}", EpisodeSource.open(labeled_root).meta)
+        by_episode = {int(e): frames.sort_values("frame_index") for e, frames in rows.groupby("episode_index")}
+        for episode in sorted(truth):
+            found.append(RolloutTrace(by_episode[episode]["reward"].to_numpy(dtype=float),
+                                      truth[episode]["success"].to_numpy(dtype=bool)))
+            called.append(bool(by_episode[episode]["imitate"].iloc[0]))
+    return found, np.array(called, dtype=bool)
+
+
+def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions, timings: list) -> dict[str, dict]:
+    """Step 7: `label_separation` of --model's labels of each round's rollouts and of every
+    --other-labelers model's labels of the same rollouts, keyed "model, round"."""
+    separation = {}
+    for round_ in rounds:
+        labeled_by = {options.model: round_.labeled} | {
+            model: [label(root, options.work / "labeled_by" / f"labeler{index}" / f"{round_.name}_{root.name}", options,
+                          timings, model=model) for root in round_.rollouts]
+            for index, model in enumerate(options.other_labelers)}
+        for model, labeled in labeled_by.items():
+            separation[f"{model}, {round_.name}"] = label_separation(*label_traces(labeled, round_.rollouts),
+                                                                     samples=options.sized.bootstrap)
+    return separation
 
 
 def head_threshold(head: Path, training_set: Path) -> float:
@@ -305,8 +357,29 @@ def results_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def labels_table(labels: dict[str, dict]) -> str:
+    """Step 7 as a table: the labels at each success's first flagged frame against the failures'
+    at the same frame."""
+
+    def scores(values: list[float]) -> str:
+        values = np.array(values)
+        return (f"{values.mean():.2f} ({(values >= 4).mean():.0%} / {(values >= 5).mean():.0%})" if len(values)
+                else "n/a")
+
+    lines = ["| labeler, round | rollouts (successes) | AUROC at the flag | successes' label at the flag: mean (>= 4 / 5) "
+             "| failures' labels at the same frames: mean (>= 4 / 5) | called a success: successes / failures |",
+             "|---|---|---|---|---|---|"]
+    for name, found in labels.items():
+        called = found["called_success"]
+        lines.append(f"| {name} | {found['rollouts']} ({found['successes']}) | {interval(found['auroc_at_flag'])} | "
+                     f"{scores(found['score_at_flag']['success'])} | {scores(found['score_at_flag']['failure'])} | "
+                     f"{called['success']}/{found['successes']} / {called['failure']}/"
+                     f"{found['rollouts'] - found['successes']} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_readme(options: SuccessDetectionOptions, argv: list[str] | None, rows: dict[str, dict],
-                 success_rates: dict[str, dict]) -> None:
+                 labels: dict[str, dict], success_rates: dict[str, dict]) -> None:
     policies = "\n".join(f"- policy {index}: `{checkpoint}`: {rates['round1']['successes']}/"
                          f"{rates['round1']['episodes']} successes in round one, {rates['fresh']['successes']}/"
                          f"{rates['fresh']['episodes']} on the fresh seeds, {rates['run_on']['successes']}/"
@@ -342,6 +415,12 @@ length can meet it), false success <= 0.10 at 95 % TPR.
 
 ![final-frame reward by outcome](final_reward.png) ![ROC](roc.png)
 
+The labels the "after" heads learned from, on their round's rollouts (and other labelers' labels
+of the same rollouts, if any): each success's label (1-5) on the frame the simulator first flags
+success against every failure's label on the same frame. A head learns "done" only if these
+separate.
+
+{labels_table(labels)}
 The head's reward at every frame of every rollout (a success ends on the frame the simulator
 flags, except in the rollouts run on past it):
 
@@ -357,19 +436,20 @@ def main(argv: list[str] | None = None) -> int:
                         for index, dataset in enumerate(options.datasets)]
     before_set = head_training_set(labeled_training, work / "head_data" / "before", timings)
     before = train_head("before", before_set, options, timings)
-    round1, after_set, after = rollout_label_round("round1", "after", views, labeled_training, options, timings)
+    round1 = rollout_label_round("round1", "after", views, labeled_training, options, timings)
     fresh = roll_out("fresh", 1, views, options, timings)
     run_on = roll_out("run_on", 2, views, options, timings, run_on=True)
-    round1_run_on, after_run_on_set, after_run_on = rollout_label_round("round1_run_on", "after_run_on", views,
-                                                                        labeled_training, options, timings, run_on=True)
+    round1_run_on = rollout_label_round("round1_run_on", "after_run_on", views, labeled_training, options, timings,
+                                        run_on=True)
+    labels = labels_of_rounds([round1, round1_run_on], options, timings)
 
     threshold_before = head_threshold(before, before_set)
-    scored = {"before, round-one rollouts": (traces(before, round1), threshold_before, 1),
+    scored = {"before, round-one rollouts": (traces(before, round1.rollouts), threshold_before, 1),
               "before, fresh rollouts": (traces(before, fresh), threshold_before, 1)}
-    for name, head, head_set, head_round in (("after", after, after_set, round1),
-                                             ("after run-on", after_run_on, after_run_on_set, round1_run_on)):
-        threshold = head_threshold(head, head_set)
-        hold = hold_for([trace for trace in traces(head, head_round) if not trace.succeeded], threshold)
+    for name, round_ in (("after", round1), ("after run-on", round1_run_on)):
+        head = round_.head
+        threshold = head_threshold(head, round_.head_set)
+        hold = hold_for([trace for trace in traces(head, round_.rollouts) if not trace.succeeded], threshold)
         run_on_traces = traces(head, run_on)
         scored |= {f"{name}, fresh rollouts": (traces(head, fresh), threshold, 1),
                    f"{name}, run on past success": (run_on_traces, threshold, 1),
@@ -378,9 +458,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, (found, threshold, held) in scored.items()}
     traced = {name: found for name, (found, _, held) in scored.items() if held == 1}  # a held row's traces are drawn already
     success_rates = {f"policy{index}": {name: json.loads((root.with_name(root.name + ".json")).read_text())
-                                        for name, root in (("round1", round1[index]), ("fresh", fresh[index]),
+                                        for name, root in (("round1", round1.rollouts[index]), ("fresh", fresh[index]),
                                                            ("run_on", run_on[index]),
-                                                           ("round1_run_on", round1_run_on[index]))}
+                                                           ("round1_run_on", round1_run_on.rollouts[index]))}
                      for index in range(len(options.policies))}
     for rates in success_rates.values():
         for report in rates.values():
@@ -389,10 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     (options.results / "results.json").write_text(json.dumps(
         {"command": command_line(PROG, argv), "options": as_record(options), "preset": asdict(options.sized),
          "seeds": {"round1": options.seeds(0), "fresh": options.seeds(1), "run_on": options.seeds(2)}, "policies": success_rates,
-         "heads": rows, "timings": timings}, indent=2))
+         "heads": rows, "labels": labels, "timings": timings}, indent=2))
     write_plots(rows, traced, options.results)
-    write_readme(options, argv, rows, success_rates)
-    print(results_table(rows), end="")
+    write_readme(options, argv, rows, labels, success_rates)
+    print(results_table(rows) + "\n" + labels_table(labels), end="")
     return 0
 
 
