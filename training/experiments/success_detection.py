@@ -26,7 +26,7 @@ after a rollout-label round (issue 21, item 4).
    if they hold it. `--other-labelers` scores more models' labels of the same rollouts this way
    (labeling only, no head trained), to choose a labeler before paying for heads.
 
-Finished steps are skipped when run again (`--work`). Results: `results.json`, and in
+Finished steps are skipped when run again (`--work`), the heads' predictions among them. Results: `results.json`, and in
 `--results` a README with the command, seeds and table, `final_reward.png` and `roc.png`.
 """
 
@@ -119,14 +119,27 @@ class SuccessDetectionOptions:
 
 
 @dataclass(frozen=True)
+class Head:
+    """A trained reward head: its name, checkpoint, training set, and its scores (threshold and
+    traces, kept with it, so retraining it drops them)."""
+
+    name: str
+    checkpoint: Path
+    training_set: Path
+
+    @property
+    def scores(self) -> Path:
+        return self.checkpoint.parents[1] / "scores"
+
+
+@dataclass(frozen=True)
 class LabelRound:
     """One rollout-label round: the rollouts, their labels, and the head trained with them."""
 
     name: str
     rollouts: list[Path]
     labeled: list[Path]
-    head_set: Path
-    head: Path
+    head: Head
 
 
 def label(dataset: Path, out: Path, options: SuccessDetectionOptions, timings: list, episodes: str | None = None,
@@ -163,13 +176,13 @@ def head_training_set(labeled: list[Path], out: Path, timings: list) -> Path:
     return out
 
 
-def train_head(name: str, dataset: Path, options: SuccessDetectionOptions, timings: list) -> Path:
+def train_head(name: str, dataset: Path, options: SuccessDetectionOptions, timings: list) -> Head:
     (options.work / "heads").mkdir(parents=True, exist_ok=True)
     spec = train_rewact(f"head {name}", dataset, ["--label-source", "labels", "--labels-path",
                                                   str(dataset / HEAD_LABELS)],
                         options.work / "heads" / name, options.sized.head_steps, options.sized.head_batch_size,
                         options.device, options.head_seed, [], timings)
-    return Path(spec.removeprefix("rewact:"))
+    return Head(name, Path(spec.removeprefix("rewact:")), dataset)
 
 
 def recording_views(dataset: Path) -> tuple[tuple[str, ...], int]:
@@ -218,7 +231,7 @@ def rollout_label_round(round_name: str, head_name: str, views: tuple[tuple[str,
     rollouts = roll_out(round_name, 0, views, options, timings, run_on)
     labeled = [label(root, options.work / "labeled" / f"{round_name}_{root.name}", options, timings) for root in rollouts]
     head_set = head_training_set(labeled_training + labeled, options.work / "head_data" / head_name, timings)
-    return LabelRound(round_name, rollouts, labeled, head_set, train_head(head_name, head_set, options, timings))
+    return LabelRound(round_name, rollouts, labeled, train_head(head_name, head_set, options, timings))
 
 
 def label_traces(labeled: list[Path], rollouts: list[Path]) -> tuple[list[RolloutTrace], np.ndarray]:
@@ -251,27 +264,51 @@ def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions,
     return separation
 
 
-def head_threshold(head: Path, training_set: Path) -> float:
+def head_threshold(head: Head, timings: list) -> float:
     """The head's own "done": the final-frame reward that 95 % of its training episodes the labels
-    call successes reach."""
-    labels = pd.read_parquet(training_set / HEAD_LABELS)
-    successes = sorted(int(e) for e, rows in labels.groupby("episode_index") if rows["imitate"].iloc[0])
-    if not successes:
-        raise DatasetError(f"labeling.run called none of the episodes in {training_set} a success: the head has no "
-                           "threshold to learn from; give --datasets with successes")
-    predicted = predict_rewards(load_policy(head), training_set, successes)
-    return training_threshold(np.array([reward[-1] for reward, _ in predicted.values()]))
+    call successes reach; computed once."""
+    out = head.scores / "threshold.json"
+
+    def compute() -> None:
+        labels = pd.read_parquet(head.training_set / HEAD_LABELS)
+        successes = sorted(int(e) for e, rows in labels.groupby("episode_index") if rows["imitate"].iloc[0])
+        if not successes:
+            raise DatasetError(f"labeling.run called none of the episodes in {head.training_set} a success: the head "
+                               "has no threshold to learn from; give --datasets with successes")
+        predicted = predict_rewards(load_policy(head.checkpoint), head.training_set, successes)
+        threshold = training_threshold(np.array([reward[-1] for reward, _ in predicted.values()]))
+        write_once(out, lambda partial: partial.write_text(json.dumps({"threshold": threshold})))
+
+    step(f"threshold of head {head.name}", out, timings, compute)
+    return json.loads(out.read_text())["threshold"]
 
 
-def traces(head: Path, rollout_sets: list[Path]) -> list[RolloutTrace]:
-    """The head's reward at every frame of the recorded rollouts, with the simulator's success flags."""
-    loaded = load_policy(head)
-    found = []
-    for root in rollout_sets:
-        truth, _ = read_ground_truth_by_episode(root)
-        predicted = predict_rewards(loaded, root, sorted(truth))
-        found += [RolloutTrace(predicted[e][0], truth[e]["success"].to_numpy(dtype=bool)) for e in sorted(truth)]
-    return found
+def traces(head: Head, rollout_sets: list[Path], timings: list) -> list[RolloutTrace]:
+    """The head's reward at every frame of one round's recorded rollouts (`rollout_sets`, one per
+    policy), with the simulator's success flags; predicted once."""
+    out = head.scores / f"{rollout_sets[0].parent.name}.parquet"
+
+    def predict() -> None:
+        loaded, frames = load_policy(head.checkpoint), []
+        for root in rollout_sets:
+            truth, _ = read_ground_truth_by_episode(root)
+            predicted = predict_rewards(loaded, root, sorted(truth))
+            for episode in sorted(truth):
+                frames.append(pd.DataFrame({"rollout": len(frames), "reward": predicted[episode][0],
+                                            "success": truth[episode]["success"].to_numpy(dtype=bool)}))
+        write_once(out, lambda partial: pd.concat(frames, ignore_index=True).to_parquet(partial, index=False))
+
+    step(f"traces of head {head.name} on {out.stem}", out, timings, predict)
+    return [RolloutTrace(rows["reward"].to_numpy(dtype=float), rows["success"].to_numpy(dtype=bool))
+            for _, rows in pd.read_parquet(out).groupby("rollout", sort=True)]
+
+
+def write_once(out: Path, write) -> None:
+    """`write(partial)` beside `out`, then renamed to it: a killed run leaves no `out` to be taken as done."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    write(partial)
+    partial.rename(out)
 
 
 def roc_points(final_reward: dict[str, list[float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -434,8 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     views = recording_views(options.datasets[0])
     labeled_training = [label(dataset, work / "labeled" / f"train{index}", options, timings, options.train_episodes)
                         for index, dataset in enumerate(options.datasets)]
-    before_set = head_training_set(labeled_training, work / "head_data" / "before", timings)
-    before = train_head("before", before_set, options, timings)
+    before = train_head("before", head_training_set(labeled_training, work / "head_data" / "before", timings), options,
+                        timings)
     round1 = rollout_label_round("round1", "after", views, labeled_training, options, timings)
     fresh = roll_out("fresh", 1, views, options, timings)
     run_on = roll_out("run_on", 2, views, options, timings, run_on=True)
@@ -443,15 +480,16 @@ def main(argv: list[str] | None = None) -> int:
                                         run_on=True)
     labels = labels_of_rounds([round1, round1_run_on], options, timings)
 
-    threshold_before = head_threshold(before, before_set)
-    scored = {"before, round-one rollouts": (traces(before, round1.rollouts), threshold_before, 1),
-              "before, fresh rollouts": (traces(before, fresh), threshold_before, 1)}
+    threshold_before = head_threshold(before, timings)
+    scored = {"before, round-one rollouts": (traces(before, round1.rollouts, timings), threshold_before, 1),
+              "before, fresh rollouts": (traces(before, fresh, timings), threshold_before, 1)}
     for name, round_ in (("after", round1), ("after run-on", round1_run_on)):
         head = round_.head
-        threshold = head_threshold(head, round_.head_set)
-        hold = hold_for([trace for trace in traces(head, round_.rollouts) if not trace.succeeded], threshold)
-        run_on_traces = traces(head, run_on)
-        scored |= {f"{name}, fresh rollouts": (traces(head, fresh), threshold, 1),
+        threshold = head_threshold(head, timings)
+        own_round = traces(head, round_.rollouts, timings)
+        hold = hold_for([trace for trace in own_round if not trace.succeeded], threshold)
+        run_on_traces = traces(head, run_on, timings)
+        scored |= {f"{name}, fresh rollouts": (traces(head, fresh, timings), threshold, 1),
                    f"{name}, run on past success": (run_on_traces, threshold, 1),
                    f"{name}, run on past success, held": (run_on_traces, threshold, hold)}
     rows = {name: detection_metrics(found, threshold, options.sized.bootstrap, hold=held)
