@@ -166,7 +166,7 @@ def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo
     assert after_run_on["total_episodes"] == before["total_episodes"] + 2
     assert after_run_on["total_frames"] == before["total_frames"] + 20
     assert report["policies"]["policy0"]["round1_run_on"]["episodes"] == 2
-    for file in ("README.md", "final_reward.png", "roc.png", "reward_traces.png"):
+    for file in ("README.md", "final_reward.png", "roc.png", "reward_traces.png", "labels_at_flag.png"):
         assert (results / file).is_file()
     assert "| after, fresh rollouts | 2 (" in (results / "README.md").read_text()
     # Step 7: the labels of each round's rollouts, at the success flags.

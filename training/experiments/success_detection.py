@@ -44,6 +44,7 @@ from common.cli import ConfigError, DatasetError, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth_by_episode
 from common.options import as_record, command_line, option, parse_options
+from common.scale import SCORES
 from common.reward_sources import read_rewards
 from common.staging import publish, staging_dir
 from training.evaluation.detection import (RolloutTrace, detection_metrics, hold_for, label_separation,
@@ -319,7 +320,8 @@ def roc_points(final_reward: dict[str, list[float]]) -> tuple[np.ndarray, np.nda
             np.array([(success >= t).mean() if len(success) else np.nan for t in thresholds]))
 
 
-def write_plots(rows: dict[str, dict], traced: dict[str, list[RolloutTrace]], results: Path) -> None:
+def write_plots(rows: dict[str, dict], traced: dict[str, list[RolloutTrace]], labels: dict[str, dict],
+                results: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -369,6 +371,26 @@ def write_plots(rows: dict[str, dict], traced: dict[str, list[RolloutTrace]], re
                       fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(results / "reward_traces.png", dpi=110)
+    plt.close(fig)
+
+    # Step 7: the share of each label at the successes' flags and at the failures' same frames.
+    fig, axes = plt.subplots(1, len(labels), figsize=(2.6 * len(labels), 3.4), sharey=True, squeeze=False)
+    colours = plt.get_cmap("RdYlGn")(np.linspace(0.05, 0.95, len(SCORES)))
+    for ax, (name, found) in zip(axes[0], labels.items(), strict=True):
+        groups = {f"successes\nat the flag ({len(found['score_at_flag']['success'])})": found["score_at_flag"]["success"],
+                  f"failures, same\nframes ({len(found['score_at_flag']['failure'])})": found["score_at_flag"]["failure"]}
+        for position, values in enumerate(groups.values()):
+            shares = np.array([np.mean(np.rint(values) == score) if len(values) else 0.0 for score in SCORES])
+            ax.bar(position, shares, bottom=np.concatenate([[0], np.cumsum(shares)[:-1]]), color=colours, width=0.6)
+        ax.set_xticks(range(len(groups)), list(groups), fontsize=7)
+        ax.set_title(name.replace(", ", "\n"), fontsize=7)
+    axes[0][0].set_ylabel("share of labels")
+    axes[0][-1].legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colour) for colour in colours],
+                       labels=[str(score) for score in SCORES], title="label", fontsize=7, title_fontsize=7,
+                       loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("The labels at the moment of success", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(results / "labels_at_flag.png", dpi=120)
     plt.close(fig)
 
 
@@ -458,6 +480,8 @@ success against every failure's label on the same frame. A head learns "done" on
 separate.
 
 {labels_table(labels)}
+![labels at the success flag](labels_at_flag.png)
+
 The head's reward at every frame of every rollout (a success ends on the frame the simulator
 flags, except in the rollouts run on past it):
 
@@ -508,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         {"command": command_line(PROG, argv), "options": as_record(options), "preset": asdict(options.sized),
          "seeds": {"round1": options.seeds(0), "fresh": options.seeds(1), "run_on": options.seeds(2)}, "policies": success_rates,
          "heads": rows, "labels": labels, "timings": timings}, indent=2))
-    write_plots(rows, traced, options.results)
+    write_plots(rows, traced, labels, options.results)
     write_readme(options, argv, rows, labels, success_rates)
     print(results_table(rows) + "\n" + labels_table(labels), end="")
     return 0
