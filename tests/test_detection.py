@@ -129,8 +129,27 @@ def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo
     command = [sys.executable, "-m", "training.experiments.success_detection", "--preset", "smoke", "--task",
                "reach-v3", "--policies", str(demo_checkpoint), "--datasets", str(demo_root), "--work", str(work),
                "--results", str(results), "--train-episodes", "7,8,10"]  # two reach successes and a stall
+    # --labels-only: round one's rollouts (ended at success, and run on) labeled and the labels
+    # scored at the success flags; no head is trained.
+    labels_only = subprocess.run([*command, "--labels-only"], capture_output=True, text=True, timeout=600)
+    assert labels_only.returncode == 0, labels_only.stderr[-3000:]
+    report = json.loads((results / "results.json").read_text())
+    labeler = "models/metaworld-reward-vlm"
+    assert report["heads"] == {} and report["seeds"] == {"round1": [5000, 5001]}
+    assert set(report["labels"]) == {f"{labeler}, round1", f"{labeler}, round1_run_on"}
+    for found in report["labels"].values():
+        assert found["rollouts"] == 2 and all(1 <= score <= 5 for values in found["score_at_flag"].values()
+                                              for score in values)
+    assert set(report["policies"]["policy0"]) == {"round1", "round1_run_on"}
+    assert not (work / "heads").exists() and not (work / "labeled" / "train0").exists()
+    readme = (results / "README.md").read_text()
+    assert f"| {labeler}, round1_run_on | 2 (" in readme and "no head trained" in readme
+    assert (results / "labels_at_flag.png").is_file() and not (results / "roc.png").exists()
+
+    # The whole command: round one is reused, the heads trained and scored.
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "roll out policy 0 (round1_run_on): already done" in result.stdout
     report = json.loads((results / "results.json").read_text())
     assert report["seeds"] == {"round1": [5000, 5001], "fresh": [5002, 5003], "run_on": [5004, 5005]}
     after_rows = ("fresh rollouts", "run on past success", "run on past success, held")
@@ -169,13 +188,7 @@ def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo
     for file in ("README.md", "final_reward.png", "roc.png", "reward_traces.png", "labels_at_flag.png"):
         assert (results / file).is_file()
     assert "| after, fresh rollouts | 2 (" in (results / "README.md").read_text()
-    # Step 7: the labels of each round's rollouts, at the success flags.
-    labeler = "models/metaworld-reward-vlm"
     assert set(report["labels"]) == {f"{labeler}, round1", f"{labeler}, round1_run_on"}
-    for found in report["labels"].values():
-        assert found["rollouts"] == 2 and all(1 <= score <= 5 for values in found["score_at_flag"].values()
-                                              for score in values)
-    assert f"| {labeler}, round1_run_on | 2 (" in (results / "README.md").read_text()
     # Run again with another labeler: every step is reused but labeling the rounds' rollouts with it
     # (here the same model by another path, so its labels must score the same).
     other = str(Path(labeler).resolve())

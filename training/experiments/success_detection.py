@@ -5,29 +5,29 @@ after a rollout-label round (issue 21, item 4).
         --policies outputs/train/policy/checkpoints/last --datasets outputs/bench_reach \
         --work outputs/success_detection --results docs/results/success_detection
 
-1. The head's training data: each of `--datasets` labeled by `labeling.run` with `--model`
-   (pixels and the task only), trained as a pixel RewACT ("before").
-2. Every policy (any RewACT or ACT checkpoint, on state or pixels) is rolled out on new seeds and
-   its rollouts recorded with the head's views (`training.evaluation.rollouts.Recording`).
-3. The rollout-label round: those rollouts labeled by `labeling.run` too, and a head trained on
-   the training data plus them ("after").
+1. Round one: every policy (any RewACT or ACT checkpoint, on state or pixels) rolled out on new
+   seeds and recorded with the head's views (`training.evaluation.rollouts.Recording`); a success
+   ends on its flag. The same seeds again run on past their success to `run_on_length` frames, so
+   a success is as long as a failure and shows what follows it. Both labeled by `labeling.run`
+   with `--model` (pixels and the task only).
+2. The labels themselves: each success's label on the frame the simulator first flags it against
+   the failures' labels on the same frame (`label_separation`); a head learns "done" only if they
+   hold it. `--other-labelers` scores more models' labels of the same rollouts (labeling only),
+   and `--labels-only` stops here: a labeler checked before paying for heads.
+3. The heads: each of `--datasets` labeled by `labeling.run`, a pixel RewACT trained on them
+   ("before"), on them plus round one ("after"), and on them plus round one run on ("after
+   run-on"). In round one a success ends on its flag and a failure at the episode's length, so
+   the "after" head can learn the length; the run-on round takes that away.
 4. Fresh rollouts on seeds neither round used. Each head's final-frame AUROC, false success at the
    threshold from its own training labels, and "stop when done" (`training.evaluation.detection`).
 5. Rollouts on seeds after those that go on past the success flag, so a stop rule can be scored
-   on what a success looks like afterwards: the "after" head stopping at its first crossing, and
-   after a hold long enough to pass over every round-one failure (`hold_for`, taken from rollouts
-   the head was trained on, not the ones it is scored on).
-6. The round again with round one's seeds run on past their success ("after run-on"): in round
-   one a success ends on its flag and a failure at the episode's length, so the "after" head can
-   learn the length; run on, a success is as long as a failure and shows what follows it. Scored
-   as in 4 and 5, its hold from its own round's failures.
-7. The labels themselves: each round's labels at the frame the simulator first flags a success,
-   against the failures' labels at the same frame (`label_separation`); a head learns "done" only
-   if they hold it. `--other-labelers` scores more models' labels of the same rollouts this way
-   (labeling only, no head trained), to choose a labeler before paying for heads.
+   on what a success looks like afterwards: each "after" head stopping at its first crossing, and
+   after a hold long enough to pass over every failure of its own round (`hold_for`, taken from
+   rollouts the head was trained on, not the ones it is scored on).
 
-Finished steps are skipped when run again (`--work`), the heads' predictions among them. Results: `results.json`, and in
-`--results` a README with the command, seeds and table, `final_reward.png` and `roc.png`.
+Finished steps are skipped when run again (`--work`), the heads' predictions among them.
+Results: `results.json`, and in `--results` a README with the command, seeds and tables,
+`labels_at_flag.png`, `final_reward.png`, `roc.png` and `reward_traces.png`.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ from training.evaluation.success import success_summary
 from training.experiments.workbench import run, step, train_rewact
 
 PROG = "python -m training.experiments.success_detection"
+ROLLOUT_SETS = {"round1": "round one", "round1_run_on": "round one run on past success", "fresh": "the fresh seeds",
+                "run_on": "the fresh seeds run on past success"}
 HEAD_LABELS = "reward_labels.parquet"  # beside each head's training set: its labels and outcome verdicts
 
 
@@ -89,8 +91,10 @@ class SuccessDetectionOptions:
     work: Path = option(Path("outputs/success_detection"), help="labels, heads, rollouts; finished steps are reused")
     results: Path = option(Path("docs/results/success_detection"), help="README, plots and results.json")
     model: str = option("models/metaworld-reward-vlm", help="the labeler's model (labeling.run --model)")
+    labels_only: bool = option(False, help="stop after step 2: round one's rollouts labeled and their labels scored; "
+                                           "no head trained (a labeler checked before paying for heads)")
     other_labelers: tuple[str, ...] = option((), help="more labeling models whose labels of each round's rollouts are "
-                                                      "scored beside --model's (step 7); no head is trained on them")
+                                                      "scored beside --model's (step 2); no head is trained on them")
     train_episodes: str | None = option(None, help="episodes of each --datasets to label and train on, e.g. 0,3,5-9 "
                                                    "(default: all)")
     seed: int = option(5000, help="first rollout seed; round one uses the next --rollouts seeds, the fresh "
@@ -135,12 +139,11 @@ class Head:
 
 @dataclass(frozen=True)
 class LabelRound:
-    """One rollout-label round: the rollouts, their labels, and the head trained with them."""
+    """One rollout-label round's rollouts (one dataset per policy) and their labels."""
 
     name: str
     rollouts: list[Path]
     labeled: list[Path]
-    head: Head
 
 
 def label(dataset: Path, out: Path, options: SuccessDetectionOptions, timings: list, episodes: str | None = None,
@@ -225,14 +228,19 @@ def roll_out(round_name: str, round_index: int, views: tuple[tuple[str, ...], in
     return recorded
 
 
-def rollout_label_round(round_name: str, head_name: str, views: tuple[tuple[str, ...], int], labeled_training: list[Path],
-                        options: SuccessDetectionOptions, timings: list, run_on: bool = False) -> LabelRound:
-    """Round one's rollouts (seeds(0)) labeled by `labeling.run` and a head trained on the training
-    data plus them."""
+def label_round(round_name: str, views: tuple[tuple[str, ...], int], options: SuccessDetectionOptions, timings: list,
+                run_on: bool = False) -> LabelRound:
+    """Round one's rollouts (seeds(0)), run on past success or not, labeled by `labeling.run`."""
     rollouts = roll_out(round_name, 0, views, options, timings, run_on)
     labeled = [label(root, options.work / "labeled" / f"{round_name}_{root.name}", options, timings) for root in rollouts]
-    head_set = head_training_set(labeled_training + labeled, options.work / "head_data" / head_name, timings)
-    return LabelRound(round_name, rollouts, labeled, train_head(head_name, head_set, options, timings))
+    return LabelRound(round_name, rollouts, labeled)
+
+
+def head_after(round_: LabelRound, head_name: str, labeled_training: list[Path], options: SuccessDetectionOptions,
+               timings: list) -> Head:
+    """A head trained on the training data plus the round's labeled rollouts."""
+    head_set = head_training_set(labeled_training + round_.labeled, options.work / "head_data" / head_name, timings)
+    return train_head(head_name, head_set, options, timings)
 
 
 def label_traces(labeled: list[Path], rollouts: list[Path]) -> tuple[list[RolloutTrace], np.ndarray]:
@@ -251,7 +259,7 @@ def label_traces(labeled: list[Path], rollouts: list[Path]) -> tuple[list[Rollou
 
 
 def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions, timings: list) -> dict[str, dict]:
-    """Step 7: `label_separation` of --model's labels of each round's rollouts and of every
+    """Step 2: `label_separation` of --model's labels of each round's rollouts and of every
     --other-labelers model's labels of the same rollouts, keyed "model, round"."""
     separation = {}
     for round_ in rounds:
@@ -304,6 +312,34 @@ def traces(head: Head, rollout_sets: list[Path], timings: list) -> list[RolloutT
             for _, rows in pd.read_parquet(out).groupby("rollout", sort=True)]
 
 
+def score_heads(before: Head, after: dict[str, tuple[Head, LabelRound]], fresh: list[Path], run_on: list[Path],
+                options: SuccessDetectionOptions, timings: list) -> tuple[dict[str, dict], dict[str, list[RolloutTrace]]]:
+    """Steps 4 and 5: every head's detection metrics per rollout set (with the hold for the rollouts run
+    on past success), and the traces to draw."""
+    threshold_before = head_threshold(before, timings)
+    scored = {"before, round-one rollouts": (traces(before, after["after"][1].rollouts, timings), threshold_before, 1),
+              "before, fresh rollouts": (traces(before, fresh, timings), threshold_before, 1)}
+    for name, (head, round_) in after.items():
+        threshold = head_threshold(head, timings)
+        own_round = traces(head, round_.rollouts, timings)
+        hold = hold_for([trace for trace in own_round if not trace.succeeded], threshold)
+        run_on_traces = traces(head, run_on, timings)
+        scored |= {f"{name}, fresh rollouts": (traces(head, fresh, timings), threshold, 1),
+                   f"{name}, run on past success": (run_on_traces, threshold, 1),
+                   f"{name}, run on past success, held": (run_on_traces, threshold, hold)}
+    rows = {name: detection_metrics(found, threshold, options.sized.bootstrap, hold=held)
+            for name, (found, threshold, held) in scored.items()}
+    traced = {name: found for name, (found, _, held) in scored.items() if held == 1}  # a held row's traces are drawn already
+    return rows, traced
+
+
+def success_report(rollouts: Path) -> dict:
+    """A policy's success summary of one rollout set, without the per-rollout records."""
+    report = json.loads(rollouts.with_name(rollouts.name + ".json").read_text())
+    report.pop("rollouts")
+    return report
+
+
 def write_once(out: Path, write) -> None:
     """`write(partial)` beside `out`, then renamed to it: a killed run leaves no `out` to be taken as done."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,13 +356,18 @@ def roc_points(final_reward: dict[str, list[float]]) -> tuple[np.ndarray, np.nda
             np.array([(success >= t).mean() if len(success) else np.nan for t in thresholds]))
 
 
-def write_plots(rows: dict[str, dict], traced: dict[str, list[RolloutTrace]], labels: dict[str, dict],
-                results: Path) -> None:
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def write_head_plots(rows: dict[str, dict], traced: dict[str, list[RolloutTrace]], results: Path) -> None:
+    """final_reward.png, roc.png and reward_traces.png."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for column, metrics in enumerate(rows.values()):
         for offset, (outcome, colour) in enumerate((("success", "tab:green"), ("failure", "tab:red"))):
@@ -373,7 +414,10 @@ def write_plots(rows: dict[str, dict], traced: dict[str, list[RolloutTrace]], la
     fig.savefig(results / "reward_traces.png", dpi=110)
     plt.close(fig)
 
-    # Step 7: the share of each label at the successes' flags and at the failures' same frames.
+
+def write_labels_plot(labels: dict[str, dict], results: Path) -> None:
+    """labels_at_flag.png: the share of each label at the successes' flags and at the failures' same frames."""
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(labels), figsize=(2.6 * len(labels), 3.4), sharey=True, squeeze=False)
     colours = plt.get_cmap("RdYlGn")(np.linspace(0.05, 0.95, len(SCORES)))
     for ax, (name, found) in zip(axes[0], labels.items(), strict=True):
@@ -417,7 +461,7 @@ def results_table(rows: dict[str, dict]) -> str:
 
 
 def labels_table(labels: dict[str, dict]) -> str:
-    """Step 7 as a table: the labels at each success's first flagged frame against the failures'
+    """Step 2 as a table: the labels at each success's first flagged frame against the failures'
     at the same frame."""
 
     def scores(values: list[float]) -> str:
@@ -439,22 +483,11 @@ def labels_table(labels: dict[str, dict]) -> str:
 
 def write_readme(options: SuccessDetectionOptions, argv: list[str] | None, rows: dict[str, dict],
                  labels: dict[str, dict], success_rates: dict[str, dict]) -> None:
-    policies = "\n".join(f"- policy {index}: `{checkpoint}`: {rates['round1']['successes']}/"
-                         f"{rates['round1']['episodes']} successes in round one, {rates['fresh']['successes']}/"
-                         f"{rates['fresh']['episodes']} on the fresh seeds, {rates['run_on']['successes']}/"
-                         f"{rates['run_on']['episodes']} run on past success; round one run on: "
-                         f"{rates['round1_run_on']['successes']}/{rates['round1_run_on']['episodes']}"
-                         for index, (checkpoint, rates) in enumerate(zip(options.policies, success_rates.values(), strict=True)))
-    (options.results / "README.md").write_text(f"""# Does the reward head know it is done?
-
-```bash
-{command_line(PROG, argv)}
-```
-
-Task {options.task}, preset `{options.preset}`; rollout seeds {options.seeds(0)[0]}-{options.seeds(0)[-1]} (round one,
-labeled by `labeling.run` with `{options.model}` and added to the head's training data),
-{options.seeds(1)[0]}-{options.seeds(1)[-1]} (fresh) and {options.seeds(2)[0]}-{options.seeds(2)[-1]} (fresh, run on past the success flag to
-{options.sized.run_on_length} frames); head training seed {options.head_seed}. Intervals: 95 % bootstrap
+    policies = "\n".join(f"- policy {index}: `{checkpoint}`: " + ", ".join(
+        f"{report['successes']}/{report['episodes']} successes in {ROLLOUT_SETS[name]}" for name, report in rates.items())
+        for index, (checkpoint, rates) in enumerate(zip(options.policies, success_rates.values(), strict=True)))
+    heads = f"""Fresh rollouts on seeds {options.seeds(1)[0]}-{options.seeds(1)[-1]}, and {options.seeds(2)[0]}-{options.seeds(2)[-1]} run on past the
+success flag to {options.sized.run_on_length} frames; head training seed {options.head_seed}. Intervals: 95 % bootstrap
 over rollouts ({options.sized.bootstrap} resamples); the threshold is the final-frame reward that 95 % of the
 training episodes the labels call successes reach; the AUROC at matched frames compares each
 success's last frame with every failure's frame of the same index (the env ends a success on its
@@ -462,11 +495,9 @@ flag, a failure at the episode's length, so the final frame alone can reward a h
 tells late frames from early ones); a stop is at the frame that ends `hold` frames
 in a row at or above it, right when the simulator has said success at or before that frame. A
 held row's hold passes over every failure of its head's own round (round one) under that head; on
-rollouts run on past their success, "success" means flagged on some frame. The "after run-on"
-head's round is round one's seeds again, run on past the success flag to
-{options.sized.run_on_length} frames, so its successes are as long as its failures.
-
-{policies}
+rollouts run on past their success, "success" means flagged on some frame. The "after" head
+trains on round one's rollouts, the "after run-on" head on the same seeds run on past the success
+flag to {options.sized.run_on_length} frames, so its successes are as long as its failures.
 
 {results_table(rows)}
 Targets after the round: AUROC >= 0.9 (at matched frames too: on the final frame alone, episode
@@ -474,67 +505,65 @@ length can meet it), false success <= 0.10 at 95 % TPR.
 
 ![final-frame reward by outcome](final_reward.png) ![ROC](roc.png)
 
-The labels the "after" heads learned from, on their round's rollouts (and other labelers' labels
-of the same rollouts, if any): each success's label (1-5) on the frame the simulator first flags
-success against every failure's label on the same frame. A head learns "done" only if these
-separate.
-
-{labels_table(labels)}
-![labels at the success flag](labels_at_flag.png)
-
 The head's reward at every frame of every rollout (a success ends on the frame the simulator
 flags, except in the rollouts run on past it):
 
 ![reward traces](reward_traces.png)
-""")
+""" if rows else "(`--labels-only`: no head trained.)\n"
+    (options.results / "README.md").write_text(f"""# Does the reward head know it is done?
+
+```bash
+{command_line(PROG, argv)}
+```
+
+Task {options.task}, preset `{options.preset}`; round one: rollout seeds {options.seeds(0)[0]}-{options.seeds(0)[-1]}, ended at
+the success flag and again run on past it, labeled by `labeling.run` with `{options.model}`.
+
+{policies}
+
+The labels of round one's rollouts (and other labelers' labels of the same rollouts, if any):
+each success's label (1-5) on the frame the simulator first flags success against every
+failure's label on the same frame. A head learns "done" only if these separate.
+
+{labels_table(labels)}
+![labels at the success flag](labels_at_flag.png)
+
+{heads}""")
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(SuccessDetectionOptions, argv, prog=PROG)
     work, timings = options.work, []
     views = recording_views(options.datasets[0])
-    labeled_training = [label(dataset, work / "labeled" / f"train{index}", options, timings, options.train_episodes)
-                        for index, dataset in enumerate(options.datasets)]
-    before = train_head("before", head_training_set(labeled_training, work / "head_data" / "before", timings), options,
-                        timings)
-    round1 = rollout_label_round("round1", "after", views, labeled_training, options, timings)
-    fresh = roll_out("fresh", 1, views, options, timings)
-    run_on = roll_out("run_on", 2, views, options, timings, run_on=True)
-    round1_run_on = rollout_label_round("round1_run_on", "after_run_on", views, labeled_training, options, timings,
-                                        run_on=True)
+    round1 = label_round("round1", views, options, timings)
+    round1_run_on = label_round("round1_run_on", views, options, timings, run_on=True)
     labels = labels_of_rounds([round1, round1_run_on], options, timings)
-
-    threshold_before = head_threshold(before, timings)
-    scored = {"before, round-one rollouts": (traces(before, round1.rollouts, timings), threshold_before, 1),
-              "before, fresh rollouts": (traces(before, fresh, timings), threshold_before, 1)}
-    for name, round_ in (("after", round1), ("after run-on", round1_run_on)):
-        head = round_.head
-        threshold = head_threshold(head, timings)
-        own_round = traces(head, round_.rollouts, timings)
-        hold = hold_for([trace for trace in own_round if not trace.succeeded], threshold)
-        run_on_traces = traces(head, run_on, timings)
-        scored |= {f"{name}, fresh rollouts": (traces(head, fresh, timings), threshold, 1),
-                   f"{name}, run on past success": (run_on_traces, threshold, 1),
-                   f"{name}, run on past success, held": (run_on_traces, threshold, hold)}
-    rows = {name: detection_metrics(found, threshold, options.sized.bootstrap, hold=held)
-            for name, (found, threshold, held) in scored.items()}
-    traced = {name: found for name, (found, _, held) in scored.items() if held == 1}  # a held row's traces are drawn already
-    success_rates = {f"policy{index}": {name: json.loads((root.with_name(root.name + ".json")).read_text())
-                                        for name, root in (("round1", round1.rollouts[index]), ("fresh", fresh[index]),
-                                                           ("run_on", run_on[index]),
-                                                           ("round1_run_on", round1_run_on.rollouts[index]))}
+    rollout_sets = {"round1": round1.rollouts, "round1_run_on": round1_run_on.rollouts}
+    rows, traced = {}, {}
+    if not options.labels_only:
+        labeled_training = [label(dataset, work / "labeled" / f"train{index}", options, timings, options.train_episodes)
+                            for index, dataset in enumerate(options.datasets)]
+        before = train_head("before", head_training_set(labeled_training, work / "head_data" / "before", timings),
+                            options, timings)
+        after = head_after(round1, "after", labeled_training, options, timings)
+        after_run_on = head_after(round1_run_on, "after_run_on", labeled_training, options, timings)
+        rollout_sets |= {"fresh": roll_out("fresh", 1, views, options, timings),
+                         "run_on": roll_out("run_on", 2, views, options, timings, run_on=True)}
+        rows, traced = score_heads(before, {"after": (after, round1), "after run-on": (after_run_on, round1_run_on)},
+                                   rollout_sets["fresh"], rollout_sets["run_on"], options, timings)
+    success_rates = {f"policy{index}": {name: success_report(roots[index]) for name, roots in rollout_sets.items()}
                      for index in range(len(options.policies))}
-    for rates in success_rates.values():
-        for report in rates.values():
-            report.pop("rollouts")
     options.results.mkdir(parents=True, exist_ok=True)
     (options.results / "results.json").write_text(json.dumps(
         {"command": command_line(PROG, argv), "options": as_record(options), "preset": asdict(options.sized),
-         "seeds": {"round1": options.seeds(0), "fresh": options.seeds(1), "run_on": options.seeds(2)}, "policies": success_rates,
-         "heads": rows, "labels": labels, "timings": timings}, indent=2))
-    write_plots(rows, traced, labels, options.results)
+         "seeds": {"round1": options.seeds(0)} | ({} if options.labels_only else {"fresh": options.seeds(1),
+                                                                                  "run_on": options.seeds(2)}),
+         "policies": success_rates, "heads": rows, "labels": labels, "timings": timings}, indent=2))
+    if rows:
+        write_head_plots(rows, traced, options.results)
+    write_labels_plot(labels, options.results)
     write_readme(options, argv, rows, labels, success_rates)
-    print(results_table(rows) + "\n" + labels_table(labels), end="")
+    print((results_table(rows) + "\n" if rows else "") + labels_table(labels), end="")
     return 0
 
 
