@@ -138,8 +138,8 @@ def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo
     assert report["heads"] == {} and report["seeds"] == {"round1": [5000, 5001]}
     assert set(report["labels"]) == {f"{labeler}, round1", f"{labeler}, round1_run_on"}
     for found in report["labels"].values():
-        assert found["rollouts"] == 2 and all(1 <= score <= 5 for values in found["score_at_flag"].values()
-                                              for score in values)
+        assert found["rollouts"] == 2 and found["skipped_by_labeler"] == 0
+        assert all(1 <= score <= 5 for values in found["score_at_flag"].values() for score in values)
     assert set(report["policies"]["policy0"]) == {"round1", "round1_run_on"}
     assert not (work / "heads").exists() and not (work / "labeled" / "train0").exists()
     readme = (results / "README.md").read_text()

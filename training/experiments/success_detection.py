@@ -99,7 +99,7 @@ class SuccessDetectionOptions:
                                                    "(default: all)")
     seed: int = option(5000, help="first rollout seed; round one uses the next --rollouts seeds, the fresh "
                                   "rollouts the ones after")
-    head_seed: int = option(0, help="training seed of both heads")
+    head_seed: int = option(0, help="training seed of every head")
     rollouts: int | None = option(None, help="rollouts per policy and round (default: the preset's)")
     head_steps: int | None = option(None, help="training steps of each head (default: the preset's)")
     action_repeat: int = option(2, help="simulator steps per action, as the datasets were recorded")
@@ -243,19 +243,24 @@ def head_after(round_: LabelRound, head_name: str, labeled_training: list[Path],
     return train_head(head_name, head_set, options, timings)
 
 
-def label_traces(labeled: list[Path], rollouts: list[Path]) -> tuple[list[RolloutTrace], np.ndarray]:
-    """The labels of recorded rollouts at every frame beside the simulator's success flags, and
-    the labels' verdict per rollout (success: imitate)."""
-    found, called = [], []
+def label_traces(labeled: list[Path], rollouts: list[Path]) -> tuple[list[RolloutTrace], np.ndarray, int]:
+    """The labels of recorded rollouts at every frame beside the simulator's success flags, the
+    labels' verdict per rollout (success: imitate), and how many rollouts the labeler left without
+    a label on every frame (skipped as unreadable: `labeling.run` records them in skipped.parquet)."""
+    found, called, skipped = [], [], 0
     for labeled_root, rollout_root in zip(labeled, rollouts, strict=True):
         truth, _ = read_ground_truth_by_episode(rollout_root)
-        rows = read_rewards(f"labels:{labeled_root}", EpisodeSource.open(labeled_root).meta)
+        # read for the rollouts, so in their episode numbering (the output renumbers around skipped ones)
+        rows = read_rewards(f"labels:{labeled_root}", EpisodeSource.open(rollout_root).meta)
         by_episode = {int(e): frames.sort_values("frame_index") for e, frames in rows.groupby("episode_index")}
         for episode in sorted(truth):
+            if episode not in by_episode or len(by_episode[episode]) != len(truth[episode]):
+                skipped += 1
+                continue
             found.append(RolloutTrace(by_episode[episode]["reward"].to_numpy(dtype=float),
                                       truth[episode]["success"].to_numpy(dtype=bool)))
             called.append(bool(by_episode[episode]["imitate"].iloc[0]))
-    return found, np.array(called, dtype=bool)
+    return found, np.array(called, dtype=bool), skipped
 
 
 def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions, timings: list) -> dict[str, dict]:
@@ -268,8 +273,9 @@ def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions,
                           timings, model=model) for root in round_.rollouts]
             for index, model in enumerate(options.other_labelers)}
         for model, labeled in labeled_by.items():
-            separation[f"{model}, {round_.name}"] = label_separation(*label_traces(labeled, round_.rollouts),
-                                                                     samples=options.sized.bootstrap)
+            found, called, skipped = label_traces(labeled, round_.rollouts)
+            separation[f"{model}, {round_.name}"] = {**label_separation(found, called, samples=options.sized.bootstrap),
+                                                    "skipped_by_labeler": skipped}
     return separation
 
 
@@ -312,12 +318,13 @@ def traces(head: Head, rollout_sets: list[Path], timings: list) -> list[RolloutT
             for _, rows in pd.read_parquet(out).groupby("rollout", sort=True)]
 
 
-def score_heads(before: Head, after: dict[str, tuple[Head, LabelRound]], fresh: list[Path], run_on: list[Path],
-                options: SuccessDetectionOptions, timings: list) -> tuple[dict[str, dict], dict[str, list[RolloutTrace]]]:
-    """Steps 4 and 5: every head's detection metrics per rollout set (with the hold for the rollouts run
-    on past success), and the traces to draw."""
+def score_heads(before: Head, round1: LabelRound, after: dict[str, tuple[Head, LabelRound]], fresh: list[Path],
+                run_on: list[Path], options: SuccessDetectionOptions,
+                timings: list) -> tuple[dict[str, dict], dict[str, list[RolloutTrace]]]:
+    """Steps 4 and 5: every head's detection metrics per rollout set (each "after" head's hold from
+    the failures of the round it trained on), and the traces to draw."""
     threshold_before = head_threshold(before, timings)
-    scored = {"before, round-one rollouts": (traces(before, after["after"][1].rollouts, timings), threshold_before, 1),
+    scored = {"before, round-one rollouts": (traces(before, round1.rollouts, timings), threshold_before, 1),
               "before, fresh rollouts": (traces(before, fresh, timings), threshold_before, 1)}
     for name, (head, round_) in after.items():
         threshold = head_threshold(head, timings)
@@ -474,7 +481,8 @@ def labels_table(labels: dict[str, dict]) -> str:
              "|---|---|---|---|---|---|"]
     for name, found in labels.items():
         called = found["called_success"]
-        lines.append(f"| {name} | {found['rollouts']} ({found['successes']}) | {interval(found['auroc_at_flag'])} | "
+        skipped = f"; {found['skipped_by_labeler']} left unlabeled" if found["skipped_by_labeler"] else ""
+        lines.append(f"| {name} | {found['rollouts']} ({found['successes']}){skipped} | {interval(found['auroc_at_flag'])} | "
                      f"{scores(found['score_at_flag']['success'])} | {scores(found['score_at_flag']['failure'])} | "
                      f"{called['success']}/{found['successes']} / {called['failure']}/"
                      f"{found['rollouts'] - found['successes']} |")
@@ -549,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         after_run_on = head_after(round1_run_on, "after_run_on", labeled_training, options, timings)
         rollout_sets |= {"fresh": roll_out("fresh", 1, views, options, timings),
                          "run_on": roll_out("run_on", 2, views, options, timings, run_on=True)}
-        rows, traced = score_heads(before, {"after": (after, round1), "after run-on": (after_run_on, round1_run_on)},
+        rows, traced = score_heads(before, round1, {"after": (after, round1), "after run-on": (after_run_on, round1_run_on)},
                                    rollout_sets["fresh"], rollout_sets["run_on"], options, timings)
     success_rates = {f"policy{index}": {name: success_report(roots[index]) for name, roots in rollout_sets.items()}
                      for index in range(len(options.policies))}
