@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE := 1
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 
-.PHONY: setup demo test test-vllm bench reward-vlm reward-vlm-detours reward-vlm-all-kinds experiment ceiling
+.PHONY: setup demo test test-vllm bench reward-vlm reward-vlm-detours reward-vlm-all-kinds reward-vlm-reach experiment ceiling
 
 setup:
 	@scripts/setup_env.sh
@@ -46,15 +46,17 @@ reward-vlm: setup | $(RVLM)/heldout
 # committed model: `make demo` keeps that one. About 40 minutes on a 2-core CPU.
 DETOURS := outputs/reward_vlm_detours
 DETOUR_KINDS := hesitation,recovered_drop,corrected_misplacement
-DETOUR_STEPS ?= 600
+# How the committed reward VLM is fine-tuned on a split's simulator truth (reward-vlm-detours, reward-vlm-reach).
+FINE_TUNE_STEPS ?= 600
+RVLM_FINE_TUNE = --labels ground_truth --base $(REWARD_VLM) --no-lora --tune-vision --soft-targets \
+	--steps $(FINE_TUNE_STEPS) --lr 3e-4 --warmup-steps 50 --examples 2048 --image-size 96 --save-dtype bfloat16
 reward-vlm-detours: setup | $(DETOURS)/heldout $(RVLM)/heldout
 	[ -d $(DETOURS)/train ] || $(PY) -m data.generate --out $(DETOURS)/train --tasks pick-place-v3 --successes 12 \
 		--failures-per-kind 3 --success-kinds $(DETOUR_KINDS) --successes-per-kind 8 --seed 800 --repo-id local/detours_train
 	[ -d $(DETOURS)/val ] || $(PY) -m data.generate --out $(DETOURS)/val --tasks pick-place-v3 --successes 4 \
 		--failures-per-kind 1 --success-kinds $(DETOUR_KINDS) --successes-per-kind 6 --seed 850 --repo-id local/detours_val
-	[ -d $(DETOURS)/model ] || $(PY) -m training.finetune_vlm --dataset $(DETOURS)/train --labels ground_truth \
-		--base $(REWARD_VLM) --no-lora --tune-vision --soft-targets --steps $(DETOUR_STEPS) --lr 3e-4 --warmup-steps 50 \
-		--examples 2048 --image-size 96 --save-dtype bfloat16 --out $(DETOURS)/model
+	[ -d $(DETOURS)/model ] || $(PY) -m training.finetune_vlm --dataset $(DETOURS)/train $(RVLM_FINE_TUNE) \
+		--out $(DETOURS)/model
 	# the fill's turn penalty, chosen on the validation split (seed 850), not on the held-out one
 	[ -d $(DETOURS)/val_labeled ] || $(PY) -m labeling.run --dataset $(DETOURS)/val --out $(DETOURS)/val_labeled \
 		--model $(DETOURS)/model --stages progress --image-size 96 --quiet
@@ -80,6 +82,17 @@ reward-vlm-all-kinds: setup | $(DETOURS)/heldout $(RVLM)/heldout
 	$(PY) -m training.experiments.reward_vlm_kinds --dataset $(RVLM)/heldout --work $(ALL_KINDS)/kinds_today \
 		--models today=$(REWARD_VLM),all_kinds=$(ALL_KINDS)/model \
 		--results docs/results/reward_vlm_kinds/all_kinds/todays_kinds
+
+# The committed reward VLM fine-tuned on reach-v3 alone (40 expert successes, 8 of each failure kind,
+# a seed nothing else uses): does a labeler that has seen more reach successes tell the moment of
+# success on policy rollouts? Checked with `success_detection --labels-only --other-labelers`
+# (docs/results/success_detection). Not the committed model. About 25 minutes on a 2-core CPU.
+REACH := outputs/reward_vlm_reach
+reward-vlm-reach: setup | $(RVLM)/heldout
+	[ -d $(REACH)/train ] || $(PY) -m data.generate --out $(REACH)/train --tasks reach-v3 --successes 40 \
+		--failures-per-kind 8 --seed 1100 --repo-id local/reward_vlm_reach_train
+	[ -d $(REACH)/model ] || $(PY) -m training.finetune_vlm --dataset $(REACH)/train $(RVLM_FINE_TUNE) \
+		--eval-dataset $(RVLM)/heldout --eval-examples 512 --out $(REACH)/model
 
 # The held-out splits the reward VLM's targets score on, generated once (seeds nothing trains on).
 $(RVLM)/heldout: | setup
