@@ -196,8 +196,10 @@ def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo
     assert again.returncode == 0, again.stderr[-3000:]
     steps = [line for line in again.stdout.splitlines() if line.startswith("[experiment]")]
     new_steps = [line for line in steps if "already done" not in line]
-    assert steps and new_steps == ["[experiment] label labeled_by/labeler0/round1_policy0 ...",
-                                   "[experiment] label labeled_by/labeler0/round1_run_on_policy0 ..."]
+    [labeler_dir] = [path.name for path in (work / "labeled_by").iterdir()]
+    assert labeler_dir.startswith("models_metaworld-reward-vlm_")
+    assert steps and new_steps == [f"[experiment] label labeled_by/{labeler_dir}/round1_policy0 ...",
+                                   f"[experiment] label labeled_by/{labeler_dir}/round1_run_on_policy0 ..."]
     labels = json.loads((results / "results.json").read_text())["labels"]
     for round_name in ("round1", "round1_run_on"):
         assert labels[f"{other}, {round_name}"] == labels[f"{labeler}, {round_name}"]
@@ -222,3 +224,13 @@ def test_a_labeler_named_twice_is_refused_before_anything_runs(tmp_path, cli):
                  "models/metaworld-reward-vlm")
     assert result.returncode == 2 and "repeats a labeler" in result.stderr
     assert not (tmp_path / "work").exists()
+
+
+def test_each_labeling_model_has_its_own_directory_so_a_changed_list_never_reuses_another_models_labels():
+    from training.experiments.success_detection import labeler_dir
+
+    models = ["outputs/reward_vlm_all_kinds/model", "outputs/reward_vlm_reach/model", "Qwen/Qwen2.5-VL-7B-Instruct",
+              "/abs/outputs/reward_vlm_reach/model"]
+    names = [labeler_dir(model) for model in models]
+    assert len(set(names)) == len(models) and names == [labeler_dir(model) for model in models]
+    assert names[2].startswith("Qwen_Qwen2.5-VL-7B-Instruct_") and "/" not in "".join(names)

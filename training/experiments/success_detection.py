@@ -32,7 +32,9 @@ Results: `results.json`, and in `--results` a README with the command, seeds and
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -263,15 +265,22 @@ def label_traces(labeled: list[Path], rollouts: list[Path]) -> tuple[list[Rollou
     return found, np.array(called, dtype=bool), skipped
 
 
+def labeler_dir(model: str) -> str:
+    """A directory name per labeling model (its path or hub id, readable, plus a hash of all of it),
+    so a finished labeling is reused only for the model that made it."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(Path(model).parts[-2:]))
+    return f"{readable}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
 def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions, timings: list) -> dict[str, dict]:
     """Step 2: `label_separation` of --model's labels of each round's rollouts and of every
     --other-labelers model's labels of the same rollouts, keyed "model, round"."""
     separation = {}
     for round_ in rounds:
         labeled_by = {options.model: round_.labeled} | {
-            model: [label(root, options.work / "labeled_by" / f"labeler{index}" / f"{round_.name}_{root.name}", options,
+            model: [label(root, options.work / "labeled_by" / labeler_dir(model) / f"{round_.name}_{root.name}", options,
                           timings, model=model) for root in round_.rollouts]
-            for index, model in enumerate(options.other_labelers)}
+            for model in options.other_labelers}
         for model, labeled in labeled_by.items():
             found, called, skipped = label_traces(labeled, round_.rollouts)
             separation[f"{model}, {round_.name}"] = {**label_separation(found, called, samples=options.sized.bootstrap),
