@@ -86,7 +86,7 @@ reward-vlm-all-kinds: setup | $(DETOURS)/heldout $(RVLM)/heldout
 # The committed reward VLM fine-tuned on reach-v3 alone (40 expert successes, 8 of each failure kind,
 # a seed nothing else uses): does a labeler that has seen more reach successes tell the moment of
 # success on policy rollouts? Checked with `success_detection --labels-only --other-labelers`
-# (docs/results/success_detection). Not the committed model. About 25 minutes on a 2-core CPU.
+# (docs/results/success_detection). Not the committed model. About 20 minutes on a 2-core CPU.
 REACH := outputs/reward_vlm_reach
 reward-vlm-reach: setup | $(RVLM)/heldout
 	[ -d $(REACH)/train ] || $(PY) -m data.generate --out $(REACH)/train --tasks reach-v3 --successes 40 \
