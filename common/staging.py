@@ -6,11 +6,14 @@ step would take for finished:
     staging = staging_dir(out)      # empty `<out>.partial`
     ...write everything under staging...
     publish(staging, out)           # replaces `out`
+
+A single file is written the same way with `write_file(out, write)`.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -27,4 +30,13 @@ def publish(staging: Path, out: Path) -> Path:
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
+    return out
+
+
+def write_file(out: Path, write: Callable[[Path], object]) -> Path:
+    """`write(partial)` into `<out>.partial`, then renamed over `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    write(partial)
+    partial.replace(out)
     return out

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections import defaultdict
 from importlib.resources import files
 from pathlib import Path
@@ -27,6 +26,7 @@ from PIL import Image
 from common.cli import DatasetError
 from common.dataset import EpisodeSource
 from common.label_files import LABELS_DIR, frames_file, read_outcomes, read_output_numbering, read_summary
+from common.staging import publish, staging_dir
 from labeling.calls import CallCache
 
 REPORT_DIR = "report"
@@ -58,8 +58,7 @@ def write_report(out: str | Path, cache_dir: str | Path | None = None, thumb_siz
     raw = _raw_answers(Path(cache_dir) if cache_dir else default_cache_dir(out))
 
     page = report_dir(out)
-    staging = page.with_name(page.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_dir(page)
     (staging / "episodes").mkdir(parents=True)
     (staging / "frames").mkdir()
     for name in ASSETS:
@@ -94,8 +93,7 @@ def write_report(out: str | Path, cache_dir: str | Path | None = None, thumb_siz
         "episodes": rows,
         "histograms": _histograms(tables["frames"], rows),
     })
-    shutil.rmtree(page, ignore_errors=True)
-    staging.rename(page)
+    publish(staging, page)
     return page / "index.html"
 
 

@@ -104,12 +104,16 @@ def stop_when_done(traces: list[RolloutTrace], threshold: float, hold: int = 1) 
             "stop_right_rate": right / stops if stops else float("nan"), "stop_right_ci95": (low, high)}
 
 
+def by_outcome(traces: list[RolloutTrace]) -> tuple[list[RolloutTrace], list[RolloutTrace]]:
+    """(successes, failures), each in the order given."""
+    return [trace for trace in traces if trace.succeeded], [trace for trace in traces if not trace.succeeded]
+
+
 def matched_frame_wins(traces: list[RolloutTrace], at_flag: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(wins, comparable), each (successes, failures): 1 where a success's final reward (with
     `at_flag`, its reward on its first flagged frame) is above the failure's reward on the same
     frame index, 0.5 on a tie; comparable where the failure lasted that long."""
-    successes = [trace for trace in traces if trace.succeeded]
-    failures = [trace for trace in traces if not trace.succeeded]
+    successes, failures = by_outcome(traces)
     wins = np.zeros((len(successes), len(failures)))
     comparable = np.zeros((len(successes), len(failures)), dtype=bool)
     for i, success in enumerate(successes):
@@ -167,8 +171,7 @@ def label_separation(traces: list[RolloutTrace], called_success: np.ndarray, sam
         {"auroc_at_flag": matched_auroc(np.ones(len(traces)), success, wins, comparable)},
         [{"auroc_at_flag": matched_auroc(weights, success, wins, comparable)}
          for weights in resamples(len(traces), samples, seed)])
-    successes = [trace for trace in traces if trace.succeeded]
-    failures = [trace for trace in traces if not trace.succeeded]
+    successes, failures = by_outcome(traces)
     at_flag = {"success": [trace.reward[trace.first_success] for trace in successes],
                "failure": [failure.reward[success.first_success] for success in successes for failure in failures
                            if len(failure.reward) > success.first_success]}

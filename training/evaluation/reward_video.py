@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from training.evaluation.plots import pyplot
+
 CURVE_COLOURS = {"prediction": (31, 119, 180), "label": (255, 127, 14), "ground truth": (44, 160, 44)}
 
 
@@ -51,10 +53,7 @@ def write_video(path: Path, frames: dict[str, np.ndarray], curves: dict[str, np.
 
 
 def write_plot(path: Path, curves: dict[str, np.ndarray], fps: int, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 3))
     for name, values in curves.items():

@@ -16,6 +16,7 @@ from common.dataset import EpisodeSource
 from common.ground_truth import has_ground_truth, read_ground_truth_by_episode
 from common.reward_sources import LabelError, missing_episodes, read_rewards
 from training.evaluation.metrics import EpisodeTruth, agreement, bootstrap, paired_bootstrap
+from training.evaluation.plots import pyplot
 
 HEADLINE = [("mae", "MAE (1-5) ↓"), ("exact", "exact ↑"), ("within_one", "within-1 ↑"), ("spearman", "Spearman ↑"),
             ("kendall", "Kendall τ ↑"), ("voc", "VOC ↑"), ("auroc", "AUROC ↑"), ("f1", "F1 ↑"),
@@ -88,10 +89,7 @@ def _cell(value: tuple[float, float, float]) -> str:
 
 
 def plot_curves(path: Path, truth: list[EpisodeTruth], sources: dict[str, dict[int, np.ndarray]], fps: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = []
     for kind in ["success", *sorted({e.kind for e in truth} - {"success"})]:
@@ -114,10 +112,7 @@ def plot_curves(path: Path, truth: list[EpisodeTruth], sources: dict[str, dict[i
 
 
 def plot_metrics(path: Path, results: dict[str, dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = ["exact", "within_one", "spearman", "auroc", "f1"]
     fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(keys) * len(results) / 3), 3.4))

@@ -49,6 +49,7 @@ from common.staging import publish, staging_dir
 from data.benchmark import GenerateConfig, generate
 from data.env import MetaWorldBenchEnvConfig
 from data.rollout import Frame, RolloutConfig
+from training.evaluation.plots import pyplot
 from training.evaluation.predict import LoadedPolicy, load_policy
 from training.evaluation.rollouts import env_config_for, run_rollout, run_rollouts, write_rollout_video
 from training.evaluation.success import paired_difference, success_summary
@@ -407,10 +408,7 @@ def results_markdown(preset: Preset, preset_name: str, table: list[dict], curve:
 
 
 def plot_success(table: list[dict], path: Path, preset: Preset) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(7, 3.5))
     for offset, share in zip((-0.15, 0.15), preset.shares):
@@ -431,10 +429,7 @@ def plot_success(table: list[dict], path: Path, preset: Preset) -> None:
 
 
 def plot_curve(curve: dict, path: Path, preset: Preset) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for row, points in curve.items():

@@ -33,6 +33,7 @@ from common.label_files import frames_file
 from common.options import as_record, command_line, option, parse_options
 from common.scale import nearest_score
 from training.evaluation.metrics import SUCCESS_SCORE, EpisodeTruth, bootstrap, bootstrap_share, dip_hits
+from training.evaluation.plots import pyplot
 from training.evaluation.scoring import load_source, load_truth
 from training.experiments.workbench import run, step
 
@@ -113,10 +114,7 @@ def markdown(results: dict[str, dict], episodes: int) -> str:
 
 
 def plot(path: Path, results: dict[str, dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     kinds = [row["kind"] for row in next(iter(results.values()))["kinds"]]
     panels = (("mae", "label MAE (1-5) ↓"), ("ends_right", "ends right ↑"), ("dip_recall", "dip visible, ends at 5 ↑"))

@@ -46,11 +46,12 @@ from common.cli import ConfigError, DatasetError, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth_by_episode
 from common.options import as_record, command_line, option, parse_options
-from common.scale import SCORES
 from common.reward_sources import read_rewards
-from common.staging import publish, staging_dir
+from common.scale import SCORES
+from common.staging import publish, staging_dir, write_file
 from training.evaluation.detection import (RolloutTrace, detection_metrics, hold_for, label_separation,
                                            training_threshold)
+from training.evaluation.plots import pyplot
 from training.evaluation.predict import load_policy, predict_rewards
 from training.evaluation.rollouts import IMAGE_PREFIX, Recording, env_config_for, run_rollouts
 from training.evaluation.success import success_summary
@@ -245,15 +246,16 @@ def head_after(round_: LabelRound, head_name: str, labeled_training: list[Path],
     return train_head(head_name, head_set, options, timings)
 
 
-def label_traces(labeled: list[Path], rollouts: list[Path]) -> tuple[list[RolloutTrace], np.ndarray, int]:
+def label_traces(labeled: list[Path],
+                 rollouts: list[tuple[dict, object]]) -> tuple[list[RolloutTrace], np.ndarray, int]:
     """The labels of recorded rollouts at every frame beside the simulator's success flags, the
     labels' verdict per rollout (success: imitate), and how many rollouts the labeler left without
-    a label on every frame (skipped as unreadable: `labeling.run` records them in skipped.parquet)."""
+    a label on every frame (skipped as unreadable: `labeling.run` records them in skipped.parquet).
+    `rollouts`: each rollout set's ground truth by episode and dataset metadata."""
     found, called, skipped = [], [], 0
-    for labeled_root, rollout_root in zip(labeled, rollouts, strict=True):
-        truth, _ = read_ground_truth_by_episode(rollout_root)
+    for labeled_root, (truth, meta) in zip(labeled, rollouts, strict=True):
         # read for the rollouts, so in their episode numbering (the output renumbers around skipped ones)
-        rows = read_rewards(f"labels:{labeled_root}", EpisodeSource.open(rollout_root).meta)
+        rows = read_rewards(f"labels:{labeled_root}", meta)
         by_episode = {int(e): frames.sort_values("frame_index") for e, frames in rows.groupby("episode_index")}
         for episode in sorted(truth):
             if episode not in by_episode or len(by_episode[episode]) != len(truth[episode]):
@@ -281,8 +283,9 @@ def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions,
             model: [label(root, options.work / "labeled_by" / labeler_dir(model) / f"{round_.name}_{root.name}", options,
                           timings, model=model) for root in round_.rollouts]
             for model in options.other_labelers}
+        rollouts = [(read_ground_truth_by_episode(root)[0], EpisodeSource.open(root).meta) for root in round_.rollouts]
         for model, labeled in labeled_by.items():
-            found, called, skipped = label_traces(labeled, round_.rollouts)
+            found, called, skipped = label_traces(labeled, rollouts)
             separation[f"{model}, {round_.name}"] = {**label_separation(found, called, samples=options.sized.bootstrap),
                                                     "skipped_by_labeler": skipped}
     return separation
@@ -301,7 +304,7 @@ def head_threshold(head: Head, timings: list) -> float:
                                "has no threshold to learn from; give --datasets with successes")
         predicted = predict_rewards(load_policy(head.checkpoint), head.training_set, successes)
         threshold = training_threshold(np.array([reward[-1] for reward, _ in predicted.values()]))
-        write_once(out, lambda partial: partial.write_text(json.dumps({"threshold": threshold})))
+        write_file(out, lambda partial: partial.write_text(json.dumps({"threshold": threshold})))
 
     step(f"threshold of head {head.name}", out, timings, compute)
     return json.loads(out.read_text())["threshold"]
@@ -320,7 +323,7 @@ def traces(head: Head, rollout_sets: list[Path], timings: list) -> list[RolloutT
             for episode in sorted(truth):
                 frames.append(pd.DataFrame({"rollout": len(frames), "reward": predicted[episode][0],
                                             "success": truth[episode]["success"].to_numpy(dtype=bool)}))
-        write_once(out, lambda partial: pd.concat(frames, ignore_index=True).to_parquet(partial, index=False))
+        write_file(out, lambda partial: pd.concat(frames, ignore_index=True).to_parquet(partial, index=False))
 
     step(f"traces of head {head.name} on {out.stem}", out, timings, predict)
     return [RolloutTrace(rows["reward"].to_numpy(dtype=float), rows["success"].to_numpy(dtype=bool))
@@ -356,29 +359,12 @@ def success_report(rollouts: Path) -> dict:
     return report
 
 
-def write_once(out: Path, write) -> None:
-    """`write(partial)` beside `out`, then renamed to it: a killed run leaves no `out` to be taken as done."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    write(partial)
-    partial.rename(out)
-
-
 def roc_points(final_reward: dict[str, list[float]]) -> tuple[np.ndarray, np.ndarray]:
     """(false-positive rates, true-positive rates) of "final reward >= t" over every t."""
     success, failure = np.array(final_reward["success"]), np.array(final_reward["failure"])
     thresholds = np.concatenate([[np.inf], np.sort(np.concatenate([success, failure]))[::-1]])
     return (np.array([(failure >= t).mean() if len(failure) else np.nan for t in thresholds]),
             np.array([(success >= t).mean() if len(success) else np.nan for t in thresholds]))
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def write_head_plots(rows: dict[str, dict], traced: dict[str, list[RolloutTrace]], results: Path) -> None:

@@ -21,6 +21,7 @@ from common.dataset import EpisodeSource
 from common.options import option
 from data.benchmark import GenerateConfig, generate
 from data.rollout import CAMERAS, FAILURE_KINDS, RolloutConfig
+from training.evaluation.plots import pyplot
 
 # RewACT sized for a 2-core CPU: the ResNet18 backbone stays, the transformer shrinks, and
 # the learning rate rises from ACT's 1e-5 (at which the reward head barely moves in 1000 steps).
@@ -189,10 +190,7 @@ def settings_tag(preset: Preset, steps: int, batch_size: int, options: Sequence[
 def plot_frontier(path: Path, rows: list[dict], panels: Sequence[tuple[str, str]]) -> None:
     """One panel per (metric, axis label): each row's estimate and interval against its progress
     calls per frame (log scale), annotated with its scheme's name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
     calls = [r["calls_per_frame"] for r in rows]

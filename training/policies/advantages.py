@@ -26,6 +26,7 @@ from common.advantages import COLUMNS
 from common.ground_truth import read_ground_truth
 from common.reward_sources import LabelError, labeled_outcomes, parse_source
 from rewact.labels import EpisodeSpan
+from training.evaluation.plots import pyplot
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,7 @@ def compute_advantages(values: pd.DataFrame, spans: Sequence[EpisodeSpan], outco
 
 def plot_histogram(advantages: Advantages, path: Path, title: str) -> None:
     """Advantages of positive and negative frames, stacked, with the threshold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     table = advantages.table
     fig, ax = plt.subplots(figsize=(6, 3.4))

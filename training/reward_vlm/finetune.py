@@ -18,8 +18,9 @@ from common.cli import DatasetError
 from common.dataset import EpisodeSource
 from common.ground_truth import GROUND_TRUTH_DIR
 from common.options import option
-from labeling import (ANSWER_PREFIX, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec, PromptLibrary, encode_requests,
-                      load_vlm)
+from common.staging import write_file
+from labeling import ANSWER_PREFIX, PROGRESS_SAMPLING, SCORE_CHOICES, ClipSpec, PromptLibrary, encode_requests, load_vlm
+from training.evaluation.plots import pyplot
 from training.reward_vlm.examples import Example, RequestBuilder, negative_examples, read_targets, sample_examples
 
 LANGUAGE_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -200,9 +201,8 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 def save_state(path: Path, model, optimizer, state: TrainState) -> None:
     """Trainable weights, optimizer and progress, written atomically."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"weights": trainable_state(model), "optimizer": optimizer.state_dict(), "state": asdict(state)}, tmp)
-    tmp.replace(path)
+    write_file(path, lambda partial: torch.save(
+        {"weights": trainable_state(model), "optimizer": optimizer.state_dict(), "state": asdict(state)}, partial))
 
 
 def load_state(path: Path, model, optimizer) -> TrainState:
@@ -285,10 +285,7 @@ def evaluate(model_dir: Path, builder: RequestBuilder, examples: list[Example], 
 
 
 def plot_loss(path: Path, losses: list[float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     steps = np.arange(1, len(losses) + 1)
     window = max(1, len(losses) // 50)
