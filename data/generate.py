@@ -36,6 +36,15 @@ def parse_resolution(spec: str) -> tuple[int, int]:
     return height, width
 
 
+def parse_range(spec: str) -> tuple[float, float]:
+    """'5,8' -> (5.0, 8.0)."""
+    try:
+        low, high = (float(part) for part in spec.split(","))
+    except ValueError:
+        raise ConfigError(f"bad range '{spec}' (expected LOW,HIGH, e.g. 5,8)") from None
+    return low, high
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
     """Build a ground-truth benchmark: MetaWorld v3 rollouts -> a LeRobot v3 dataset + GT sidecar."""
@@ -64,6 +73,9 @@ class GenerateOptions:
                                    help="the scripted operator's arm speed as a share of MetaWorld's expert")
     max_seconds: float | None = option(None, help="longest episode in seconds (default: 90 frames of the full-speed "
                                                   "expert at 40 fps, scaled, plus the kind's pauses and detours)")
+    near_miss_cm: tuple[float, float] = option(
+        tuple(100 * metres for metres in RolloutConfig.near_miss_offset), parse=parse_range,
+        help="LOW,HIGH: how far sideways, in cm, a near_miss episode's goal is moved")
     seed: int = option(GenerateConfig.seed, help="base seed of every rollout")
     images: bool = option(False, help="store frames as images instead of MP4 video")
     environment_state: bool = option(False, help="also record observation.environment_state (object and goal "
@@ -92,7 +104,8 @@ class GenerateOptions:
                                                ("failures_per_kind", self.failures_per_kind)) if value is not None}
         rollout = RolloutConfig(cameras=self.cameras, action_repeat=PHYSICS_HZ // self.fps,
                                 image_size=self.resolution or self.image_size or RolloutConfig.image_size,
-                                operator_speed=self.operator_speed, max_seconds=self.max_seconds)
+                                operator_speed=self.operator_speed, max_seconds=self.max_seconds,
+                                near_miss_offset=tuple(cm / 100 for cm in self.near_miss_cm))
         return GenerateConfig(out=self.out, failure_kinds=self.failure_kinds, success_kinds=self.success_kinds,
                               successes_per_kind=self.successes_per_kind, rollout=rollout, seed=self.seed,
                               use_videos=not self.images, environment_state=self.environment_state,

@@ -76,6 +76,10 @@ class RolloutConfig:
     # expert at 40 fps, scaled to the speed and rate, plus the time a kind's pauses and detours add.
     max_seconds: float | None = None
     failure_frames: tuple[int, int] = (35, 55)
+    # How far sideways (metres, low to high) a near-miss's goal is moved. The default misses clearly;
+    # closer misses (e.g. 0.05-0.08 on reach, whose success radius is 0.05) teach a labeler the
+    # hovering-near-the-goal failures of learned policies.
+    near_miss_offset: tuple[float, float] = (0.08, 0.12)
 
     def __post_init__(self):
         if self.action_repeat < 1:
@@ -84,6 +88,8 @@ class RolloutConfig:
             raise ConfigError(f"operator speed must be in (0, 1], not {self.operator_speed}")
         if min(self.resolution) < 1:
             raise ConfigError(f"bad image size {self.image_size}")
+        if not 0 < self.near_miss_offset[0] <= self.near_miss_offset[1]:
+            raise ConfigError(f"near-miss offset must be 0 < low <= high metres, not {self.near_miss_offset}")
 
     @property
     def fps(self) -> int:
@@ -370,7 +376,7 @@ class MetaWorldSim:
             return Plan(stall, lambda t: t + 1 >= failure_length)
 
         if kind == "near_miss":
-            return Plan(steer.with_goal(steer.goal + _horizontal_offset(rng, 0.08, 0.12)),
+            return Plan(steer.with_goal(steer.goal + _horizontal_offset(rng, *self.config.near_miss_offset)),
                         lambda t: t + 1 >= failure_length)
 
         if kind == "drop":

@@ -309,3 +309,23 @@ def test_the_sidecar_says_where_each_dip_is(tmp_path):
     scores = frames[frames["episode_index"] == dropped.episode_index]["score"].to_numpy()
     assert dropped.dip_peak_frame < dropped.dip_min_frame < dropped.first_success_frame
     assert scores[dropped.dip_peak_frame] - scores[dropped.dip_min_frame] == dropped.dip_depth >= 1
+
+
+@pytest.mark.parametrize("offset", [(0.05, 0.08), (0.08, 0.12)])
+def test_a_near_miss_stops_as_far_from_the_goal_as_its_offset_says(offset):
+    """Closer near-misses (`--near-miss-cm 5,8`) hover just outside reach's 5 cm success radius,
+    as learned policies' failures do; the default misses by 8-12 cm."""
+    sim = MetaWorldSim("reach-v3", RolloutConfig(cameras=(), near_miss_offset=offset))
+    try:
+        closest = [min(_first_kept(sim, "near_miss", seeds=range(seed, seed + 20)).obj_to_target)
+                   for seed in (0, 100, 200)]
+    finally:
+        sim.close()
+    assert all(offset[0] - 0.01 <= distance <= offset[1] + 0.01 for distance in closest), closest
+
+
+def test_a_near_miss_offset_must_be_an_increasing_positive_range(tmp_path, capsys):
+    assert run_cli(main, ["--out", str(tmp_path / "x"), "--near-miss-cm", "8,5"]) == 2
+    assert "near-miss offset must be 0 < low <= high" in capsys.readouterr().err
+    assert run_cli(main, ["--out", str(tmp_path / "x"), "--near-miss-cm", "5"]) == 2
+    assert "bad range '5'" in capsys.readouterr().err
