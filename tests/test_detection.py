@@ -141,6 +141,10 @@ def test_smoke_preset_runs_both_rollout_label_rounds_and_reports_every_head(demo
         assert found["rollouts"] == 2 and found["skipped_by_labeler"] == 0
         assert all(1 <= score <= 5 for values in found["score_at_flag"].values() for score in values)
     assert set(report["policies"]["policy0"]) == {"round1", "round1_run_on"}
+    for closest in report["closest_to_goal_cm"].values():  # reach-v3 succeeds within 5 cm of its goal
+        assert len(closest["success"]) + len(closest["failure"]) == 2
+        assert all(cm <= 5 for cm in closest["success"]) and all(cm >= 4.99 for cm in closest["failure"])
+    assert set(report["closest_to_goal_cm"]) == {"round1", "round1_run_on"}
     assert not (work / "heads").exists() and not (work / "labeled" / "train0").exists()
     readme = (results / "README.md").read_text()
     assert f"| {labeler}, round1_run_on | 2 (" in readme and "no head trained" in readme

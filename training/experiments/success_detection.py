@@ -274,21 +274,35 @@ def labeler_dir(model: str) -> str:
     return f"{readable}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
 
 
-def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions, timings: list) -> dict[str, dict]:
+def closest_to_goal(rollouts: list[tuple[dict, object]]) -> dict[str, list[float]]:
+    """The simulator's closest object-to-goal distance (hand-to-goal on reach) of every success and
+    failure, in cm: how small a difference the labeler has to see."""
+    closest = {"success": [], "failure": []}
+    for truth, _ in rollouts:
+        for frames in truth.values():
+            outcome = "success" if frames["success"].any() else "failure"
+            closest[outcome].append(round(100 * float(frames["obj_to_target"].min()), 2))
+    return closest
+
+
+def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions,
+                     timings: list) -> tuple[dict[str, dict], dict[str, dict]]:
     """Step 2: `label_separation` of --model's labels of each round's rollouts and of every
-    --other-labelers model's labels of the same rollouts, keyed "model, round"."""
-    separation = {}
+    --other-labelers model's labels of the same rollouts, keyed "model, round"; and each round's
+    `closest_to_goal`."""
+    separation, closest = {}, {}
     for round_ in rounds:
         labeled_by = {options.model: round_.labeled} | {
             model: [label(root, options.work / "labeled_by" / labeler_dir(model) / f"{round_.name}_{root.name}", options,
                           timings, model=model) for root in round_.rollouts]
             for model in options.other_labelers}
         rollouts = [(read_ground_truth_by_episode(root)[0], EpisodeSource.open(root).meta) for root in round_.rollouts]
+        closest[round_.name] = closest_to_goal(rollouts)
         for model, labeled in labeled_by.items():
             found, called, skipped = label_traces(labeled, rollouts)
             separation[f"{model}, {round_.name}"] = {**label_separation(found, called, samples=options.sized.bootstrap),
                                                     "skipped_by_labeler": skipped}
-    return separation
+    return separation, closest
 
 
 def head_threshold(head: Head, timings: list) -> float:
@@ -484,8 +498,21 @@ def labels_table(labels: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def closest_lines(closest: dict[str, dict]) -> str:
+    """How close each round's successes and failures came to the goal, for the reader to judge what
+    the labels had to see."""
+
+    def spread(values: list[float]) -> str:
+        return f"median {np.median(values):.1f} ({min(values):.1f}-{max(values):.1f})" if values else "none"
+
+    return ("How close the rollouts came to the goal (the simulator's closest object-to-goal distance, "
+            "hand-to-goal on reach, in cm):\n\n" + "\n".join(
+                f"- {name}: successes {spread(found['success'])}, failures {spread(found['failure'])}"
+                for name, found in closest.items()))
+
+
 def write_readme(options: SuccessDetectionOptions, argv: list[str] | None, rows: dict[str, dict],
-                 labels: dict[str, dict], success_rates: dict[str, dict]) -> None:
+                 labels: dict[str, dict], closest: dict[str, dict], success_rates: dict[str, dict]) -> None:
     policies = "\n".join(f"- policy {index}: `{checkpoint}`: " + ", ".join(
         f"{report['successes']}/{report['episodes']} successes in {ROLLOUT_SETS[name]}" for name, report in rates.items())
         for index, (checkpoint, rates) in enumerate(zip(options.policies, success_rates.values(), strict=True)))
@@ -529,6 +556,8 @@ each success's label (1-5) on the frame the simulator first flags success agains
 failure's label on the same frame. A head learns "done" only if these separate.
 
 {labels_table(labels)}
+{closest_lines(closest)}
+
 ![labels at the success flag](labels_at_flag.png)
 
 {heads}""")
@@ -540,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     views = recording_views(options.datasets[0])
     round1 = label_round("round1", views, options, timings)
     round1_run_on = label_round("round1_run_on", views, options, timings, run_on=True)
-    labels = labels_of_rounds([round1, round1_run_on], options, timings)
+    labels, closest = labels_of_rounds([round1, round1_run_on], options, timings)
     rollout_sets = {"round1": round1.rollouts, "round1_run_on": round1_run_on.rollouts}
     rows, traced = {}, {}
     if not options.labels_only:
@@ -561,11 +590,12 @@ def main(argv: list[str] | None = None) -> int:
         {"command": command_line(PROG, argv), "options": as_record(options), "preset": asdict(options.sized),
          "seeds": {"round1": options.seeds(0)} | ({} if options.labels_only else {"fresh": options.seeds(1),
                                                                                   "run_on": options.seeds(2)}),
-         "policies": success_rates, "heads": rows, "labels": labels, "timings": timings}, indent=2))
+         "policies": success_rates, "heads": rows, "labels": labels, "closest_to_goal_cm": closest,
+         "timings": timings}, indent=2))
     if rows:
         write_head_plots(rows, traced, options.results)
     write_labels_plot(labels, options.results)
-    write_readme(options, argv, rows, labels, success_rates)
+    write_readme(options, argv, rows, labels, closest, success_rates)
     print((results_table(rows) + "\n" if rows else "") + labels_table(labels), end="")
     return 0
 
