@@ -88,12 +88,15 @@ reward-vlm-all-kinds: setup | $(DETOURS)/heldout $(RVLM)/heldout
 # success on policy rollouts? Checked with `success_detection --labels-only --other-labelers`
 # (docs/results/success_detection). Not the committed model. About 20 minutes on a 2-core CPU.
 # `make reward-vlm-reach REACH=outputs/reward_vlm_reach_close NEAR_MISS_CM=5,8`: near-misses that
-# hover 5-8 cm from the goal (reach succeeds within 5 cm), as learned policies' failures do.
+# hover 5-8 cm from the goal (reach succeeds within 5 cm), as learned policies' failures do; add
+# REACH_CAMERAS=corner2,topview,gripperPOV for a wrist view, in which touching the goal is visible.
 REACH ?= outputs/reward_vlm_reach
 NEAR_MISS_CM ?= 8,12
+REACH_CAMERAS ?= corner2,topview
 reward-vlm-reach: setup | $(RVLM)/heldout
 	[ -d $(REACH)/train ] || $(PY) -m data.generate --out $(REACH)/train --tasks reach-v3 --successes 40 \
-		--failures-per-kind 8 --near-miss-cm $(NEAR_MISS_CM) --seed 1100 --repo-id local/reward_vlm_reach_train
+		--failures-per-kind 8 --near-miss-cm $(NEAR_MISS_CM) --cameras $(REACH_CAMERAS) --seed 1100 \
+		--repo-id local/reward_vlm_reach_train
 	[ -d $(REACH)/model ] || $(PY) -m training.finetune_vlm --dataset $(REACH)/train $(RVLM_FINE_TUNE) \
 		--eval-dataset $(RVLM)/heldout --eval-examples 512 --out $(REACH)/model
 

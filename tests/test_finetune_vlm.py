@@ -199,6 +199,19 @@ def test_bad_inputs_are_one_line_and_exit_2(demo_root, tiny_models, tmp_path, cl
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
 
 
+def test_an_eval_dataset_without_the_training_cameras_is_refused_before_training(demo_root, tmp_path, cli):
+    from data.benchmark import GenerateConfig, generate
+    from data.rollout import RolloutConfig
+
+    top_only = generate(GenerateConfig(out=tmp_path / "top_only", tasks=("reach-v3",), successes=1, failures_per_kind=0,
+                                       rollout=RolloutConfig(cameras=("topview",), image_size=32)), progress=False)
+    result = cli("training.finetune_vlm", "--dataset", demo_root, "--labels", "ground_truth", "--init", "small",
+                 "--eval-dataset", top_only, "--out", tmp_path / "o", "--steps", 1)
+    assert result.returncode == 2 and "lacks the cameras the model trains on (observation.images.corner2)" in \
+        result.stderr, result.stderr[-500:]
+    assert not (tmp_path / "o.partial").exists()  # nothing trained
+
+
 def test_lora_without_the_target_modules_is_a_clear_error():
     config = FinetuneConfig(base="x", lora=True, tune_vision=False, lora_r=4, lora_alpha=8, lora_dropout=0.0,
                             steps=1, batch_size=1, grad_accum=1, lr=1e-3, warmup_steps=1, weight_decay=0.0,

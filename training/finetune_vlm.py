@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from common.cli import ConfigError, parse_episodes, run_cli
+from common.cli import ConfigError, DatasetError, parse_episodes, run_cli
 from common.dataset import REVISION_HELP, EpisodeSource
 from common.options import as_record, command_line, option, parse_options
 from common.staging import publish, staging_dir
@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     progress_config = ProgressConfig(context_frames=args.context_frames)
     examples = build_examples(source, args.labels, config.examples, config.seed, args.negatives, episodes)
     eval_source = EpisodeSource.open(args.eval_dataset) if args.eval_dataset else None
+    if eval_source and set(clip.cameras) - set(eval_source.camera_keys):  # refused now, not after training
+        raise DatasetError(f"--eval-dataset {args.eval_dataset} lacks the cameras the model trains on "
+                           f"({', '.join(sorted(set(clip.cameras) - set(eval_source.camera_keys)))}); give one "
+                           "recorded with them, or --cameras that both datasets have")
     eval_examples = (build_examples(eval_source, args.eval_labels, args.eval_examples, config.seed + 1, False)
                      if eval_source else [])
 
