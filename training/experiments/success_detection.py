@@ -149,6 +149,19 @@ class LabelRound:
     labeled: list[Path]
 
 
+@dataclass(frozen=True)
+class RolloutSet:
+    """One policy's recorded rollouts of a round: the simulator's truth per episode (to score only)
+    and the dataset's metadata (to read labels in its episode numbering)."""
+
+    truth: dict[int, pd.DataFrame]
+    meta: object
+
+    @classmethod
+    def read(cls, root: Path) -> RolloutSet:
+        return cls(read_ground_truth_by_episode(root)[0], EpisodeSource.open(root).meta)
+
+
 def label(dataset: Path, out: Path, options: SuccessDetectionOptions, timings: list, episodes: str | None = None,
           model: str | None = None) -> Path:
     """`labeling.run` on `dataset` with `model` (default --model); the labeler sees frames and task only."""
@@ -246,16 +259,15 @@ def head_after(round_: LabelRound, head_name: str, labeled_training: list[Path],
     return train_head(head_name, head_set, options, timings)
 
 
-def label_traces(labeled: list[Path],
-                 rollouts: list[tuple[dict, object]]) -> tuple[list[RolloutTrace], np.ndarray, int]:
+def label_traces(labeled: list[Path], rollouts: list[RolloutSet]) -> tuple[list[RolloutTrace], np.ndarray, int]:
     """The labels of recorded rollouts at every frame beside the simulator's success flags, the
     labels' verdict per rollout (success: imitate), and how many rollouts the labeler left without
-    a label on every frame (skipped as unreadable: `labeling.run` records them in skipped.parquet).
-    `rollouts`: each rollout set's ground truth by episode and dataset metadata."""
+    a label on every frame (skipped as unreadable: `labeling.run` records them in skipped.parquet)."""
     found, called, skipped = [], [], 0
-    for labeled_root, (truth, meta) in zip(labeled, rollouts, strict=True):
+    for labeled_root, rollout_set in zip(labeled, rollouts, strict=True):
+        truth = rollout_set.truth
         # read for the rollouts, so in their episode numbering (the output renumbers around skipped ones)
-        rows = read_rewards(f"labels:{labeled_root}", meta)
+        rows = read_rewards(f"labels:{labeled_root}", rollout_set.meta)
         by_episode = {int(e): frames.sort_values("frame_index") for e, frames in rows.groupby("episode_index")}
         for episode in sorted(truth):
             if episode not in by_episode or len(by_episode[episode]) != len(truth[episode]):
@@ -274,12 +286,12 @@ def labeler_dir(model: str) -> str:
     return f"{readable}_{hashlib.sha1(model.encode()).hexdigest()[:8]}"
 
 
-def closest_to_goal(rollouts: list[tuple[dict, object]]) -> dict[str, list[float]]:
+def closest_to_goal(rollouts: list[RolloutSet]) -> dict[str, list[float]]:
     """The simulator's closest object-to-goal distance (hand-to-goal on reach) of every success and
     failure, in cm: how small a difference the labeler has to see."""
     closest = {"success": [], "failure": []}
-    for truth, _ in rollouts:
-        for frames in truth.values():
+    for rollout_set in rollouts:
+        for frames in rollout_set.truth.values():
             outcome = "success" if frames["success"].any() else "failure"
             closest[outcome].append(round(100 * float(frames["obj_to_target"].min()), 2))
     return closest
@@ -296,7 +308,7 @@ def labels_of_rounds(rounds: list[LabelRound], options: SuccessDetectionOptions,
             model: [label(root, options.work / "labeled_by" / labeler_dir(model) / f"{round_.name}_{root.name}", options,
                           timings, model=model) for root in round_.rollouts]
             for model in options.other_labelers}
-        rollouts = [(read_ground_truth_by_episode(root)[0], EpisodeSource.open(root).meta) for root in round_.rollouts]
+        rollouts = [RolloutSet.read(root) for root in round_.rollouts]
         closest[round_.name] = closest_to_goal(rollouts)
         for model, labeled in labeled_by.items():
             found, called, skipped = label_traces(labeled, rollouts)
