@@ -93,12 +93,15 @@ reward-vlm-all-kinds: setup | $(DETOURS)/heldout $(RVLM)/heldout
 REACH ?= outputs/reward_vlm_reach
 NEAR_MISS_CM ?= 8,12
 REACH_CAMERAS ?= corner2,topview
+# Scored on the three-task held-out keyframes only with the cameras they were recorded with.
+REACH_EVAL = $(if $(filter corner2$(comma)topview,$(REACH_CAMERAS)),--eval-dataset $(RVLM)/heldout --eval-examples 512)
+comma := ,
 reward-vlm-reach: setup | $(RVLM)/heldout
 	[ -d $(REACH)/train ] || $(PY) -m data.generate --out $(REACH)/train --tasks reach-v3 --successes 40 \
 		--failures-per-kind 8 --near-miss-cm $(NEAR_MISS_CM) --cameras $(REACH_CAMERAS) --seed 1100 \
 		--repo-id local/reward_vlm_reach_train
 	[ -d $(REACH)/model ] || $(PY) -m training.finetune_vlm --dataset $(REACH)/train $(RVLM_FINE_TUNE) \
-		--eval-dataset $(RVLM)/heldout --eval-examples 512 --out $(REACH)/model
+		$(REACH_EVAL) --out $(REACH)/model
 
 # The held-out splits the reward VLM's targets score on, generated once (seeds nothing trains on).
 $(RVLM)/heldout: | setup
