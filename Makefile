@@ -94,8 +94,8 @@ REACH ?= outputs/reward_vlm_reach
 NEAR_MISS_CM ?= 8,12
 REACH_CAMERAS ?= corner2,topview
 # Scored on the three-task held-out keyframes only with the cameras they were recorded with.
-REACH_EVAL = $(if $(filter corner2$(comma)topview,$(REACH_CAMERAS)),--eval-dataset $(RVLM)/heldout --eval-examples 512)
 comma := ,
+REACH_EVAL = $(if $(filter corner2$(comma)topview,$(REACH_CAMERAS)),--eval-dataset $(RVLM)/heldout --eval-examples 512)
 reward-vlm-reach: setup | $(RVLM)/heldout
 	[ -d $(REACH)/train ] || $(PY) -m data.generate --out $(REACH)/train --tasks reach-v3 --successes 40 \
 		--failures-per-kind 8 --near-miss-cm $(NEAR_MISS_CM) --cameras $(REACH_CAMERAS) --seed 1100 \

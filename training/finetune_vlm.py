@@ -111,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     progress_config = ProgressConfig(context_frames=args.context_frames)
     examples = build_examples(source, args.labels, config.examples, config.seed, args.negatives, episodes)
     eval_source = EpisodeSource.open(args.eval_dataset) if args.eval_dataset else None
-    if eval_source and set(clip.cameras) - set(eval_source.camera_keys):  # refused now, not after training
+    unseen = sorted(set(clip.cameras) - set(eval_source.camera_keys)) if eval_source else []
+    if unseen:  # refused now, not after training
         raise DatasetError(f"--eval-dataset {args.eval_dataset} lacks the cameras the model trains on "
-                           f"({', '.join(sorted(set(clip.cameras) - set(eval_source.camera_keys)))}); give one "
-                           "recorded with them, or --cameras that both datasets have")
+                           f"({', '.join(unseen)}); give one recorded with them, or --cameras that both "
+                           "datasets have")
     eval_examples = (build_examples(eval_source, args.eval_labels, args.eval_examples, config.seed + 1, False)
                      if eval_source else [])
 
