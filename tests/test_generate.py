@@ -35,7 +35,8 @@ def test_every_kind_is_produced_and_validated_by_the_simulator(task):
 
 def test_the_demo_regenerates_identically(demo_root):
     """Today's defaults keep the committed demo (and every result made from it) valid: each demo
-    episode, rolled out again from its recorded seed, has the same truth and the same actions."""
+    episode, rolled out again from its recorded seed, has the same truth and the same actions. Progress
+    may differ in a float's last bits between CPUs (numpy picks its SIMD code by machine)."""
     truth, episodes = read_ground_truth(demo_root)
     recorded = json.loads((demo_root / "ground_truth" / "config.json").read_text())["rollout"]
     config = RolloutConfig(cameras=(), action_repeat=recorded["action_repeat"])  # actions without rendering
@@ -49,7 +50,7 @@ def test_the_demo_regenerates_identically(demo_root):
             episode = sims[row.env_name].rollout(row.kind, int(row.seed), on_frame=frames.append)
             assert episode is not None and len(episode) == row.length
             stored = truth[truth["episode_index"] == row.episode_index]
-            np.testing.assert_array_equal(episode.progress, stored["progress"])
+            np.testing.assert_allclose(episode.progress, stored["progress"], rtol=0, atol=1e-12)
             np.testing.assert_array_equal(episode.score, stored["score"])
             stored_actions = np.stack(actions[actions["episode_index"] == row.episode_index]["action"])
             np.testing.assert_array_equal(np.stack([frame.action for frame in frames]), stored_actions)

@@ -43,11 +43,13 @@ def test_installed_wheel_runs_labeling_away_from_the_source_tree(wheel, tmp_path
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                check=True, capture_output=True, text=True).stdout.strip())
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")  # a path line: no editable finders
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    # The caller's environment stays out: with PYTHONPATH at the checkout, pip would see the project
+    # as installed already and skip the wheel.
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, timeout=300)
+                    str(wheel)], check=True, timeout=300, env=env)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
     where = subprocess.run([python, "-c", "import labeling, data.generate, training.experiments.unflagged_failures, prompts; "
                             "print(labeling.__file__, prompts.__file__)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
