@@ -189,19 +189,27 @@ def settings_tag(preset: Preset, steps: int, batch_size: int, options: Sequence[
 
 def plot_frontier(path: Path, rows: list[dict], panels: Sequence[tuple[str, str]]) -> None:
     """One panel per (metric, axis label): each row's estimate and interval against its progress
-    calls per frame (log scale), annotated with its scheme's name."""
+    calls per frame (log scale). Each scheme keeps one colour and marker across the panels and is
+    named once, in a legend above them: schemes of nearly equal cost would bury names written
+    beside their points."""
     plt = pyplot()
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
-    calls = [r["calls_per_frame"] for r in rows]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.9), squeeze=False)
+    markers = "osD^vP*Xh<>"
+    calls = [row["calls_per_frame"] for row in rows]
+    ticks = [t for t in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if min(calls) / 2 <= t <= max(calls) * 2]
     for ax, (key, label) in zip(axes[0], panels, strict=True):
-        values = np.array([r[key] for r in rows])
-        ax.errorbar(calls, values[:, 0], yerr=[values[:, 0] - values[:, 1], values[:, 2] - values[:, 0]], fmt="o")
-        for r, x, y in zip(rows, calls, values[:, 0], strict=True):
-            ax.annotate(r["scheme"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for index, row in enumerate(rows):
+            estimate, low, high = row[key]
+            ax.errorbar([row["calls_per_frame"]], [estimate], yerr=[[estimate - low], [high - estimate]],
+                        fmt=markers[index % len(markers)], color=f"C{index % 10}", capsize=3, label=row["scheme"])
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{tick:g}" for tick in ticks], minor=False)
+        ax.set_xticks([], minor=True)
         ax.set_xlabel("progress calls per frame")
         ax.set_ylabel(label)
-    fig.tight_layout()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=min(len(rows), 9), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=110)
     plt.close(fig)
