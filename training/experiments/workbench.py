@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from common.cli import ConfigError, parse_names
 from common.dataset import EpisodeSource
 from common.options import option
