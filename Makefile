@@ -123,8 +123,12 @@ ceiling: setup
 	$(PY) -m training.experiments.ceiling --work outputs/experiment
 
 # Whole suite, offline. pytest's "no tests collected" (exit 5) fails like any other error.
+# Two workers (pytest-xdist), each test file on one of them: most of the suite's time is the
+# start-up of lerobot-train and labeling.run processes, which two cores overlap (18:56 -> 14:47
+# on a 2-core machine). A file's tests share one worker, so the Ray tests never start two clusters.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Against a real vLLM server and engine (CPU build, its own venv .venv-vllm: ~6 GB, ~5 min once).
 test-vllm: setup
