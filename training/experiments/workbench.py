@@ -195,7 +195,7 @@ def plot_frontier(path: Path, rows: list[dict], panels: Sequence[tuple[str, str]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.9), squeeze=False)
     markers = "osD^vP*Xh<>"
     calls = [row["calls_per_frame"] for row in rows]
-    ticks = [tick for tick in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+    ticks = [tick for tick in (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
              if min(calls) / 2 <= tick <= max(calls) * 2]
     for ax, (key, label) in zip(axes[0], panels, strict=True):
         for index, row in enumerate(rows):
