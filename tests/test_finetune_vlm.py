@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_examples_are_byte_identical_to_what_the_progress_stage_sends(demo_root,
     labels = score_progress(LabelingContext(source, caller, prompts, clip, [episode]), {episode: instruction}, config)
     frames = sorted(labels[episode].keyframes)  # equal answers: no refinement, calls in keyframe order
     examples = [Example(episode, f, instruction, 3, 3.0, "progress") for f in frames]
-    builder = RequestBuilder(source, clip, config, prompts, examples)
+    builder = RequestBuilder([source], clip, config, prompts, examples)
     for sent, example in zip(backend.sent, examples, strict=True):
         built = builder.request(example)
         assert built.prompt == sent.prompt and built.answer_prefix == sent.answer_prefix == "ANSWER: "
@@ -114,7 +115,7 @@ def test_lora_loss_falls_and_the_merged_model_equals_base_plus_adapter(demo_root
     processor.tokenizer.padding_side = "left"
     source = EpisodeSource.open(demo_root)
     example = Example(4, 20, source.episode(4).task, 3, 3.0, "progress")
-    builder = RequestBuilder(source, ClipSpec(source.camera_keys, image_size=64), ProgressConfig(), PromptLibrary(),
+    builder = RequestBuilder([source], ClipSpec(source.camera_keys, image_size=64), ProgressConfig(), PromptLibrary(),
                              [example])
     inputs = encode_requests(processor, [builder.request(example)], 14)
     merged = AutoModelForImageTextToText.from_pretrained(out).eval()
@@ -147,7 +148,7 @@ def test_small_model_from_scratch_overfits_a_handful_of_examples(demo_root, tmp_
     episodes = [3, 4, 5, 6]
     targets = read_targets("ground_truth", source, episodes)
     examples = sample_examples(targets, {e: source.episode(e).task for e in episodes}, 4, np.random.default_rng(0))
-    builder = RequestBuilder(source, ClipSpec(source.camera_keys, image_size=64), ProgressConfig(), PromptLibrary(),
+    builder = RequestBuilder([source], ClipSpec(source.camera_keys, image_size=64), ProgressConfig(), PromptLibrary(),
                              examples)
     backend = make_backend("transformers", str(out), device="cpu")
     answers = backend.generate([builder.request(e) for e in examples], PROGRESS_SAMPLING)
@@ -199,17 +200,56 @@ def test_bad_inputs_are_one_line_and_exit_2(demo_root, tiny_models, tmp_path, cl
         assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
 
 
-def test_an_eval_dataset_without_the_training_cameras_is_refused_before_training(demo_root, tmp_path, cli):
+def test_a_dataset_without_the_training_cameras_is_refused_before_training(demo_root, tmp_path, cli):
     from data.benchmark import GenerateConfig, generate
     from data.rollout import RolloutConfig
 
     top_only = generate(GenerateConfig(out=tmp_path / "top_only", tasks=("reach-v3",), successes=1, failures_per_kind=0,
                                        rollout=RolloutConfig(cameras=("topview",), image_size=32)), progress=False)
-    result = cli("training.finetune_vlm", "--dataset", demo_root, "--labels", "ground_truth", "--init", "small",
-                 "--eval-dataset", top_only, "--out", tmp_path / "o", "--steps", 1)
-    assert result.returncode == 2 and "lacks the cameras the model trains on (observation.images.corner2)" in \
-        result.stderr, result.stderr[-500:]
-    assert not (tmp_path / "o.partial").exists()  # nothing trained
+    for where in (["--eval-dataset", top_only], ["--dataset", top_only]):  # a held-out or a second training set
+        result = cli("training.finetune_vlm", "--dataset", demo_root, "--labels", "ground_truth", "--init", "small",
+                     *where, "--out", tmp_path / "o", "--steps", 1)
+        assert result.returncode == 2 and "lacks the cameras the model trains on (observation.images.corner2)" in \
+            result.stderr, result.stderr[-500:]
+        assert not (tmp_path / "o.partial").exists()  # nothing trained
+
+
+def test_one_model_trains_on_datasets_of_different_frame_rates(demo_root, tiny_models, tmp_path, cli):
+    from data.benchmark import GenerateConfig, generate
+    from data.rollout import RolloutConfig
+
+    slow = generate(GenerateConfig(out=tmp_path / "slow", tasks=("push-v3",), successes=2, failures_per_kind=0,
+                                   rollout=RolloutConfig(image_size=32, action_repeat=4, operator_speed=0.5)),
+                    progress=False)
+    demo, other = EpisodeSource.open(demo_root), EpisodeSource.open(slow)
+    assert other.fps == 20 != demo.fps
+    # An example of the second dataset is rendered from that dataset's frames, as on its own.
+    clip, config, prompts = ClipSpec(demo.camera_keys, image_size=64), ProgressConfig(), PromptLibrary()
+    example = Example(1, other.episode(1).length - 1, other.episode(1).task, 5, 5.0, "progress")
+    both = RequestBuilder([demo, other], clip, config, prompts, [replace(example, dataset=1)])
+    alone = RequestBuilder([other], clip, config, prompts, [example]).request(example)
+    built = both.request(replace(example, dataset=1))
+    assert built.prompt == alone.prompt and all(np.array_equal(a, b) for a, b in zip(built.images, alone.images,
+                                                                                     strict=True))
+
+    out = tmp_path / "model"
+    assert main(["--dataset", str(demo_root), str(slow), "--labels", "ground_truth", "--out", str(out),
+                 "--base", str(tiny_models["qwen2_5_vl"]), "--steps", "2", "--batch-size", "4", "--examples", "40",
+                 "--image-size", "64", "--quiet"]) == 0
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["dataset"] == [str(demo_root), str(slow)]
+    assert summary["episodes"] == len(demo.episode_indices) + 2
+    # examples in proportion to episodes, each dataset's last frames included
+    share = round(40 * 2 / summary["episodes"])
+    assert summary["examples_by_dataset"] == {str(demo_root): 40 - share, str(slow): share}
+    tasks = {source.episode(e).task for source in (demo, other) for e in source.episode_indices}
+    assert len(tasks) == 3 and all(task in (out / "README.md").read_text() for task in tasks)
+
+    for args, message in [(["--labels", "ground_truth", "ground_truth", "ground_truth"], "one per dataset"),
+                          (["--labels", "ground_truth", "--episodes", "0-1"], "--episodes selects")]:
+        result = cli("training.finetune_vlm", "--dataset", demo_root, slow, *args, "--init", "small",
+                     "--out", tmp_path / "o", "--steps", 1)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]
 
 
 def test_lora_without_the_target_modules_is_a_clear_error():

@@ -3,6 +3,7 @@
     python -m training.finetune_vlm --dataset <dir | repo_id> --labels ground_truth --out <dir> --init small
     python -m training.finetune_vlm --dataset <dir> --labels labels:<labeling.run output> --out <dir> \
         --base Qwen/Qwen2.5-VL-3B-Instruct --lora --device cuda
+    python -m training.finetune_vlm --dataset <dir A> <dir B> --labels ground_truth --out <dir> --init small
 
 An example is one keyframe request of the progress stage (prompt files, rubric, context
 frames, views and image size as `labeling.run` renders them) and its answer `ANSWER: k`;
@@ -55,9 +56,11 @@ PROG = "python -m training.finetune_vlm"
 class FinetuneOptions:
     """Train a Qwen-VL reward model on the exact requests `labeling.run`'s progress stage sends."""
 
-    dataset: str = option(help="hub repo id or local LeRobot dataset directory")
-    labels: str = option(help="a reward source: ground_truth | labels:<labeling.run output or parquet> | "
-                              "keypoints:PATH | dataset", metavar="SOURCE")
+    dataset: tuple[str, ...] = option(help="hub repo ids or local LeRobot dataset directories: one model is "
+                                           "trained on all of them (their frame rates may differ)")
+    labels: tuple[str, ...] = option(help="a reward source for every dataset, or one per dataset: ground_truth | "
+                                          "labels:<labeling.run output or parquet> | keypoints:PATH | dataset",
+                                     metavar="SOURCE")
     out: Path = option(help="output model directory (must not exist unless --overwrite)")
     revision: str | None = option(None, help=REVISION_HELP)
     base: str | None = option(None, help="checkpoint directory or hub id to fine-tune, e.g. Qwen/Qwen2.5-VL-3B-Instruct")
@@ -88,6 +91,12 @@ class FinetuneOptions:
             raise ConfigError("give one of --base (a model to fine-tune) or --init small (a model from scratch)")
         if self.init and self.training.lora:
             raise ConfigError("--lora needs a pretrained --base; --init small trains every parameter")
+        if len(self.labels) not in (1, len(self.dataset)):
+            raise ConfigError(f"give one --labels for every dataset or one per dataset, not {len(self.labels)} "
+                              f"for {len(self.dataset)}")
+        if self.episodes and len(self.dataset) > 1:
+            raise ConfigError("--episodes selects episodes of one dataset; with several, give each its own "
+                              "dataset directory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,26 +111,30 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(args.training, base=args.base or args.init)
     config = replace(config, lr=config.lr or DEFAULT_LR[config.mode])
 
-    source = EpisodeSource.open(args.dataset, args.revision)
-    episodes = args.episodes or source.episode_indices
-    for episode in episodes:
-        source.episode(episode)
+    sources = [EpisodeSource.open(dataset, args.revision) for dataset in args.dataset]
+    labels = args.labels * len(sources) if len(args.labels) == 1 else args.labels
+    episodes = [args.episodes or source.episode_indices for source in sources]
+    for source, indices in zip(sources, episodes, strict=True):
+        for episode in indices:
+            source.episode(episode)
     prompts = PromptLibrary(args.prompts_dir)
-    clip = ClipSpec(cameras=source.check_cameras(args.cameras), layout=args.camera_layout, image_size=args.image_size)
-    progress_config = ProgressConfig(context_frames=args.context_frames)
-    examples = build_examples(source, args.labels, config.examples, config.seed, args.negatives, episodes)
+    clip = ClipSpec(cameras=sources[0].check_cameras(args.cameras), layout=args.camera_layout,
+                    image_size=args.image_size)
     eval_source = EpisodeSource.open(args.eval_dataset) if args.eval_dataset else None
-    unseen = sorted(set(clip.cameras) - set(eval_source.camera_keys)) if eval_source else []
-    if unseen:  # refused now, not after training
-        raise DatasetError(f"--eval-dataset {args.eval_dataset} lacks the cameras the model trains on "
-                           f"({', '.join(unseen)}); give one recorded with them, or --cameras that both "
-                           "datasets have")
+    check_cameras_everywhere(clip, {**dict(zip(args.dataset, sources, strict=True)),
+                                    **({args.eval_dataset: eval_source} if eval_source else {})})
+    progress_config = ProgressConfig(context_frames=args.context_frames)
+    examples = [example
+                for index, (source, spec, indices, count) in enumerate(zip(
+                    sources, labels, episodes, shares(config.examples, [len(e) for e in episodes]), strict=True))
+                for example in build_examples(source, spec, count, config.seed + index, args.negatives, indices,
+                                              dataset=index)]
     eval_examples = (build_examples(eval_source, args.eval_labels, args.eval_examples, config.seed + 1, False)
                      if eval_source else [])
 
     work = staging_dir(args.out, resume=True)
     work.mkdir(parents=True, exist_ok=True)
-    model, processor = load_model(config, work / "init", small_model_corpus(prompts, source, clip), dtype)
+    model, processor = load_model(config, work / "init", small_model_corpus(prompts, sources, clip), dtype)
     torch.manual_seed(config.seed)  # LoRA's initial weights: the same run after run
     model = prepare_trainable(model, config)
     if args.gradient_checkpointing:
@@ -131,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     base_config = model.config
     loss_fn = AnswerLoss(processor, base_config.vision_config.patch_size, processor_options(base_config),
                          config.soft_targets)
-    builder = RequestBuilder(source, clip, progress_config, prompts, examples)
-    print(f"{len(examples)} examples from {len(episodes)} episodes "
+    builder = RequestBuilder(sources, clip, progress_config, prompts, examples)
+    print(f"{len(examples)} examples from {sum(map(len, episodes))} episodes "
           f"(scores {np.bincount([e.score for e in examples], minlength=6)[1:].tolist()}), "
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters", flush=True)
     state = train(model, loss_fn, builder, examples, config, device, work / STATE_FILE, args.checkpoint_every,
@@ -143,15 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     staging = work / "model"
     shutil.rmtree(staging, ignore_errors=True)
     save_model(model, processor, config, staging, args.save_dtype)
-    held_out = evaluate(staging, RequestBuilder(eval_source, clip, progress_config, prompts, eval_examples),
+    held_out = evaluate(staging, RequestBuilder([eval_source], clip, progress_config, prompts, eval_examples),
                         eval_examples, device) if eval_examples else None
     command = command_line(PROG, argv)
     summary = {
         "base": config.base, "mode": config.mode, "config": asdict(config), "trainable_parameters": trainable,
         "parameters": parameters, "steps": state.step, "train_wall_s": round(state.elapsed_s, 1),
-        "total_wall_s": round(time.perf_counter() - started, 1), "dataset": str(args.dataset),
-        "labels": args.labels, "episodes": len(episodes), "examples": len(examples),
+        "total_wall_s": round(time.perf_counter() - started, 1), "dataset": list(args.dataset),
+        "labels": list(labels), "episodes": sum(map(len, episodes)), "examples": len(examples),
         "examples_by_origin": {o: sum(e.origin == o for e in examples) for o in sorted({e.origin for e in examples})},
+        "examples_by_dataset": {name: sum(e.dataset == i for e in examples) for i, name in enumerate(args.dataset)},
         "clip": asdict(clip), "context_frames": args.context_frames, "device": device,
         "loss_curve": state.losses, "held_out": held_out, "eval_dataset": args.eval_dataset, "command": command,
         "options": as_record(args),
@@ -160,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     plot_loss(staging / "loss.png", state.losses)
     write_declared_stages(staging, ("progress",))  # the only answer it was trained to give
     (staging / "README.md").write_text(MODEL_CARD.format(
-        mode=config.mode, base=config.base, dataset=args.dataset, episodes=len(episodes), examples=len(examples),
-        labels=args.labels, tasks="; ".join(sorted({source.episode(e).task for e in episodes})),
+        mode=config.mode, base=config.base, dataset=", ".join(args.dataset), episodes=sum(map(len, episodes)),
+        examples=len(examples), labels=", ".join(dict.fromkeys(labels)),
+        tasks="; ".join(sorted({source.episode(e).task
+                                for source, indices in zip(sources, episodes, strict=True) for e in indices})),
         trainable=trainable, parameters=parameters, steps=state.step,
         minutes=state.elapsed_s / 60, command=command))
     publish(staging, args.out)
@@ -171,6 +187,22 @@ def main(argv: list[str] | None = None) -> int:
               f"within-one {held_out['within_one']:.3f} ({held_out['examples']} examples)")
     print(f"wrote {args.out}")
     return 0
+
+
+def check_cameras_everywhere(clip: ClipSpec, sources: dict[str, EpisodeSource]) -> None:
+    """Refuse now, not after training, a dataset that lacks a camera the model trains on."""
+    for name, source in sources.items():
+        if unseen := sorted(set(clip.cameras) - set(source.camera_keys)):
+            raise DatasetError(f"{name} lacks the cameras the model trains on ({', '.join(unseen)}); give one "
+                               "recorded with them, or --cameras that every dataset has")
+
+
+def shares(total: int, sizes: list[int]) -> list[int]:
+    """`total` split over datasets in proportion to their episodes (largest remainders first)."""
+    exact = np.array(sizes, dtype=float) * total / max(sum(sizes), 1)
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(counts - exact)[:total - counts.sum()]] += 1
+    return counts.tolist()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ reward source that training and compare read (the benchmark's ground truth, a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class Example:
     score: int
     expected: float
     origin: str  # "progress", "counterfactual" or "temporal_clip"
+    dataset: int = 0  # which of the training datasets `episode` belongs to
 
 
 def read_targets(spec: str, source: EpisodeSource, episodes: list[int]) -> dict[int, FrameTargets]:
@@ -116,19 +118,24 @@ def sample_examples(targets: dict[int, FrameTargets], instructions: dict[int, st
 
 
 class RequestBuilder:
-    """Renders examples into the progress stage's requests, decoding each episode's frames once."""
+    """Renders examples into the progress stage's requests, decoding each episode's frames once.
+    `sources` are the datasets the examples come from (`Example.dataset` indexes them)."""
 
-    def __init__(self, source: EpisodeSource, clip: ClipSpec, config: ProgressConfig, prompts: PromptLibrary,
-                 examples: list[Example]):
-        self.ctx = LabelingContext(source, caller=None, prompts=prompts, clip=clip, episodes=[])
+    def __init__(self, sources: Sequence[EpisodeSource], clip: ClipSpec, config: ProgressConfig,
+                 prompts: PromptLibrary, examples: list[Example]):
+        self.contexts = [LabelingContext(source, caller=None, prompts=prompts, clip=clip, episodes=[])
+                         for source in sources]
         self.config = config
-        needed: dict[int, set[int]] = {}
+        needed: dict[tuple[int, int], set[int]] = {}
         for example in examples:
-            needed.setdefault(example.episode, set()).update(context_indices(example.frame, config.context_frames))
-        self.clips = {episode: ClipImages(source, clip, episode, frames) for episode, frames in sorted(needed.items())}
-        self.lengths = {episode: source.episode(episode).length for episode in needed}
+            needed.setdefault((example.dataset, example.episode), set()).update(
+                context_indices(example.frame, config.context_frames))
+        self.clips = {(dataset, episode): ClipImages(sources[dataset], clip, episode, frames)
+                      for (dataset, episode), frames in sorted(needed.items())}
+        self.lengths = {key: sources[key[0]].episode(key[1]).length for key in needed}
 
     def request(self, example: Example) -> VLMRequest:
-        labels = EpisodeLabels(example.episode, self.lengths[example.episode], example.instruction)
-        job = progress_jobs(self.ctx, labels, [example.frame], self.config, self.clips[example.episode])[0]
+        key = (example.dataset, example.episode)
+        labels = EpisodeLabels(example.episode, self.lengths[key], example.instruction)
+        job = progress_jobs(self.contexts[example.dataset], labels, [example.frame], self.config, self.clips[key])[0]
         return job.request

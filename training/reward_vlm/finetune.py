@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,9 @@ class FinetuneConfig:
 
 
 def build_examples(source: EpisodeSource, labels_spec: str, count: int, seed: int,
-                   with_negatives: bool, episodes: list[int] | None = None) -> list[Example]:
+                   with_negatives: bool, episodes: list[int] | None = None, dataset: int = 0) -> list[Example]:
+    """`count` keyframe examples of `source` (the `dataset`-th training dataset), plus a
+    `labeling.run` output's negatives."""
     episodes = episodes or source.episode_indices
     source.fetch(episodes, cameras=(), folders=[GROUND_TRUTH_DIR])  # what reward sources read; frames come later
     targets = read_targets(labels_spec, source, episodes)
@@ -67,14 +70,15 @@ def build_examples(source: EpisodeSource, labels_spec: str, count: int, seed: in
     kind, _, path = labels_spec.partition(":")
     if with_negatives and kind == "labels":
         examples += negative_examples(Path(path), episodes)
-    return examples
+    return [replace(example, dataset=dataset) for example in examples]
 
 
-def small_model_corpus(prompts: PromptLibrary, source: EpisodeSource, clip: ClipSpec) -> list[str]:
+def small_model_corpus(prompts: PromptLibrary, sources: Sequence[EpisodeSource], clip: ClipSpec) -> list[str]:
     """Text the small model's tokenizer learns: every prompt file, the rubric, the views line
-    and the dataset's tasks, so a prompt costs about one token a word."""
+    and the datasets' tasks, so a prompt costs about one token a word."""
     texts = [path.read_text() for path in sorted(prompts.directory.glob("*.txt"))]
-    return texts + [clip.views_text()] + sorted({source.episode(e).task for e in source.episode_indices})
+    tasks = {source.episode(e).task for source in sources for e in source.episode_indices}
+    return texts + [clip.views_text()] + sorted(tasks)
 
 
 def load_model(config: FinetuneConfig, init_dir: Path, corpus: list[str], dtype: torch.dtype):
