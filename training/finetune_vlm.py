@@ -69,6 +69,8 @@ class FinetuneOptions:
     episodes: list[int] | None = option(None, help="episodes to train on, e.g. 0-39 (default: all)",
                                         parse=parse_episodes)
     negatives: bool = option(True, help="train on a labeling.run output's negatives too")
+    balance_datasets: bool = option(False, help="share --examples equally among the datasets (default: in "
+                                                "proportion to their episodes)")
     checkpoint_every: int = option(200, help="steps between resumable checkpoints")
     eval_dataset: str | None = option(None, help="held-out dataset scored at the end")
     eval_labels: str = option("ground_truth", help="reward source of --eval-dataset")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     progress_config = ProgressConfig(context_frames=args.context_frames)
     examples = [example
                 for index, (source, spec, indices, count) in enumerate(zip(
-                    sources, labels, episodes, shares(config.examples, [len(e) for e in episodes]), strict=True))
+                    sources, labels, episodes, shares(config.examples, [1 if args.balance_datasets else len(e) for e in episodes]), strict=True))
                 for example in build_examples(source, spec, count, config.seed + index, args.negatives, indices,
                                               dataset=index)]
     eval_examples = (build_examples(eval_source, args.eval_labels, args.eval_examples, config.seed + 1, False)
@@ -198,7 +200,7 @@ def check_cameras_everywhere(clip: ClipSpec, sources: dict[str, EpisodeSource]) 
 
 
 def shares(total: int, sizes: list[int]) -> list[int]:
-    """`total` split over datasets in proportion to their episodes (largest remainders first)."""
+    """`total` split over datasets in proportion to `sizes` (largest remainders first)."""
     exact = np.array(sizes, dtype=float) * total / max(sum(sizes), 1)
     counts = np.floor(exact).astype(int)
     counts[np.argsort(counts - exact)[:total - counts.sum()]] += 1
