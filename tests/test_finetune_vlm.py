@@ -247,7 +247,8 @@ def test_one_model_trains_on_datasets_of_different_frame_rates(demo_root, tiny_m
     assert len(tasks) == 3 and all(task in (out / "README.md").read_text() for task in tasks)
 
     for args, message in [(["--labels", "ground_truth", "ground_truth", "ground_truth"], "one per dataset"),
-                          (["--labels", "ground_truth", "--episodes", "0-1"], "--episodes selects")]:
+                          (["--labels", "ground_truth", "--episodes", "0-1"], "--episodes selects"),
+                          (["--dataset", slow, "--labels", "ground_truth"], "given more than once")]:
         result = cli("training.finetune_vlm", "--dataset", demo_root, slow, *args, "--init", "small",
                      "--out", tmp_path / "o", "--steps", 1)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-500:]

@@ -96,6 +96,8 @@ class FinetuneOptions:
         if len(self.labels) not in (1, len(self.dataset)):
             raise ConfigError(f"give one --labels for every dataset or one per dataset, not {len(self.labels)} "
                               f"for {len(self.dataset)}")
+        if repeated := sorted({d for d in self.dataset if self.dataset.count(d) > 1}):
+            raise ConfigError(f"--dataset {', '.join(repeated)} given more than once")
         if self.episodes and len(self.dataset) > 1:
             raise ConfigError("--episodes selects episodes of one dataset; with several, give each its own "
                               "dataset directory")
@@ -126,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     check_cameras_everywhere(clip, {**dict(zip(args.dataset, sources, strict=True)),
                                     **({args.eval_dataset: eval_source} if eval_source else {})})
     progress_config = ProgressConfig(context_frames=args.context_frames)
+    counts = shares(config.examples, [1 if args.balance_datasets else len(e) for e in episodes])
     examples = [example
-                for index, (source, spec, indices, count) in enumerate(zip(
-                    sources, labels, episodes, shares(config.examples, [1 if args.balance_datasets else len(e) for e in episodes]), strict=True))
+                for index, (source, spec, indices, count) in enumerate(zip(sources, labels, episodes, counts,
+                                                                           strict=True))
                 for example in build_examples(source, spec, count, config.seed + index, args.negatives, indices,
                                               dataset=index)]
     eval_examples = (build_examples(eval_source, args.eval_labels, args.eval_examples, config.seed + 1, False)
