@@ -19,7 +19,7 @@ from labeling.model_stages import declared_stages
 from labeling.progress import SAMPLING as PROGRESS_SAMPLING
 from labeling.progress import ProgressConfig, score_progress
 from labeling.prompts import PromptLibrary
-from training.finetune_vlm import main, shares
+from training.finetune_vlm import main
 from training.reward_vlm import finetune as trainer
 from training.reward_vlm.finetune import FinetuneConfig, batch_indices, prepare_trainable, two_hot
 from training.reward_vlm.examples import Example, RequestBuilder, read_targets, sample_examples
@@ -242,7 +242,12 @@ def test_one_model_trains_on_datasets_of_different_frame_rates(demo_root, tiny_m
     # examples in proportion to episodes, each dataset's last frames included
     share = round(40 * 2 / summary["episodes"])
     assert summary["examples_by_dataset"] == {str(demo_root): 40 - share, str(slow): share}
-    assert shares(40, [1, 1]) == [20, 20] and shares(5, [3, 3, 3]) == [2, 2, 1]  # --balance-datasets
+    balanced = tmp_path / "balanced"
+    assert main(["--dataset", str(demo_root), str(slow), "--labels", "ground_truth", "--out", str(balanced),
+                 "--base", str(tiny_models["qwen2_5_vl"]), "--steps", "1", "--batch-size", "4", "--examples", "40",
+                 "--image-size", "64", "--quiet", "--balance-datasets"]) == 0
+    summary = json.loads((balanced / "training_summary.json").read_text())
+    assert summary["examples_by_dataset"] == {str(demo_root): 20, str(slow): 20}
     tasks = {source.episode(e).task for source in (demo, other) for e in source.episode_indices}
     assert len(tasks) == 3 and all(task in (out / "README.md").read_text() for task in tasks)
 
