@@ -12,6 +12,7 @@ import pytest
 from common.cli import ConfigError, run_cli
 from common.dataset import EpisodeSource
 from common.ground_truth import read_ground_truth
+from common.options import parse_options
 from training.experiments.augment import augmented_dataset, clip_episodes
 
 
@@ -72,6 +73,27 @@ def test_only_successful_episodes_are_imitated():
     assert table.groupby("episode_index").imitate.agg(["all", "any"]).to_dict("index") == {
         3: {"all": True, "any": True}, 4: {"all": False, "any": False}}
     assert list(table.frame_index) == [0, 1, 2, 0, 1, 2]
+
+
+def test_each_row_trains_on_its_own_dataset_and_labels():
+    from training.experiments.unflagged_failures import ROWS, row_of, row_variants
+    from training.train import TrainOptions
+
+    train, work = Path("w/train"), Path("w")
+    variants = row_variants(train, work, successes="0,2,5")
+    assert [row_of(variant) for variant in variants] == list(ROWS)
+    parsed = {row_of(variant): parse_options(TrainOptions, ["--dataset", str(dataset), *args, "--out", "x"])
+              for variant, (dataset, args) in variants.items()}
+    read = {row: (options.dataset, options.label_source, options.labels_path, options.episodes)
+            for row, options in parsed.items()}
+    assert read == {
+        "a": ("w/train", "interpolation", None, None),
+        "a'": ("w/train", "interpolation", None, [0, 2, 5]),
+        "b": ("w/train_labeled", "dataset", None, None),
+        "b'": ("w/train_labels_with_negatives", "labels", "w/train_labels_with_negatives/labels.parquet", None),
+        "c": ("w/train", "ground_truth", None, None),
+        "d": ("w/train_truth_with_negatives", "labels", "w/train_truth_with_negatives/labels.parquet", None),
+    }
 
 
 def test_checkpoint_tags_name_every_setting_that_differs_from_the_preset():
@@ -154,12 +176,15 @@ def test_ceiling_refuses_unknown_variants(capsys):
 
 @pytest.mark.slow
 def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
-    from training.experiments.unflagged_failures import main
+    from training.experiments.unflagged_failures import main, row_variants
+    from training.train import TrainOptions, check_labels
 
-    results = tmp_path / "results"
+    results, work = tmp_path / "results", tmp_path / "work"
     # 32 px views: the plumbing is the same as at 96, RewACT's ResNet and the renderer 9x cheaper.
-    assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results),
-                 "--label-cameras", "topview", "--image-size", "32"]) == 0
+    # Three rows, one per kind of training data (the split, the labeled copy, a copy with
+    # negatives): each lerobot-train costs ~20 s here. The other rows' labels are checked below.
+    assert main(["--preset", "smoke", "--work", str(work), "--results", str(results),
+                 "--label-cameras", "topview", "--image-size", "32", "--rows", "a,b,b'"]) == 0
     provenance = json.loads((tmp_path / "work" / "train_labeled" / "labels" / "provenance.json").read_text())
     assert provenance["config"]["views"]["cameras"] == ["observation.images.topview"]  # RewACT still sees both
     record = json.loads((results / "experiment.json").read_text())
@@ -169,33 +194,36 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     for split in ("heldout", "heldout_task"):
         report = json.loads((results / split / "results.json").read_text())
         assert set(report["metrics"]) == {
-            "interpolation (raw)", "reward VLM labels (raw)", "(a) RewACT on interpolation",
-            "(a') RewACT on interpolation, true successes only", "(b) RewACT on labels",
-            "(b') RewACT on labels + negatives", "(c) RewACT on ground truth", "(d) RewACT on ground truth + negatives",
+            "interpolation (raw)", "reward VLM labels (raw)", "(a) RewACT on interpolation", "(b) RewACT on labels",
+            "(b') RewACT on labels + negatives",
         }
         assert all(len(v) == 3 for metrics in report["metrics"].values() for v in metrics.values())
-        assert set(report["seed_spread"]) == {"(a) RewACT on interpolation", "(b) RewACT on labels",
-                                              "(c) RewACT on ground truth"}
+        assert set(report["seed_spread"]) == {"(a) RewACT on interpolation", "(b) RewACT on labels"}
         assert set(report["paired"]) == {"(b) RewACT on labels - (a) RewACT on interpolation"}
         for name in ("results.md", "seeds.md", "curves.png", "metrics.png"):
             assert (results / split / name).is_file()
     assert record["frontier"] is None and not (results / "frontier").exists()  # its own smoke test has it
+    # Every row, trained or not, finds its dataset and labels in what the run wrote.
+    successes = ",".join(str(e) for e in read_ground_truth(work / "train")[1].query("outcome == 'success'").episode_index)
+    for dataset, args in row_variants(work / "train", work, successes).values():
+        options = parse_options(TrainOptions, ["--dataset", str(dataset), *args, "--out", "unused"])
+        check_labels(options, EpisodeSource.open(dataset))
 
     # Run again for one row and seed with a RewACT option and other steps: nothing is generated or
     # labelled again, the plain row's checkpoint is left alone, and the new row is trained beside it.
-    checkpoint = tmp_path / "work" / "rewact_c_seed0" / "checkpoints" / "last"
+    checkpoint = tmp_path / "work" / "rewact_a_seed0" / "checkpoints" / "last"
     trained_at = checkpoint.stat().st_mtime_ns
     assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "rerun"),
-                 "--image-size", "32", "--steps", "3", "--rows", "c", "--seeds", "0",
+                 "--image-size", "32", "--steps", "3", "--rows", "a", "--seeds", "0",
                  "--rewact-option=--policy.reward_balance=label_frequency"]) == 0
     rerun = json.loads((results / "rerun" / "experiment.json").read_text())
     assert all(t["seconds"] < 5 for t in rerun["timings"] if t["step"].startswith(("generate", "label")))
     assert checkpoint.stat().st_mtime_ns == trained_at
-    [balanced] = (tmp_path / "work").glob("rewact_c_seed0_3steps_*/checkpoints/last/pretrained_model")
+    [balanced] = (tmp_path / "work").glob("rewact_a_seed0_3steps_*/checkpoints/last/pretrained_model")
     assert json.loads((balanced / "config.json").read_text())["reward_balance"] == "label_frequency"
     assert json.loads((balanced / "train_config.json").read_text())["steps"] == 3
     report = json.loads((results / "rerun" / "heldout" / "results.json").read_text())
-    assert set(report["metrics"]) == {"interpolation (raw)", "reward VLM labels (raw)", "(c) RewACT on ground truth"}
+    assert set(report["metrics"]) == {"interpolation (raw)", "reward VLM labels (raw)", "(a) RewACT on interpolation"}
     with pytest.raises(ConfigError, match="recorded with views"):  # other views need another --work
         main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--image-size", "32",
               "--cameras", "corner2,behindGripper"])

@@ -109,20 +109,31 @@ class ExperimentOptions:
         return self.heldout_task or PRESETS[self.data.preset].heldout_task
 
 
+def with_negatives_dir(work: Path, rewards: str) -> Path:
+    """The training split copied with temporal-clip negatives, its `rewards` ("labels" or "truth") beside it."""
+    return work / f"train_{rewards}_with_negatives"
 
 
+def row_variants(train: Path, work: Path, successes: str) -> dict[str, tuple[Path, list[str]]]:
+    """Each RewACT row: the dataset it trains on and `training.train`'s label arguments.
 
+    `successes` is the comma-separated true successes of `train`, which row (a') alone imitates;
+    (b') and (d) train on the copies with temporal-clip negatives that `augmented_dataset` wrote
+    under `work`.
+    """
+    def with_negatives(name: str) -> tuple[Path, list[str]]:
+        dataset = with_negatives_dir(work, name)
+        return dataset, ["--label-source", "labels", "--labels-path", str(dataset / "labels.parquet")]
 
-
-
-
-
-
-
-
-
-
-
+    return {
+        "(a) RewACT on interpolation": (train, ["--label-source", "interpolation"]),
+        "(a') RewACT on interpolation, true successes only": (
+            train, ["--label-source", "interpolation", "--episodes", successes]),
+        "(b) RewACT on labels": (work / "train_labeled", ["--label-source", "dataset"]),
+        "(b') RewACT on labels + negatives": with_negatives("labels"),
+        "(c) RewACT on ground truth": (train, ["--label-source", "ground_truth"]),
+        "(d) RewACT on ground truth + negatives": with_negatives("truth"),
+    }
 
 
 def rewards_with_imitation(rewards: dict[int, np.ndarray], success: dict[int, bool]) -> pd.DataFrame:
@@ -193,22 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     true_success = dict(zip(truth_episodes.episode_index, truth_episodes.outcome == "success", strict=True))
     for name, rewards, success in (("labels", labels, read_outcomes(work / "train_labeled")),
                                    ("truth", truth, true_success)):
-        out = work / f"train_{name}_with_negatives"
+        out = with_negatives_dir(work, name)
         step(f"add temporal-clip negatives to the {name}", out, timings, lambda out=out, rewards=rewards,
              success=success: augmented_dataset(train, clips, out, rewards_with_imitation(rewards, success)))
     successes = ",".join(str(e) for e in truth_episodes[truth_episodes.outcome == "success"].episode_index)
 
-    variants = {  # name -> (dataset, training.train arguments, lerobot overrides)
-        "(a) RewACT on interpolation": (train, ["--label-source", "interpolation"], []),
-        "(a') RewACT on interpolation, true successes only": (
-            train, ["--label-source", "interpolation", "--episodes", successes], []),
-        "(b) RewACT on labels": (work / "train_labeled", ["--label-source", "dataset"], []),
-        "(b') RewACT on labels + negatives": (work / "train_labels_with_negatives", [
-            "--label-source", "labels", "--labels-path", str(work / "train_labels_with_negatives" / "labels.parquet")], []),
-        "(c) RewACT on ground truth": (train, ["--label-source", "ground_truth"], []),
-        "(d) RewACT on ground truth + negatives": (work / "train_truth_with_negatives", [
-            "--label-source", "labels", "--labels-path", str(work / "train_truth_with_negatives" / "labels.parquet")], []),
-    }
+    variants = row_variants(train, work, successes)
     runs = {}  # source name -> (variant, seed)
     for variant in variants:
         if row_of(variant) not in rows:
@@ -221,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     tag = settings_tag(preset, steps, batch_size, options.rewact_option)
     sources = {"interpolation (raw)": "interpolation"}
     for name, (variant, seed) in runs.items():
-        dataset, label_args, variant_overrides = variants[variant]
+        dataset, label_args = variants[variant]
         checkpoint_dir = work / f"rewact_{row_of(variant).replace("'", "_prime")}_seed{seed}{tag}"
         sources[name] = train_rewact(name, dataset, label_args, checkpoint_dir, steps, batch_size,
-                                     device, seed, [*variant_overrides, *options.rewact_option], timings)
+                                     device, seed, list(options.rewact_option), timings)
 
     headline = {variant: [n for n, (v, _) in runs.items() if v == variant]
                 for variant in variants if row_of(variant) in HEADLINE_ROWS and row_of(variant) in rows}
