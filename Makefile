@@ -126,6 +126,8 @@ ceiling: setup
 # Two workers (pytest-xdist), each test file on one of them: most of the suite's time is the
 # start-up of lerobot-train and labeling.run processes, which two cores overlap (18:56 -> 14:47
 # on a 2-core machine). A file's tests share one worker, so the Ray tests never start two clusters.
+# tests/conftest.py gives each worker one OpenMP thread per core it shares (that and two trimmed
+# smoke tests: 22:44 -> 13:28 on one machine, the same day).
 TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
