@@ -204,7 +204,8 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
             assert (results / split / name).is_file()
     assert record["frontier"] is None and not (results / "frontier").exists()  # its own smoke test has it
     # Every row, trained or not, finds its dataset and labels in what the run wrote.
-    successes = ",".join(str(e) for e in read_ground_truth(work / "train")[1].query("outcome == 'success'").episode_index)
+    episodes = read_ground_truth(work / "train")[1]
+    successes = ",".join(str(e) for e in episodes[episodes.outcome == "success"].episode_index)
     for dataset, args in row_variants(work / "train", work, successes).values():
         options = parse_options(TrainOptions, ["--dataset", str(dataset), *args, "--out", "unused"])
         check_labels(options, EpisodeSource.open(dataset))
