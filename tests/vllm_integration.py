@@ -120,7 +120,7 @@ json.dump({"probs": [r.choice_probs for r in responses], "texts": [r.text for r 
 def test_in_process_vllm_backend_runs_without_lerobot(tmp_path):
     from common.dataset import EpisodeSource
     from labeling.backends import SCORE_CHOICES, make_backend
-    from labeling.clips import ClipSpec, context_indices
+    from labeling.clips import ClipImages, ClipSpec, context_indices
     from labeling.context import LabelingContext
     from labeling.progress import SAMPLING, ProgressConfig, initial_keyframes, progress_jobs
     from labeling.prompts import PromptLibrary
@@ -131,7 +131,8 @@ def test_in_process_vllm_backend_runs_without_lerobot(tmp_path):
     config = ProgressConfig()
     labels = EpisodeLabels(0, source.episode(0).length, source.episode(0).task)
     frames = initial_keyframes(labels.length, config.initial_keyframes)
-    clip = ctx.clip_images(0, set().union(*(context_indices(f, config.context_frames) for f in frames)))
+    # The frames the requests need, decoded directly: no model caller (nor its timings) in this process.
+    clip = ClipImages(source, ctx.clip, 0, set().union(*(context_indices(f, config.context_frames) for f in frames)))
     requests = [job.request for job in progress_jobs(ctx, labels, frames, config, clip)]
     (tmp_path / "requests.pkl").write_bytes(pickle.dumps(requests))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "VLLM_CPU_KVCACHE_SPACE": "1"}
