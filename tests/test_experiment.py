@@ -185,7 +185,7 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     # negatives): each lerobot-train costs ~20 s here. The other rows' labels are checked below.
     assert main(["--preset", "smoke", "--work", str(work), "--results", str(results),
                  "--label-cameras", "topview", "--image-size", "32", "--rows", "a,b,b'"]) == 0
-    provenance = json.loads((tmp_path / "work" / "train_labeled" / "labels" / "provenance.json").read_text())
+    provenance = json.loads((work / "train_labeled" / "labels" / "provenance.json").read_text())
     assert provenance["config"]["views"]["cameras"] == ["observation.images.topview"]  # RewACT still sees both
     record = json.loads((results / "experiment.json").read_text())
     assert record["command"].startswith("python -m training.experiments.unflagged_failures") and record["heldout_task"] == "push-v3"
@@ -212,21 +212,21 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
 
     # Run again for one row and seed with a RewACT option and other steps: nothing is generated or
     # labelled again, the plain row's checkpoint is left alone, and the new row is trained beside it.
-    checkpoint = tmp_path / "work" / "rewact_a_seed0" / "checkpoints" / "last"
+    checkpoint = work / "rewact_a_seed0" / "checkpoints" / "last"
     trained_at = checkpoint.stat().st_mtime_ns
-    assert main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "rerun"),
+    assert main(["--preset", "smoke", "--work", str(work), "--results", str(results / "rerun"),
                  "--image-size", "32", "--steps", "3", "--rows", "a", "--seeds", "0",
                  "--rewact-option=--policy.reward_balance=label_frequency"]) == 0
     rerun = json.loads((results / "rerun" / "experiment.json").read_text())
     assert all(t["seconds"] < 5 for t in rerun["timings"] if t["step"].startswith(("generate", "label")))
     assert checkpoint.stat().st_mtime_ns == trained_at
-    [balanced] = (tmp_path / "work").glob("rewact_a_seed0_3steps_*/checkpoints/last/pretrained_model")
+    [balanced] = (work).glob("rewact_a_seed0_3steps_*/checkpoints/last/pretrained_model")
     assert json.loads((balanced / "config.json").read_text())["reward_balance"] == "label_frequency"
     assert json.loads((balanced / "train_config.json").read_text())["steps"] == 3
     report = json.loads((results / "rerun" / "heldout" / "results.json").read_text())
     assert set(report["metrics"]) == {"interpolation (raw)", "reward VLM labels (raw)", "(a) RewACT on interpolation"}
     with pytest.raises(ConfigError, match="recorded with views"):  # other views need another --work
-        main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--image-size", "32",
+        main(["--preset", "smoke", "--work", str(work), "--image-size", "32",
               "--cameras", "corner2,behindGripper"])
 
     # The ceiling ablation on the same splits (generated data reused): the head on the encoder's
@@ -234,12 +234,12 @@ def test_experiment_runs_end_to_end_smoke_preset(tmp_path):
     from training.experiments.ceiling import VARIANTS
     from training.experiments.ceiling import main as ceiling
 
-    assert ceiling(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(results / "ceiling"),
+    assert ceiling(["--preset", "smoke", "--work", str(work), "--results", str(results / "ceiling"),
                     "--image-size", "32", "--variants", "3"]) == 0
     report = json.loads((results / "ceiling" / "results.json").read_text())
     chosen = list(VARIANTS)[3]
     assert list(report["metrics"]) == ["interpolation (raw)", chosen]
     assert report["variants"][chosen]["overrides"] == ["--policy.reward_features=encoder_images"]
-    config = json.loads((tmp_path / "work" / "ceiling_3" / "checkpoints" / "last" / "pretrained_model"
+    config = json.loads((work / "ceiling_3" / "checkpoints" / "last" / "pretrained_model"
                          / "config.json").read_text())
     assert config["reward_features"] == "encoder_images" and config["label_source"] == "ground_truth"

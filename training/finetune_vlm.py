@@ -27,7 +27,6 @@ progress stage only, so `labeling.run` runs only that with it by default). A kil
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -111,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     dtype = getattr(torch, "bfloat16" if args.dtype == "auto" and device.startswith("cuda") else
                     "float32" if args.dtype == "auto" else args.dtype)
-    if "OMP_NUM_THREADS" not in os.environ:  # a user's (or test runner's) share of a shared CPU wins
-        torch.set_num_threads(os.cpu_count() or 1)
     config = replace(args.training, base=args.base or args.init)
     config = replace(config, lr=config.lr or DEFAULT_LR[config.mode])
 
